@@ -1,0 +1,10 @@
+"""keras-lvae: Ladder Variational Autoencoders on Keras 3, TensorFlow and TFP."""
+
+from keras_lvae import layers
+from keras_lvae.evaluation import log_likelihood
+from keras_lvae.models import LadderVAE
+from keras_lvae.schedules import warmup_beta
+
+__version__ = "0.1.0"
+
+__all__ = ["LadderVAE", "layers", "log_likelihood", "warmup_beta", "__version__"]

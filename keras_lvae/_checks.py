@@ -1,0 +1,39 @@
+"""Argument checks shared by layers and models, with Keras-style messages."""
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def positive_int(name, value):
+    """Return `value` if it is a positive int, else raise ValueError naming `name`."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a positive int, received {value!r}."
+        )
+    return value
+
+
+def positive_int_tuple(name, value):
+    """Return `value` as a tuple if it is a non-empty sequence of positive ints."""
+    if (
+        isinstance(value, (str, bytes))
+        or not hasattr(value, "__len__")
+        or len(value) == 0
+        or not all(_is_int(v) and v > 0 for v in value)
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a non-empty list of positive ints, "
+            f"received {value!r}."
+        )
+    return tuple(value)
+
+
+def one_of(name, value, choices):
+    """Return `value` if it is one of `choices`, else raise ValueError naming `name`."""
+    if value not in choices:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected one of {list(choices)}, "
+            f"received {value!r}."
+        )
+    return value

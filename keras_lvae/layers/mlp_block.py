@@ -1,0 +1,74 @@
+import keras
+
+from keras_lvae import _checks
+
+
+@keras.saving.register_keras_serializable(package="keras_lvae")
+class MLPBlock(keras.layers.Layer):
+    """The deterministic block of the paper: `depth` x (Dense -> BatchNorm -> LeakyReLU).
+
+    Args:
+        units: width of every dense layer.
+        depth: number of dense layers (the paper uses 2).
+        batch_norm: normalise after each dense layer (the dense layer then has
+            no bias, which batch norm's offset replaces).
+        negative_slope: slope of the leaky ReLU for negative inputs.
+
+    Call arguments:
+        inputs: tensor of shape [batch, features].
+        training: batch norm uses batch statistics when True.
+
+    Returns:
+        Tensor of shape [batch, units].
+
+    Example:
+    >>> import numpy as np
+    >>> MLPBlock(8)(np.ones((3, 5), "float32")).shape
+    (3, 8)
+    """
+
+    def __init__(self, units, depth=2, batch_norm=True, negative_slope=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.units = _checks.positive_int("units", units)
+        self.depth = _checks.positive_int("depth", depth)
+        self.batch_norm = bool(batch_norm)
+        self.negative_slope = float(negative_slope)
+        self.dense_layers = [
+            keras.layers.Dense(units, use_bias=not self.batch_norm, name=f"dense_{i}")
+            for i in range(depth)
+        ]
+        self.norm_layers = (
+            [keras.layers.BatchNormalization(name=f"batch_norm_{i}") for i in range(depth)]
+            if self.batch_norm
+            else []
+        )
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for i, dense in enumerate(self.dense_layers):
+            dense.build(shape)
+            shape = shape[:-1] + (self.units,)
+            if self.batch_norm:
+                self.norm_layers[i].build(shape)
+
+    def call(self, inputs, training=None):
+        h = inputs
+        for i, dense in enumerate(self.dense_layers):
+            h = dense(h)
+            if self.batch_norm:
+                h = self.norm_layers[i](h, training=training)
+            h = keras.ops.leaky_relu(h, negative_slope=self.negative_slope)
+        return h
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            depth=self.depth,
+            batch_norm=self.batch_norm,
+            negative_slope=self.negative_slope,
+        )
+        return config

@@ -1,0 +1,95 @@
+import keras
+from keras import ops
+
+from keras_lvae import _checks, distributions
+
+
+@keras.saving.register_keras_serializable(package="keras_lvae")
+class StochasticGaussian(keras.layers.Layer):
+    """A diagonal Gaussian layer: mean and variance heads, and a reparameterised sample.
+
+    mean = Linear(h), variance = Softplus(Linear(h)) + variance_floor, as in the
+    paper's code (the floor keeps log densities finite). Means and variances are
+    float32 even under a mixed-precision policy.
+
+    Args:
+        units: number of latent units.
+        batch_norm: batch-normalise the two heads (the paper's code does).
+        variance_floor: added to the softplus output.
+        seed: int or None, seeds the layer's `keras.random.SeedGenerator`.
+
+    Call arguments:
+        inputs: deterministic features of shape [batch, features].
+        training: batch norm uses batch statistics when True.
+        sample: when False, `z` is the mean instead of a sample.
+
+    Returns:
+        Tuple `(z, mean, variance)`, each of shape [batch, units].
+
+    Example:
+    >>> import numpy as np
+    >>> z, mean, variance = StochasticGaussian(4, seed=1)(np.ones((2, 3), "float32"))
+    >>> z.shape, bool((variance > 0).numpy().all())
+    ((2, 4), True)
+    """
+
+    def __init__(self, units, batch_norm=False, variance_floor=1e-5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = _checks.positive_int("units", units)
+        self.batch_norm = bool(batch_norm)
+        if not variance_floor >= 0:
+            raise ValueError(
+                "Invalid value for argument `variance_floor`: expected a non-negative float, "
+                f"received {variance_floor!r}."
+            )
+        self.variance_floor = float(variance_floor)
+        self.seed = seed
+        self.mean_dense = keras.layers.Dense(units, name="mean")
+        self.variance_dense = keras.layers.Dense(units, name="variance")
+        if self.batch_norm:
+            self.mean_norm = keras.layers.BatchNormalization(name="mean_batch_norm")
+            self.variance_norm = keras.layers.BatchNormalization(name="variance_batch_norm")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+
+    def build(self, input_shape):
+        for dense in (self.mean_dense, self.variance_dense):
+            dense.build(input_shape)
+        if self.batch_norm:
+            out_shape = tuple(input_shape)[:-1] + (self.units,)
+            self.mean_norm.build(out_shape)
+            self.variance_norm.build(out_shape)
+
+    def call(self, inputs, training=None, sample=True):
+        mean = self.mean_dense(inputs)
+        pre_variance = self.variance_dense(inputs)
+        if self.batch_norm:
+            mean = self.mean_norm(mean, training=training)
+            pre_variance = self.variance_norm(pre_variance, training=training)
+        mean = ops.cast(mean, "float32")
+        variance = ops.softplus(ops.cast(pre_variance, "float32")) + self.variance_floor
+        z = self.draw(mean, variance) if sample else mean
+        return z, mean, variance
+
+    def draw(self, mean, variance, seed=None):
+        """Reparameterised sample of N(mean, variance) through a TFP Normal.
+
+        `seed`: an int32 tensor of shape [2] for stateless sampling; by default
+        the layer's SeedGenerator supplies one (and advances).
+        """
+        if seed is None:
+            seed = self.seed_generator.next()
+        return distributions.sample_normal(mean, variance, ops.cast(seed, "int32"))
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)[:-1] + (self.units,)
+        return shape, shape, shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            batch_norm=self.batch_norm,
+            variance_floor=self.variance_floor,
+            seed=self.seed,
+        )
+        return config

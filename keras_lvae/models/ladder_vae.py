@@ -1,0 +1,466 @@
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_lvae import _checks, distributions, losses
+from keras_lvae.layers import LadderMerge, MLPBlock, StochasticGaussian
+from keras_lvae.schedules import check_warmup_steps, warmup_beta
+
+INFERENCE_TYPES = ("ladder", "bottom_up")
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def unpack_inputs(data):
+    """The images of a dataset element: `x`, `(x, ...)` or `{"image": x, ...}`."""
+    if isinstance(data, dict):
+        if "image" not in data:
+            raise ValueError(
+                "Invalid dataset element: expected a dict with an 'image' key, "
+                f"received keys {sorted(data)}."
+            )
+        return data["image"]
+    if isinstance(data, (tuple, list)):
+        return data[0]
+    return data
+
+
+@keras.saving.register_keras_serializable(package="keras_lvae")
+class LadderVAE(keras.Model):
+    """Ladder Variational Autoencoder (Sønderby et al., 2016) and its VAE baseline.
+
+    Stochastic layers z_1 (bottom) ... z_L (top). Generative model:
+    p(z_L) = N(0, I), p(z_i | z_{i+1}) Gaussian, p(x | z_1) Bernoulli or Gaussian.
+    Inference is either the paper's top-down ladder (`"ladder"`: a deterministic
+    bottom-up pass, then precision-weighted merges on the way down) or the
+    bottom-up chain q(z_1|x) q(z_2|z_1) ... (`"bottom_up"`, the VAE baseline).
+
+    Every map to a stochastic layer is an `MLPBlock` followed by a
+    `StochasticGaussian` head; the block that produces z_i has width
+    `hidden_dims[i]` in both directions, and p(x | z_1) uses `hidden_dims[0]`.
+
+    KL terms: analytic for the top layer and, with ladder inference, for every
+    layer (q(z_i|.) and p(z_i|z_{i+1}) share the sampled z_{i+1}); with bottom-up
+    inference z_{i+1} is drawn after z_i, so lower layers use the one-sample
+    estimate log q(z_i|z_{i-1}) - log p(z_i|z_{i+1}).
+
+    Args:
+        latent_dims: latent sizes, bottom to top, e.g. (64, 32, 16, 8, 4).
+        hidden_dims: one MLP width per stochastic layer, e.g. (512, 256, 128, 64, 32).
+        inference: "ladder" or "bottom_up".
+        dense_per_block: dense layers in each MLP block.
+        likelihood: "bernoulli" (binary data) or "gaussian" (continuous data).
+        batch_norm: batch norm in the MLP blocks and on the Gaussian heads.
+        share_top_down: ladder only; the inference top-down path uses the
+            generative p(z_i | z_{i+1}) parameters (True) or its own (False).
+        warmup_steps: KL weight beta = min(1, step / warmup_steps); 0 means beta = 1.
+        seed: int or None; seeds every sampling layer.
+
+    Inputs are images of any fixed shape with values in [0, 1]; dataset
+    elements may be `x`, `(x, y)` or `{"image": x, ...}`. Calling the model
+    returns the deterministic reconstruction (from posterior means), with the
+    input's shape.
+
+    Example:
+    >>> import numpy as np, keras
+    >>> model = LadderVAE(latent_dims=(4, 2), hidden_dims=(16, 8), seed=1)
+    >>> model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    >>> x = (np.random.default_rng(0).random((64, 10)) < 0.5).astype("float32")
+    >>> history = model.fit(x, batch_size=32, epochs=1, verbose=0)
+    >>> sorted(history.history)[:4]
+    ['beta', 'kl_layer_1', 'kl_layer_2', 'kl_loss']
+    >>> model(x[:3]).shape
+    (3, 10)
+    """
+
+    def __init__(
+        self,
+        latent_dims=(64, 32, 16, 8, 4),
+        hidden_dims=(512, 256, 128, 64, 32),
+        inference="ladder",
+        dense_per_block=2,
+        likelihood="bernoulli",
+        batch_norm=True,
+        share_top_down=True,
+        warmup_steps=0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.latent_dims = _checks.positive_int_tuple("latent_dims", latent_dims)
+        self.hidden_dims = _checks.positive_int_tuple("hidden_dims", hidden_dims)
+        if len(self.hidden_dims) != len(self.latent_dims):
+            raise ValueError(
+                "Invalid value for argument `hidden_dims`: expected one width per stochastic "
+                f"layer ({len(self.latent_dims)}, as in `latent_dims`={list(self.latent_dims)}), "
+                f"received {len(self.hidden_dims)}: {list(self.hidden_dims)}."
+            )
+        self.inference = _checks.one_of("inference", inference, INFERENCE_TYPES)
+        self.dense_per_block = _checks.positive_int("dense_per_block", dense_per_block)
+        self.likelihood = _checks.one_of("likelihood", likelihood, LIKELIHOODS)
+        self.batch_norm = bool(batch_norm)
+        self.share_top_down = bool(share_top_down)
+        self.warmup_steps = check_warmup_steps(warmup_steps)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(
+                f"Invalid value for argument `seed`: expected an int or None, received {seed!r}."
+            )
+        self.seed = seed
+        self.num_layers = len(self.latent_dims)
+
+        def block(i, name):
+            return MLPBlock(
+                self.hidden_dims[i], self.dense_per_block, self.batch_norm, name=f"{name}_{i + 1}"
+            )
+
+        def head(i, name, offset):
+            layer_seed = None if seed is None else seed + offset + i
+            return StochasticGaussian(
+                self.latent_dims[i], self.batch_norm, seed=layer_seed, name=f"{name}_{i + 1}"
+            )
+
+        lower = range(self.num_layers - 1)
+        # Index i of encoder_* produces z_{i+1}; of decoder_* / top_down_* it maps
+        # z_{i+2} to the parameters of z_{i+1} (1-based names as in the paper).
+        self.encoder_blocks = [block(i, "encoder_block") for i in range(self.num_layers)]
+        self.encoder_heads = [head(i, "encoder_head", 0) for i in range(self.num_layers)]
+        self.decoder_blocks = [block(i, "decoder_block") for i in lower]
+        self.decoder_heads = [head(i, "decoder_head", 1000) for i in lower]
+        self.separate_top_down = self.inference == "ladder" and not self.share_top_down
+        if self.separate_top_down:
+            self.top_down_blocks = [block(i, "top_down_block") for i in lower]
+            self.top_down_heads = [head(i, "top_down_head", 2000) for i in lower]
+        if self.inference == "ladder":
+            self.merge = LadderMerge(name="ladder_merge")
+        self.output_block = block(0, "output_block")
+        self.seed_generator = keras.random.SeedGenerator(
+            None if seed is None else seed + 3000, name="generation_seed_generator"
+        )
+
+        mean = keras.metrics.Mean
+        self.loss_tracker = mean(name="loss")
+        self.nelbo_tracker = mean(name="nelbo")
+        self.reconstruction_tracker = mean(name="reconstruction_loss")
+        self.kl_tracker = mean(name="kl_loss")
+        self.kl_layer_trackers = [mean(name=f"kl_layer_{i + 1}") for i in range(self.num_layers)]
+        self.beta_tracker = mean(name="beta")
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape):
+        if isinstance(input_shape, dict):
+            input_shape = input_shape["image"]
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 2 or any(d is None for d in input_shape[1:]):
+            raise ValueError(
+                "Invalid input shape: expected (batch, features...) with known feature sizes, "
+                f"received {input_shape}."
+            )
+        self.feature_shape = tuple(int(d) for d in input_shape[1:])
+        self.num_features = math.prod(self.feature_shape)
+        if self.likelihood == "bernoulli":
+            self.output_head = keras.layers.Dense(self.num_features, name="output_logits")
+        else:
+            self.output_head = StochasticGaussian(
+                self.num_features, batch_norm=False, name="output_gaussian"
+            )
+
+        encoder_input = self.num_features
+        for i in range(self.num_layers):
+            self.encoder_blocks[i].build((None, encoder_input))
+            self.encoder_heads[i].build((None, self.hidden_dims[i]))
+            # The ladder's bottom-up pass is deterministic; the VAE's chains samples.
+            encoder_input = self.hidden_dims[i] if self.inference == "ladder" else self.latent_dims[i]
+        top_down = [(self.decoder_blocks, self.decoder_heads)]
+        if self.separate_top_down:
+            top_down.append((self.top_down_blocks, self.top_down_heads))
+        for blocks, heads in top_down:
+            for i in range(self.num_layers - 1):
+                blocks[i].build((None, self.latent_dims[i + 1]))
+                heads[i].build((None, self.hidden_dims[i]))
+        self.output_block.build((None, self.latent_dims[0]))
+        self.output_head.build((None, self.hidden_dims[0]))
+
+    # ----------------------------------------------------------- input checks
+    def _prepare(self, x):
+        """Checked, flattened float32 inputs of shape [batch, num_features]."""
+        x = unpack_inputs(x)
+        if not hasattr(x, "shape"):
+            x = np.asarray(x)
+        if not self.built:
+            self.build(tuple(x.shape))
+        shape = tuple(x.shape)
+        if len(shape) != len(self.feature_shape) + 1 or tuple(shape[1:]) != self.feature_shape:
+            raise ValueError(
+                f"Invalid input `x`: expected shape (batch, {', '.join(map(str, self.feature_shape))})"
+                f" (the shape this model was built with), received {shape}."
+            )
+        x = ops.cast(x, "float32")
+        if self.likelihood == "bernoulli":
+            x = self._check_unit_interval(x)
+        return ops.reshape(x, (-1, self.num_features))
+
+    @staticmethod
+    def _check_unit_interval(x):
+        message = (
+            "Invalid input `x`: the Bernoulli likelihood needs values in [0, 1] "
+            "(scale images by 1/255), received values outside [0, 1] or NaN."
+        )
+        if tf.executing_eagerly():
+            if x.shape.num_elements() and not (
+                float(ops.min(x)) >= 0.0 and float(ops.max(x)) <= 1.0
+            ):
+                raise ValueError(message)
+            return x
+        # In a traced step: a runtime assertion (XLA compiles it to a no-op).
+        checks = [
+            tf.debugging.assert_greater_equal(x, 0.0, message=message),
+            tf.debugging.assert_less_equal(x, 1.0, message=message),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(x)
+
+    def _check_latent(self, z, name="z_1"):
+        shape = tuple(z.shape)
+        if len(shape) != 2 or shape[-1] != self.latent_dims[0]:
+            raise ValueError(
+                f"Invalid input `{name}`: expected shape (batch, {self.latent_dims[0]}), "
+                f"received {shape}."
+            )
+        return ops.cast(z, "float32")
+
+    # ---------------------------------------------------------------- passes
+    def _prior_params(self, i, z_above, training):
+        """(mean, variance) of p(z_{i+1} | z_{i+2}) for 0-based layer index i."""
+        h = self.decoder_blocks[i](z_above, training=training)
+        _, mean, variance = self.decoder_heads[i](h, training=training, sample=False)
+        return mean, variance
+
+    def _posterior(self, x, training, sample):
+        """Run inference on flattened x.
+
+        Returns a list, bottom to top, of dicts with the layer's `z` and the
+        parameters of q (`q_mean`, `q_variance`) and of p(z_i | z_{i+1})
+        (`p_mean`, `p_variance`; None for the top layer, whose prior is N(0, I)).
+        With `sample=False` every z is its posterior mean.
+        """
+        num = self.num_layers
+        trace = [None] * num
+        if self.inference == "bottom_up":
+            h = x
+            for i in range(num):
+                d = self.encoder_blocks[i](h, training=training)
+                z, q_mean, q_variance = self.encoder_heads[i](d, training=training, sample=sample)
+                trace[i] = dict(z=z, q_mean=q_mean, q_variance=q_variance)
+                h = z
+            for i in range(num):
+                p = self._prior_params(i, trace[i + 1]["z"], training) if i < num - 1 else (None, None)
+                trace[i]["p_mean"], trace[i]["p_variance"] = p
+            return trace
+
+        bottom_up = []
+        d = x
+        for i in range(num):
+            d = self.encoder_blocks[i](d, training=training)
+            _, mean_hat, variance_hat = self.encoder_heads[i](d, training=training, sample=False)
+            bottom_up.append((mean_hat, variance_hat))
+        z_above = None
+        for i in reversed(range(num)):
+            mean_hat, variance_hat = bottom_up[i]
+            if i == num - 1:
+                q_mean, q_variance, p_mean, p_variance = mean_hat, variance_hat, None, None
+            else:
+                p_mean, p_variance = self._prior_params(i, z_above, training)
+                if self.separate_top_down:
+                    h = self.top_down_blocks[i](z_above, training=training)
+                    _, t_mean, t_variance = self.top_down_heads[i](h, training=training, sample=False)
+                else:
+                    t_mean, t_variance = p_mean, p_variance
+                q_mean, q_variance = self.merge((mean_hat, variance_hat, t_mean, t_variance))
+            z = self.encoder_heads[i].draw(q_mean, q_variance) if sample else q_mean
+            trace[i] = dict(
+                z=z, q_mean=q_mean, q_variance=q_variance, p_mean=p_mean, p_variance=p_variance
+            )
+            z_above = z
+        return trace
+
+    def _output_params(self, z_1, training):
+        """Logits (Bernoulli) or (mean, variance) (Gaussian) of p(x | z_1)."""
+        h = self.output_block(z_1, training=training)
+        if self.likelihood == "bernoulli":
+            return ops.cast(self.output_head(h), "float32")
+        _, mean, variance = self.output_head(h, training=training, sample=False)
+        return mean, variance
+
+    def _output_mean(self, params):
+        return ops.sigmoid(params) if self.likelihood == "bernoulli" else params[0]
+
+    def _log_px(self, x, z_1, training):
+        params = self._output_params(z_1, training)
+        if self.likelihood == "bernoulli":
+            return losses.bernoulli_log_prob(x, params)
+        return losses.gaussian_log_prob(x, *params)
+
+    def _unflatten(self, x_flat):
+        return ops.reshape(x_flat, (-1,) + self.feature_shape)
+
+    # ---------------------------------------------------------- public maths
+    def elbo_terms(self, x, training=False):
+        """Per-example ELBO terms (nats, shape [batch]) with one posterior sample.
+
+        Returns a dict with `reconstruction_loss` (-log p(x|z_1)), `kl_layers`
+        (a list, bottom to top), `kl_loss` (their sum) and `nelbo` (their total:
+        the negative ELBO). `train_step` and `test_step` both use this method.
+        """
+        x = self._prepare(x)
+        trace = self._posterior(x, training, sample=True)
+        reconstruction = -self._log_px(x, trace[0]["z"], training)
+        kl_layers = []
+        for i, t in enumerate(trace):
+            if self.inference == "ladder" or i == self.num_layers - 1:
+                kl = losses.gaussian_kl(t["q_mean"], t["q_variance"], t["p_mean"], t["p_variance"])
+            else:
+                kl = losses.gaussian_log_prob(t["z"], t["q_mean"], t["q_variance"]) - (
+                    losses.gaussian_log_prob(t["z"], t["p_mean"], t["p_variance"])
+                )
+            kl_layers.append(kl)
+        kl_loss = ops.sum(ops.stack(kl_layers, axis=0), axis=0)
+        return dict(
+            reconstruction_loss=reconstruction,
+            kl_layers=kl_layers,
+            kl_loss=kl_loss,
+            nelbo=reconstruction + kl_loss,
+        )
+
+    def importance_log_weights(self, x, training=False):
+        """log p(x, z) - log q(z | x) for one posterior sample per example, shape [batch].
+
+        Its log-mean-exp over k samples is the importance-weighted bound L_k
+        (see `keras_lvae.log_likelihood`).
+        """
+        x = self._prepare(x)
+        trace = self._posterior(x, training, sample=True)
+        log_weight = self._log_px(x, trace[0]["z"], training)
+        for t in trace:
+            if t["p_mean"] is None:
+                log_prior = losses.gaussian_log_prob(
+                    t["z"], ops.zeros_like(t["z"]), ops.ones_like(t["z"])
+                )
+            else:
+                log_prior = losses.gaussian_log_prob(t["z"], t["p_mean"], t["p_variance"])
+            log_weight += log_prior - losses.gaussian_log_prob(t["z"], t["q_mean"], t["q_variance"])
+        return log_weight
+
+    def call(self, inputs, training=None):
+        """Deterministic reconstruction: p(x | z_1)'s mean, with every z at its posterior mean."""
+        x = self._prepare(inputs)
+        trace = self._posterior(x, training, sample=False)
+        return self._unflatten(self._output_mean(self._output_params(trace[0]["z"], training)))
+
+    def encode(self, x):
+        """Posterior means and variances per layer, bottom to top.
+
+        With ladder inference each layer's posterior is conditioned on the
+        posterior means of the layers above. Returns a list of (mean, variance).
+        """
+        trace = self._posterior(self._prepare(x), training=False, sample=False)
+        return [(t["q_mean"], t["q_variance"]) for t in trace]
+
+    def decode(self, z_1):
+        """Mean of p(x | z_1) (probabilities for Bernoulli), shaped like the inputs."""
+        self._require_built("decode")
+        z_1 = self._check_latent(z_1)
+        return self._unflatten(self._output_mean(self._output_params(z_1, training=False)))
+
+    def generate(self, num_samples, seed=None):
+        """Ancestral samples from the prior: z_L ~ N(0, I), z_i ~ p(z_i|z_{i+1}), then decode.
+
+        Returns the mean of p(x | z_1) for each sample, shaped like the inputs.
+        `seed` (int) makes the result reproducible and leaves the model's
+        random state untouched; by default the model's SeedGenerator is used.
+        """
+        self._require_built("generate")
+        _checks.positive_int("num_samples", num_samples)
+        if seed is None:
+            base_seed = ops.cast(self.seed_generator.next(), "int32")
+        else:
+            base_seed = tf.constant([seed, 0], dtype=tf.int32)
+
+        def layer_seed(i):
+            return tf.random.experimental.stateless_fold_in(base_seed, i)
+
+        top = self.latent_dims[-1]
+        z = distributions.sample_normal(
+            ops.zeros((num_samples, top)), ops.ones((num_samples, top)), layer_seed(self.num_layers)
+        )
+        for i in reversed(range(self.num_layers - 1)):
+            mean, variance = self._prior_params(i, z, training=False)
+            z = self.decoder_heads[i].draw(mean, variance, seed=layer_seed(i + 1))
+        return self.decode(z)
+
+    def _require_built(self, method):
+        if not self.built:
+            raise ValueError(
+                f"`{method}()` needs a built model: call the model on data, fit it, or "
+                "call `model.build((None, *image_shape))` first."
+            )
+
+    # ------------------------------------------------------------- training
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            self.nelbo_tracker,
+            self.reconstruction_tracker,
+            self.kl_tracker,
+            *self.kl_layer_trackers,
+            self.beta_tracker,
+        ]
+
+    def _record(self, loss, terms, beta):
+        self.loss_tracker.update_state(loss)
+        self.nelbo_tracker.update_state(terms["nelbo"])
+        self.reconstruction_tracker.update_state(terms["reconstruction_loss"])
+        self.kl_tracker.update_state(terms["kl_loss"])
+        for tracker, kl in zip(self.kl_layer_trackers, terms["kl_layers"]):
+            tracker.update_state(kl)
+        self.beta_tracker.update_state(beta)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x = unpack_inputs(data)
+        # Beta from the optimizer's step tensor: correct inside a compiled step.
+        beta = warmup_beta(self.optimizer.iterations, self.warmup_steps)
+        with tf.GradientTape() as tape:
+            terms = self.elbo_terms(x, training=True)
+            loss = ops.mean(terms["reconstruction_loss"] + beta * terms["kl_loss"])
+            if self.losses:
+                loss = loss + ops.sum(self.losses)
+            # Gradients are summed over replicas, so each replica's loss is divided
+            # by their number; scale_loss applies mixed-precision loss scaling.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled_loss = self.optimizer.scale_loss(loss / replicas)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._record(loss, terms, beta)
+
+    def test_step(self, data):
+        terms = self.elbo_terms(unpack_inputs(data), training=False)
+        # Validation reports the true bound (beta = 1), comparable across runs.
+        return self._record(ops.mean(terms["nelbo"]), terms, ops.ones((), "float32"))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            latent_dims=list(self.latent_dims),
+            hidden_dims=list(self.hidden_dims),
+            inference=self.inference,
+            dense_per_block=self.dense_per_block,
+            likelihood=self.likelihood,
+            batch_norm=self.batch_norm,
+            share_top_down=self.share_top_down,
+            warmup_steps=self.warmup_steps,
+            seed=self.seed,
+        )
+        return config
