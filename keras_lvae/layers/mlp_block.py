@@ -1,6 +1,7 @@
 import keras
 
 from keras_lvae import _checks
+from keras_lvae.layers._normalization import batch_normalization
 
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
@@ -38,7 +39,7 @@ class MLPBlock(keras.layers.Layer):
             for i in range(depth)
         ]
         self.norm_layers = (
-            [keras.layers.BatchNormalization(name=f"batch_norm_{i}") for i in range(depth)]
+            [batch_normalization(name=f"batch_norm_{i}") for i in range(depth)]
             if self.batch_norm
             else []
         )
