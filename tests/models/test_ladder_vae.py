@@ -1,0 +1,204 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_lvae
+from keras_lvae import data
+
+RNG = np.random.default_rng(0)
+X = (RNG.random((64, 28, 28, 1)) < 0.3).astype("float32")
+SMALL = dict(latent_dims=(6, 4), hidden_dims=(32, 16), seed=3)
+
+
+def small_model(**kwargs):
+    model = keras_lvae.LadderVAE(**{**SMALL, **kwargs})
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return model
+
+
+# ---------------------------------------------------------------- warm-up
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_compiled_step_uses_the_scheduled_beta(jit_compile):
+    warmup = 4
+    model = keras_lvae.LadderVAE(**SMALL, warmup_steps=warmup)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
+    for step in range(6):
+        logs = model.train_on_batch(X[:16], return_dict=True)
+        beta = min(1.0, step / warmup)
+        assert logs["beta"] == pytest.approx(beta)
+        # The optimised loss is the beta-weighted bound of this very step.
+        assert logs["loss"] == pytest.approx(
+            logs["reconstruction_loss"] + beta * logs["kl_loss"], rel=1e-5)
+    assert int(model.optimizer.iterations) == 6
+
+
+def test_fit_logs_epoch_mean_beta_and_validation_uses_beta_one():
+    model = small_model(warmup_steps=8)
+    history = model.fit(X, batch_size=16, epochs=2, validation_data=X[:16], verbose=0)
+    # Steps 0-3 then 4-7 of an 8-step warm-up.
+    np.testing.assert_allclose(history.history["beta"], [0.1875, 0.6875], rtol=1e-6)
+    np.testing.assert_allclose(history.history["val_beta"], [1.0, 1.0])
+    np.testing.assert_allclose(history.history["val_loss"], history.history["val_nelbo"], rtol=1e-6)
+
+
+def test_logged_metric_names():
+    model = small_model(latent_dims=(6, 4, 2), hidden_dims=(32, 16, 8))
+    logs = model.fit(X, batch_size=32, epochs=1, verbose=0).history
+    assert set(logs) == {"loss", "nelbo", "reconstruction_loss", "kl_loss", "kl_layer_1",
+                         "kl_layer_2", "kl_layer_3", "beta"}
+
+
+# ---------------------------------------------------------- data formats
+@pytest.mark.parametrize("element", ["x", "tuple", "dict"])
+def test_dataset_elements(element):
+    labels = np.arange(len(X)) % 10
+    ds = {"x": tf.data.Dataset.from_tensor_slices(X),
+          "tuple": tf.data.Dataset.from_tensor_slices((X, labels)),
+          "dict": tf.data.Dataset.from_tensor_slices({"image": X, "label": labels})}[element]
+    model = small_model()
+    history = model.fit(ds.batch(16, drop_remainder=True), epochs=1, verbose=0)
+    assert np.isfinite(history.history["nelbo"][0])
+    assert model(X[:2]).shape == (2, 28, 28, 1)
+
+
+def test_flat_inputs_and_gaussian_likelihood():
+    x = RNG.random((32, 7)).astype("float32") * 4 - 2  # any real values
+    model = small_model(likelihood="gaussian")
+    model.fit(x, batch_size=16, epochs=1, verbose=0)
+    assert model(x).shape == (32, 7)
+
+
+def test_xla_fit_and_evaluate():
+    model = keras_lvae.LadderVAE(**SMALL, warmup_steps=3)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    history = model.fit(X, batch_size=16, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert np.isfinite(model.evaluate(X, batch_size=16, verbose=0, return_dict=True)["nelbo"])
+
+
+# ------------------------------------------------- encode / decode / generate
+def test_encode_decode_generate():
+    model = small_model()
+    model.fit(X, batch_size=32, epochs=1, verbose=0)
+    posterior = model.encode(X[:5])
+    assert [tuple(m.shape) for m, _ in posterior] == [(5, 6), (5, 4)]
+    assert all(np.all(np.asarray(v) > 0) for _, v in posterior)
+    # call() is decode() of the bottom posterior mean.
+    np.testing.assert_allclose(model.decode(posterior[0][0]), model(X[:5]), rtol=1e-5, atol=1e-6)
+    samples = np.asarray(model.generate(7, seed=5))
+    assert samples.shape == (7, 28, 28, 1) and samples.min() >= 0 and samples.max() <= 1
+    np.testing.assert_array_equal(samples, model.generate(7, seed=5))
+    assert not np.allclose(samples, model.generate(7, seed=6))
+    assert not np.allclose(model.generate(7), model.generate(7))  # fresh draws by default
+
+
+# ----------------------------------------------------------- saving
+def test_keras_file_round_trip(tmp_path):
+    model = small_model(inference="ladder", share_top_down=False, warmup_steps=10)
+    model.fit(X, batch_size=16, epochs=1, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, keras_lvae.LadderVAE)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded(X[:8]), model(X[:8]))
+    for (m1, v1), (m2, v2) in zip(loaded.encode(X[:8]), model.encode(X[:8])):
+        np.testing.assert_array_equal(m1, m2)
+        np.testing.assert_array_equal(v1, v2)
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 4
+    # Training resumes where it stopped: the next step's beta continues the warm-up.
+    logs = loaded.train_on_batch(X[:16], return_dict=True)
+    assert logs["beta"] == pytest.approx(0.4)
+
+
+# ------------------------------------------------------------ bad input
+@pytest.mark.parametrize("kwargs, argument", [
+    (dict(latent_dims=()), "latent_dims"),
+    (dict(latent_dims=(4, 0), hidden_dims=(8, 8)), "latent_dims"),
+    (dict(latent_dims=(4, 2), hidden_dims=(8,)), "hidden_dims"),
+    (dict(latent_dims=(4,), hidden_dims=(8.5,)), "hidden_dims"),
+    (dict(inference="top_down"), "inference"),
+    (dict(likelihood="poisson"), "likelihood"),
+    (dict(dense_per_block=0), "dense_per_block"),
+    (dict(warmup_steps=-5), "warmup_steps"),
+    (dict(seed="x"), "seed"),
+])
+def test_bad_constructor_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        keras_lvae.LadderVAE(**kwargs)
+
+
+def test_wrong_shape_at_call_time():
+    model = small_model()
+    model(X[:2])
+    with pytest.raises(ValueError, match=r"expected shape \(batch, 28, 28, 1\).*received \(2, 784\)"):
+        model(X[:2].reshape(2, 784))
+    with pytest.raises(ValueError, match="received \\(28, 28, 1\\)"):
+        model(X[0])
+    with pytest.raises(ValueError, match="z_1"):
+        model.decode(np.zeros((2, 5), "float32"))
+
+
+@pytest.mark.parametrize("bad", [255.0, -0.1, np.nan])
+def test_values_outside_unit_interval_for_bernoulli(bad):
+    model = small_model()
+    x = X[:4].copy()
+    x[0, 0, 0, 0] = bad
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        model(x)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"values in \[0, 1\]"):
+        model.evaluate(x, batch_size=4, verbose=0)
+
+
+def test_methods_need_a_built_model():
+    with pytest.raises(ValueError, match="built model"):
+        small_model().generate(3)
+
+
+# ----------------------------------------------------- learning real data
+def _train_on_real_mnist(mnist_dir, inference):
+    keras.utils.set_random_seed(1)
+    train, _ = data.load_arrays("mnist", "train", mnist_dir)
+    test, _ = data.load_arrays("mnist", "test", mnist_dir)
+    train_ds = data.dynamic_binarization(train[:12800], 128, seed=1)
+    test_ds = data.static_binarization(test[:2000], 500)
+    model = keras_lvae.LadderVAE(latent_dims=(16, 8), hidden_dims=(128, 64), inference=inference,
+                                 warmup_steps=100, seed=1)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    before = model.evaluate(test_ds, return_dict=True, verbose=0)["nelbo"]
+    history = model.fit(train_ds, validation_data=test_ds, epochs=3, verbose=0).history
+    return before, history["val_nelbo"]
+
+
+@pytest.mark.parametrize("inference", ["ladder", "bottom_up"])
+def test_training_on_real_mnist_lowers_val_nelbo(mnist_dir, inference):
+    before, val_nelbo = _train_on_real_mnist(mnist_dir, inference)
+    # An untrained model scores about 784 * log 2 = 543 nats; 300 training steps
+    # on 12,800 real digits must bring the true bound (beta = 1) below 170 nats.
+    assert before > 400
+    assert val_nelbo[-1] < 170
+    assert val_nelbo[-1] < val_nelbo[0]
+
+
+# ---------------------------------------------- importance-weighted bound
+@pytest.fixture(scope="module")
+def trained_on_mnist_5k():
+    keras.utils.set_random_seed(2)
+    model = keras_lvae.LadderVAE(latent_dims=(16, 8), hidden_dims=(128, 64), warmup_steps=50,
+                                 seed=2)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    model.fit(data.load_dataset("mnist_5k", "train", batch_size=100), epochs=5, verbose=0)
+    test = data.binarize_once(data.load_arrays("mnist_5k", "test")[0][:200])
+    return model, test
+
+
+def test_importance_weighted_bound_grows_with_k(trained_on_mnist_5k):
+    model, x = trained_on_mnist_5k
+    elbo = -model.evaluate(x, batch_size=200, verbose=0, return_dict=True)["nelbo"]
+    bounds = {k: keras_lvae.log_likelihood(model, x, num_samples=k).mean() for k in (1, 10, 100)}
+    # L_1 is a one-sample ELBO estimate: it agrees with the analytic-KL ELBO up to
+    # Monte Carlo noise (a few tenths of a nat on 200 examples).
+    assert bounds[1] == pytest.approx(elbo, abs=1.5)
+    assert bounds[10] >= elbo
+    assert bounds[1] < bounds[10] < bounds[100]

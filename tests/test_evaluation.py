@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_lvae
+
+RNG = np.random.default_rng(5)
+X = (RNG.random((30, 12)) < 0.4).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def model():
+    model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(16, 8), seed=4)
+    model(X)
+    return model
+
+
+def test_shape_and_inputs(model):
+    from_array = keras_lvae.log_likelihood(model, X, num_samples=7, batch_size=8)
+    dataset = tf.data.Dataset.from_tensor_slices((X, np.zeros(30))).batch(11)
+    from_dataset = keras_lvae.log_likelihood(model, dataset, num_samples=7)
+    assert from_array.shape == from_dataset.shape == (30,)
+    assert np.isfinite(from_array).all() and (from_array < 0).all()
+
+
+def replay_bound(model, x, chunks, seeds):
+    """log-mean-exp of importance weights drawn in the given chunk sizes, in numpy."""
+    for head, seed in zip(model.encoder_heads, seeds):
+        head.seed_generator.state.assign(seed)
+    weights = np.concatenate([
+        np.asarray(model.importance_log_weights(np.tile(x, (c, 1)))).reshape(c, -1)
+        for c in chunks]).astype(np.float64)
+    top = weights.max(0)
+    return np.log(np.exp(weights - top).mean(0)) + top
+
+
+@pytest.mark.parametrize("num_samples, chunk_size, chunks", [
+    (5, 5, [5]), (5, 2, [2, 2, 1]), (7, 3, [3, 3, 1]), (4, 1, [1, 1, 1, 1])])
+def test_chunks_combine_exactly(model, num_samples, chunk_size, chunks):
+    """L_k equals log-mean-exp of the model's importance log-weights, same noise,
+    whatever the chunking."""
+    seeds = [tf.identity(h.seed_generator.state) for h in model.encoder_heads]
+    bound = keras_lvae.log_likelihood(model, X, num_samples=num_samples, chunk_size=chunk_size,
+                                      batch_size=len(X))
+    np.testing.assert_allclose(bound, replay_bound(model, X, chunks, seeds), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    (dict(num_samples=0), "num_samples"),
+    (dict(num_samples=2.5), "num_samples"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(chunk_size=-1), "chunk_size"),
+])
+def test_bad_arguments(model, kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        keras_lvae.log_likelihood(model, X, **kwargs)
+
+
+def test_empty_data(model):
+    with pytest.raises(ValueError, match="`data`"):
+        keras_lvae.log_likelihood(model, X[:0], num_samples=3)
