@@ -1,13 +1,12 @@
 """The `lvae` command line.
 
     lvae train --dataset mnist_5k --epochs 10 --output runs/quickstart
-
-TensorFlow is imported inside the commands, so `lvae --help` answers at once.
 """
 
 import argparse
 import os
 import sys
+import warnings
 
 
 def _int_list(text):
@@ -82,26 +81,28 @@ def build_parser():
 
 
 def run_train(args):
+    if len(args.latent_dims) != len(args.hidden_dims):
+        raise ValueError(
+            f"--hidden-dims needs one width per latent layer ({len(args.latent_dims)}), "
+            f"received {len(args.hidden_dims)}"
+        )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Our pipelines shuffle themselves; Keras' note about fit(shuffle=True) is noise.
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     import keras
     import numpy as np
 
     import keras_lvae
     from keras_lvae import data
 
-    if len(args.latent_dims) != len(args.hidden_dims):
-        raise SystemExit(
-            f"lvae train: error: --hidden-dims needs one width per latent layer "
-            f"({len(args.latent_dims)}), received {len(args.hidden_dims)}"
-        )
     keras.utils.set_random_seed(args.seed)
     train_images, _ = data.load_arrays(args.dataset, "train", args.data_dir)
     test_images, _ = data.load_arrays(args.dataset, "test", args.data_dir)
     steps_per_epoch = len(train_images) // args.batch_size
     if steps_per_epoch == 0:
-        raise SystemExit(
-            f"lvae train: error: --batch-size {args.batch_size} is larger than the "
-            f"{len(train_images)} training images"
+        raise ValueError(
+            f"--batch-size {args.batch_size} is larger than the {len(train_images)} "
+            "training images"
         )
     warmup_epochs = args.warmup_epochs if args.warmup_epochs is not None else args.epochs // 10
     train_ds = data.dynamic_binarization(train_images, args.batch_size, seed=args.seed)

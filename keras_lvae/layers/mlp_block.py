@@ -24,7 +24,7 @@ class MLPBlock(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> MLPBlock(8)(np.ones((3, 5), "float32")).shape
+    >>> tuple(MLPBlock(8)(np.ones((3, 5), "float32")).shape)
     (3, 8)
     """
 

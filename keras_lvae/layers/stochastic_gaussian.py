@@ -31,7 +31,7 @@ class StochasticGaussian(keras.layers.Layer):
     Example:
     >>> import numpy as np
     >>> z, mean, variance = StochasticGaussian(4, seed=1)(np.ones((2, 3), "float32"))
-    >>> z.shape, bool((variance > 0).numpy().all())
+    >>> tuple(z.shape), bool((variance > 0).numpy().all())
     ((2, 4), True)
     """
 

@@ -71,7 +71,7 @@ class LadderVAE(keras.Model):
     >>> history = model.fit(x, batch_size=32, epochs=1, verbose=0)
     >>> sorted(history.history)[:4]
     ['beta', 'kl_layer_1', 'kl_layer_2', 'kl_loss']
-    >>> model(x[:3]).shape
+    >>> tuple(model(x[:3]).shape)
     (3, 10)
     """
 
