@@ -202,3 +202,20 @@ def test_importance_weighted_bound_grows_with_k(trained_on_mnist_5k):
     assert bounds[1] == pytest.approx(elbo, abs=1.5)
     assert bounds[10] >= elbo
     assert bounds[1] < bounds[10] < bounds[100]
+
+
+# ----------------------------------------------------------- mixed precision
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_training(policy):
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        model = small_model()
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    if policy == "mixed_float16":  # compile adds dynamic loss scaling, used via scale_loss
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    history = model.fit(X, batch_size=16, epochs=3, verbose=0).history
+    assert np.isfinite(history["loss"]).all() and history["nelbo"][-1] < history["nelbo"][0]
+    # Variables stay float32; means and variances are computed in float32.
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    assert all(m.dtype == "float32" and v.dtype == "float32" for m, v in model.encode(X[:4]))
