@@ -149,8 +149,8 @@ class LadderVAE(keras.Model):
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
-        if isinstance(input_shape, dict):
-            input_shape = input_shape["image"]
+        if isinstance(input_shape, dict):  # Keras passes a dict of shapes for dict elements
+            input_shape = unpack_inputs(input_shape)
         input_shape = tuple(input_shape)
         if len(input_shape) < 2 or any(d is None for d in input_shape[1:]):
             raise ValueError(

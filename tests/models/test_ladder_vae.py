@@ -219,3 +219,9 @@ def test_mixed_precision_training(policy):
     # Variables stay float32; means and variances are computed in float32.
     assert all(v.dtype == "float32" for v in model.trainable_variables)
     assert all(m.dtype == "float32" and v.dtype == "float32" for m, v in model.encode(X[:4]))
+
+
+def test_dict_elements_need_an_image_key():
+    ds = tf.data.Dataset.from_tensor_slices({"pixels": X}).batch(16)
+    with pytest.raises(ValueError, match="'image' key.*pixels"):
+        small_model().fit(ds, epochs=1, verbose=0)
