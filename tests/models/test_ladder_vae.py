@@ -161,8 +161,10 @@ def _train_on_real_mnist(mnist_dir, inference):
     keras.utils.set_random_seed(1)
     train, _ = data.load_arrays("mnist", "train", mnist_dir)
     test, _ = data.load_arrays("mnist", "test", mnist_dir)
-    train_ds = data.dynamic_binarization(train[:12800], 128, seed=1)
-    test_ds = data.static_binarization(test[:2000], 500)
+    train_ds = data.make_pipeline(train[:12800], None, 128, shuffle=True, drop_remainder=True,
+                                  dynamic_binarization=True, seed=1)
+    test_ds = data.make_pipeline(data.binarize_once(test[:2000]), None, 500, shuffle=False,
+                                 drop_remainder=False, dynamic_binarization=False)
     model = keras_lvae.LadderVAE(latent_dims=(16, 8), hidden_dims=(128, 64), inference=inference,
                                  warmup_steps=100, seed=1)
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
@@ -189,7 +191,7 @@ def trained_on_mnist_5k():
                                  seed=2)
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     model.fit(data.load_dataset("mnist_5k", "train", batch_size=100), epochs=5, verbose=0)
-    test = data.binarize_once(data.load_arrays("mnist_5k", "test")[0][:200])
+    test = data.binarize_once(data.load_arrays("mnist_5k", "test")[0][:200])[..., None]
     return model, test
 
 
