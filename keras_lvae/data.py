@@ -333,7 +333,8 @@ def _load_split(name, split, spec, data_dir):
     if spec.tfds_name is None:
         where = f"in {data_dir}" if data_dir else f"with data_dir=... or {DATA_DIR_ENV}"
         raise ValueError(f"Dataset {name!r} needs local files: put {spec.files} {where}.")
-    logger.info("%s %s: no local files%s, trying tfds", name, split,
+    logger.info("%s %s: no local files%s, trying tfds (downloads unless already prepared; "
+                "offline it retries for a few minutes, then fails)", name, split,
                 f" in {data_dir}" if data_dir else "")
     return _from_tfds(name, split, spec)
 
