@@ -22,6 +22,7 @@ def log_likelihood(model, data, num_samples=5000, *, batch_size=100, chunk_size=
     paper's test log-likelihood is L_5000. The k samples are drawn in chunks of
     `chunk_size` (each chunk one vectorised pass over `batch_size * chunk_size`
     rows) and combined with a running log-sum-exp, so memory does not grow with k.
+    The ladder's bottom-up pass runs once per example and is shared by the samples.
 
     Args:
         model: a built `LadderVAE`.
@@ -50,10 +51,8 @@ def log_likelihood(model, data, num_samples=5000, *, batch_size=100, chunk_size=
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def chunk_logsumexp(x, samples):
-        rank = len(x.shape)
-        repeated = ops.tile(x, (samples,) + (1,) * (rank - 1))  # [samples * batch, ...]
-        log_weights = model.importance_log_weights(repeated, training=False)
-        return ops.logsumexp(ops.reshape(log_weights, (samples, -1)), axis=0)
+        log_weights = model.importance_log_weights(x, num_samples=samples)  # [samples, batch]
+        return ops.logsumexp(log_weights, axis=0)
 
     results = []
     for batch in _batches(data, batch_size):

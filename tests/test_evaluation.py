@@ -59,3 +59,19 @@ def test_bad_arguments(model, kwargs, argument):
 def test_empty_data(model):
     with pytest.raises(ValueError, match="`data`"):
         keras_lvae.log_likelihood(model, X[:0], num_samples=3)
+
+
+@pytest.mark.parametrize("inference", ["ladder", "bottom_up"])
+def test_shared_bottom_up_pass_equals_tiled_inputs(inference):
+    """Sharing the ladder's deterministic pass across samples changes nothing:
+    k samples of x give the weights of one sample of x tiled k times (same noise)."""
+    model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(16, 8), seed=4,
+                                 inference=inference)
+    model(X)
+    seeds = [tf.identity(h.seed_generator.state) for h in model.encoder_heads]
+    shared = np.asarray(model.importance_log_weights(X, num_samples=4))
+    for head, seed in zip(model.encoder_heads, seeds):
+        head.seed_generator.state.assign(seed)
+    tiled = np.asarray(model.importance_log_weights(np.tile(X, (4, 1)))).reshape(4, -1)
+    assert shared.shape == (4, 30)
+    np.testing.assert_allclose(shared, tiled, rtol=1e-5, atol=1e-5)

@@ -259,12 +259,21 @@ class LadderVAE(keras.Model):
                 trace[i]["p_mean"], trace[i]["p_variance"] = p
             return trace
 
-        bottom_up = []
-        d = x
-        for i in range(num):
+        return self._top_down(self._bottom_up(x, training), training, sample)
+
+    def _bottom_up(self, x, training):
+        """The ladder's deterministic pass: (mean_hat, variance_hat) per layer."""
+        estimates, d = [], x
+        for i in range(self.num_layers):
             d = self.encoder_blocks[i](d, training=training)
             _, mean_hat, variance_hat = self.encoder_heads[i](d, training=training, sample=False)
-            bottom_up.append((mean_hat, variance_hat))
+            estimates.append((mean_hat, variance_hat))
+        return estimates
+
+    def _top_down(self, bottom_up, training, sample):
+        """The ladder's stochastic pass, merging each layer's bottom-up estimate."""
+        num = self.num_layers
+        trace = [None] * num
         z_above = None
         for i in reversed(range(num)):
             mean_hat, variance_hat = bottom_up[i]
@@ -333,15 +342,22 @@ class LadderVAE(keras.Model):
             nelbo=reconstruction + kl_loss,
         )
 
-    def importance_log_weights(self, x, training=False):
-        """log p(x, z) - log q(z | x) for one posterior sample per example, shape [batch].
+    def importance_log_weights(self, x, num_samples=1, training=False):
+        """log p(x, z) - log q(z | x) for `num_samples` posterior samples per example.
 
-        Its log-mean-exp over k samples is the importance-weighted bound L_k
-        (see `keras_lvae.log_likelihood`).
+        Returns shape [num_samples, batch]. Its log-mean-exp over the samples is
+        the importance-weighted bound L_k (see `keras_lvae.log_likelihood`). With
+        ladder inference the deterministic bottom-up pass depends only on x, so it
+        runs once per example and its output is shared by all the samples.
         """
         x = self._prepare(x)
-        trace = self._posterior(x, training, sample=True)
-        log_weight = self._log_px(x, trace[0]["z"], training)
+        tile = (num_samples, 1)
+        if self.inference == "ladder":
+            bottom_up = [(ops.tile(m, tile), ops.tile(v, tile)) for m, v in self._bottom_up(x, training)]
+            trace = self._top_down(bottom_up, training, sample=True)
+        else:
+            trace = self._posterior(ops.tile(x, tile), training, sample=True)
+        log_weight = self._log_px(ops.tile(x, tile), trace[0]["z"], training)
         for t in trace:
             if t["p_mean"] is None:
                 log_prior = losses.gaussian_log_prob(
@@ -350,7 +366,7 @@ class LadderVAE(keras.Model):
             else:
                 log_prior = losses.gaussian_log_prob(t["z"], t["p_mean"], t["p_variance"])
             log_weight += log_prior - losses.gaussian_log_prob(t["z"], t["q_mean"], t["q_variance"])
-        return log_weight
+        return ops.reshape(log_weight, (num_samples, -1))
 
     def call(self, inputs, training=None):
         """Deterministic reconstruction: p(x | z_1)'s mean, with every z at its posterior mean."""
