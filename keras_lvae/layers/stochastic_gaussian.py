@@ -1,4 +1,5 @@
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_lvae import _checks, distributions
@@ -72,10 +73,16 @@ class StochasticGaussian(keras.layers.Layer):
         """Reparameterised sample of N(mean, variance) through a TFP Normal.
 
         `seed`: an int32 tensor of shape [2] for stateless sampling; by default
-        the layer's SeedGenerator supplies one (and advances).
+        the layer's SeedGenerator supplies one (and advances). Under a
+        tf.distribute strategy the replica id is folded into that seed, since a
+        mirrored SeedGenerator would give every replica the same noise.
         """
         if seed is None:
-            seed = self.seed_generator.next()
+            seed = ops.cast(self.seed_generator.next(), "int32")
+            replica = tf.distribute.get_replica_context()
+            if replica is not None and replica.num_replicas_in_sync > 1:
+                seed = tf.random.experimental.stateless_fold_in(
+                    seed, replica.replica_id_in_sync_group)
         return distributions.sample_normal(mean, variance, ops.cast(seed, "int32"))
 
     def compute_output_shape(self, input_shape):
