@@ -5,10 +5,12 @@ Importing the package registers its layers and model with Keras, so
 """
 
 from keras_lvae import layers
-from keras_lvae.evaluation import log_likelihood
+from keras_lvae.evaluation import latent_diagnostics, log_likelihood
 from keras_lvae.models import LadderVAE
 from keras_lvae.schedules import warmup_beta
 
 __version__ = "0.1.0"
 
-__all__ = ["LadderVAE", "layers", "log_likelihood", "warmup_beta", "__version__"]
+__all__ = [
+    "LadderVAE", "latent_diagnostics", "layers", "log_likelihood", "warmup_beta", "__version__"
+]

@@ -83,3 +83,50 @@ def _batches(data, batch_size):
     x = np.asarray(x, dtype=np.float32)
     for start in range(0, len(x), batch_size):
         yield tf.convert_to_tensor(x[start:start + batch_size])
+
+
+def latent_diagnostics(model, data, *, batch_size=100, threshold=0.01):
+    """How much each stochastic layer is used, averaged over a dataset.
+
+    Per layer (bottom to top) a dict with:
+    - `kl_per_unit`: KL(q || p) per latent unit in nats, averaged over the data
+      (the ELBO's own estimator, one posterior sample per example);
+    - `kl`: their sum;
+    - `posterior_mean_variance`: Cov_x(E_q[u]), the variance over the data of
+      each unit's posterior mean (from `model.encode`);
+    - `active_units_kl`: units with KL > threshold (the paper's criterion);
+    - `active_units_cov`: units with Cov_x(E_q[u]) > threshold (Burda et al.'s).
+
+    Example:
+    >>> import numpy as np, keras_lvae
+    >>> model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(8, 4), seed=1)
+    >>> x = (np.random.default_rng(0).random((20, 6)) < 0.5).astype("float32")
+    >>> [layer["kl_per_unit"].shape for layer in latent_diagnostics(model, x)]
+    [(3,), (2,)]
+    """
+    _checks.positive_int("batch_size", batch_size)
+    kl_sums, mean_sums, square_sums, count = None, None, None, 0
+    for batch in _batches(data, batch_size):
+        if not model.built:
+            model(batch)
+        kls = [np.asarray(k, np.float64).sum(0) for k in model.kl_per_unit(batch)]
+        means = [np.asarray(m, np.float64) for m, _ in model.encode(batch)]
+        if kl_sums is None:
+            kl_sums = [np.zeros_like(k) for k in kls]
+            mean_sums = [np.zeros(m.shape[1]) for m in means]
+            square_sums = [np.zeros(m.shape[1]) for m in means]
+        for i, (k, m) in enumerate(zip(kls, means)):
+            kl_sums[i] += k
+            mean_sums[i] += m.sum(0)
+            square_sums[i] += (m**2).sum(0)
+        count += int(batch.shape[0])
+    if count == 0:
+        raise ValueError("Invalid value for argument `data`: expected at least one example, received none.")
+    layers = []
+    for kl_sum, mean_sum, square_sum in zip(kl_sums, mean_sums, square_sums):
+        kl = kl_sum / count
+        variance = np.maximum(square_sum / count - (mean_sum / count) ** 2, 0.0)
+        layers.append(dict(kl_per_unit=kl, kl=float(kl.sum()), posterior_mean_variance=variance,
+                           active_units_kl=int((kl > threshold).sum()),
+                           active_units_cov=int((variance > threshold).sum())))
+    return layers

@@ -75,3 +75,45 @@ def test_shared_bottom_up_pass_equals_tiled_inputs(inference):
     tiled = np.asarray(model.importance_log_weights(np.tile(X, (4, 1)))).reshape(4, -1)
     assert shared.shape == (4, 30)
     np.testing.assert_allclose(shared, tiled, rtol=1e-5, atol=1e-5)
+
+
+def test_latent_diagnostics_on_a_constructed_model():
+    """One latent layer of 4 units: units 0-1 depend on x, units 2-3 have q = N(0, 1)
+    exactly (zero weights, softplus(b) + floor = 1), so they carry no KL and their
+    posterior means do not vary over the data."""
+    x = (RNG.random((200, 12)) < 0.5).astype("float32")
+    model = keras_lvae.LadderVAE(latent_dims=(4,), hidden_dims=(16,), batch_norm=False, seed=0)
+    model(x)
+    head = model.encoder_heads[0]
+    kernel = np.zeros((16, 8), "float32")  # columns 0-3: means, 4-7: variances
+    kernel[:, :2] = RNG.normal(scale=2.0, size=(16, 2))
+    bias = np.zeros(8, "float32")
+    bias[4:] = np.log(np.expm1(1.0 - head.variance_floor))  # softplus(b) + floor = 1
+    head.dense.kernel.assign(kernel)
+    head.dense.bias.assign(bias)
+
+    [layer] = keras_lvae.latent_diagnostics(model, x, batch_size=64)
+    assert layer["active_units_kl"] == 2 and layer["active_units_cov"] == 2
+    np.testing.assert_allclose(layer["kl_per_unit"][2:], 0.0, atol=1e-6)
+    np.testing.assert_allclose(layer["posterior_mean_variance"][2:], 0.0, atol=1e-10)
+    # The only layer is the top one: its KL to N(0, I) in closed form, from encode().
+    mean, variance = (np.asarray(t, np.float64) for t in model.encode(x)[0])
+    closed_form = 0.5 * (-np.log(variance) + variance + mean**2 - 1).mean(0)
+    np.testing.assert_allclose(layer["kl_per_unit"], closed_form, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(layer["posterior_mean_variance"], mean.var(0), rtol=1e-6)
+    assert layer["kl"] == pytest.approx(closed_form.sum(), rel=1e-4)
+
+
+@pytest.mark.parametrize("inference", ["ladder", "bottom_up"])
+def test_kl_per_unit_sums_to_the_elbo_kl(inference):
+    model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(16, 8), seed=4,
+                                 inference=inference)
+    model(X)
+    seeds = [tf.identity(h.seed_generator.state) for h in model.encoder_heads]
+    per_unit = model.kl_per_unit(X)
+    for head, seed in zip(model.encoder_heads, seeds):  # the same noise again
+        head.seed_generator.state.assign(seed)
+    terms = model.elbo_terms(X)
+    assert [tuple(k.shape) for k in per_unit] == [(30, 3), (30, 2)]
+    for unit_kl, layer_kl in zip(per_unit, terms["kl_layers"]):
+        np.testing.assert_allclose(np.sum(unit_kl, axis=-1), layer_kl, rtol=1e-6)

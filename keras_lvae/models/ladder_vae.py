@@ -325,15 +325,7 @@ class LadderVAE(keras.Model):
         x = self._prepare(x)
         trace = self._posterior(x, training, sample=True)
         reconstruction = -self._log_px(x, trace[0]["z"], training)
-        kl_layers = []
-        for i, t in enumerate(trace):
-            if self.inference == "ladder" or i == self.num_layers - 1:
-                kl = losses.gaussian_kl(t["q_mean"], t["q_variance"], t["p_mean"], t["p_variance"])
-            else:
-                kl = losses.gaussian_log_prob(t["z"], t["q_mean"], t["q_variance"]) - (
-                    losses.gaussian_log_prob(t["z"], t["p_mean"], t["p_variance"])
-                )
-            kl_layers.append(kl)
+        kl_layers = [ops.sum(kl, axis=-1) for kl in self._kl_per_unit(trace)]
         kl_loss = ops.sum(ops.stack(kl_layers, axis=0), axis=0)
         return dict(
             reconstruction_loss=reconstruction,
@@ -341,6 +333,26 @@ class LadderVAE(keras.Model):
             kl_loss=kl_loss,
             nelbo=reconstruction + kl_loss,
         )
+
+    def kl_per_unit(self, x, training=False):
+        """KL(q || p) per example and latent unit, one [batch, units] tensor per layer.
+
+        The same estimator as the ELBO: analytic for the top layer and for ladder
+        inference, the one-sample log q - log p for lower bottom-up layers.
+        """
+        return self._kl_per_unit(self._posterior(self._prepare(x), training, sample=True))
+
+    def _kl_per_unit(self, trace):
+        kls = []
+        for i, t in enumerate(trace):
+            if self.inference == "ladder" or i == self.num_layers - 1:
+                kl = losses.gaussian_kl_per_unit(
+                    t["q_mean"], t["q_variance"], t["p_mean"], t["p_variance"])
+            else:  # z_{i+1} was drawn after z_i: no closed form given it
+                kl = distributions.normal_log_prob(t["z"], t["q_mean"], t["q_variance"]) - (
+                    distributions.normal_log_prob(t["z"], t["p_mean"], t["p_variance"]))
+            kls.append(kl)
+        return kls
 
     def importance_log_weights(self, x, num_samples=1, training=False):
         """log p(x, z) - log q(z | x) for `num_samples` posterior samples per example.
