@@ -112,8 +112,8 @@ def run_train(args):
         raise ValueError(f"--batch-size {args.batch_size} is larger than the training set")
     warmup_epochs = args.warmup_epochs if args.warmup_epochs is not None else args.epochs // 10
     num_test = int(sum(int(b.shape[0]) for b in test_ds))
-    print(f"{args.dataset}: {steps_per_epoch * args.batch_size} train / {num_test} test images; "
-          f"{steps_per_epoch} steps per epoch, warm-up over {warmup_epochs} epochs")
+    print(f"{args.dataset}: {steps_per_epoch} steps of {args.batch_size} images per epoch, "
+          f"{num_test} test images, warm-up over {warmup_epochs} epochs")
     likelihood = args.likelihood or ("gaussian" if args.dataset == "norb" else "bernoulli")
 
     model = keras_lvae.LadderVAE(

@@ -299,13 +299,12 @@ def load_arrays(name, split, data_dir=None, validation_size=0):
                          f"received {validation_size!r}.")
     source_split = "train" if split == "validation" and name != "binarized_mnist" else split
     images, labels = _load_split(name, source_split, spec, data_dir)
-    if validation_size:
+    if validation_size and source_split == "train":
         if validation_size >= len(images):
             raise ValueError(f"Invalid value for argument `validation_size`: expected fewer than the "
                              f"{len(images)} training images, received {validation_size}.")
         cut = slice(-validation_size, None) if split == "validation" else slice(None, -validation_size)
-        if split in ("train", "validation"):
-            images, labels = images[cut], None if labels is None else labels[cut]
+        images, labels = images[cut], None if labels is None else labels[cut]
     return images, labels
 
 

@@ -40,7 +40,7 @@ def test_train_on_real_mnist_files(tmp_path, mnist_dir):
                  "--eval-samples", "0", "--inference", "bottom_up", "--output", str(tmp_path),
                  *TINY)
     assert result.returncode == 0, result.stderr
-    assert "60000 train / 10000 test" in result.stdout
+    assert "120 steps of 500 images per epoch, 10000 test images" in result.stdout
     assert "local files in" in result.stdout
     assert (tmp_path / "model.keras").exists()
 

@@ -91,6 +91,8 @@ def test_validation_split_is_carved_from_train(mnist_dir):
     train, y_train = data.load_arrays("mnist", "train", mnist_dir, validation_size=10000)
     valid, y_valid = data.load_arrays("mnist", "validation", mnist_dir, validation_size=10000)
     full, y_full = data.load_arrays("mnist", "train", mnist_dir)
+    test, _ = data.load_arrays("mnist", "test", mnist_dir, validation_size=10000)
+    assert test.shape == (10000, 28, 28)  # the test split is untouched
     assert train.shape == (50000, 28, 28) and valid.shape == (10000, 28, 28)
     np.testing.assert_array_equal(np.concatenate([train, valid]), full)  # pinned: the last N
     ds = data.load_dataset("mnist", "validation", batch_size=5000, data_dir=mnist_dir,
