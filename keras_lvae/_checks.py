@@ -14,6 +14,15 @@ def positive_int(name, value):
     return value
 
 
+def non_negative_int(name, value):
+    """Return `value` if it is an int >= 0, else raise ValueError naming `name`."""
+    if not _is_int(value) or value < 0:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a non-negative int, received {value!r}."
+        )
+    return value
+
+
 def positive_int_tuple(name, value):
     """Return `value` as a tuple if it is a non-empty sequence of positive ints."""
     if (

@@ -9,6 +9,12 @@ import os
 import sys
 import warnings
 
+import keras
+import numpy as np
+
+import keras_lvae
+from keras_lvae import data
+
 
 def _int_list(text):
     try:
@@ -39,10 +45,6 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
-# Kept here (not imported from keras_lvae.data) so that parsing needs no TensorFlow.
-DATASETS = ["binarized_mnist", "fashion_mnist", "mnist", "mnist_5k", "norb", "omniglot"]
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="lvae", description="Ladder Variational Autoencoders on Keras 3."
@@ -54,7 +56,7 @@ def build_parser():
         description="Train a Ladder VAE on a dynamically binarized dataset, report the test "
         "ELBO (L_1) and importance-weighted bound L_k, and save OUTPUT/model.keras.",
     )
-    train.add_argument("--dataset", default="mnist_5k", choices=DATASETS,
+    train.add_argument("--dataset", default="mnist_5k", choices=data.list_datasets(),
                        help="mnist_5k ships with the install (offline); the others read local "
                        "files from --data-dir, else tfds (default: %(default)s)")
     train.add_argument("--data-dir", default=None,
@@ -90,15 +92,8 @@ def run_train(args):
             f"--hidden-dims needs one width per latent layer ({len(args.latent_dims)}), "
             f"received {len(args.hidden_dims)}"
         )
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Our pipelines shuffle themselves; Keras' note about fit(shuffle=True) is noise.
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-    import keras
-    import numpy as np
-
-    import keras_lvae
-    from keras_lvae import data
-
     keras.utils.set_random_seed(args.seed)
     handler = logging.StreamHandler(sys.stdout)  # say where the data come from
     handler.setFormatter(logging.Formatter("%(message)s"))

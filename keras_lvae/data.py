@@ -40,6 +40,8 @@ import struct
 import numpy as np
 import tensorflow as tf
 
+from keras_lvae import _checks
+
 logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "KERAS_LVAE_DATA_DIR"
@@ -358,9 +360,7 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
         validation_size: number of training images held out as "validation".
     """
     spec = _spec(name)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"Invalid value for argument `batch_size`: expected a positive int, "
-                         f"received {batch_size!r}.")
+    _checks.positive_int("batch_size", batch_size)
     images, labels = load_arrays(name, split, data_dir, validation_size)
     if with_labels and labels is None:
         raise ValueError(f"Invalid value for argument `with_labels`: {name!r} has no labels.")

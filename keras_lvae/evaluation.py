@@ -107,8 +107,6 @@ def latent_diagnostics(model, data, *, batch_size=100, threshold=0.01):
     _checks.positive_int("batch_size", batch_size)
     kl_sums, mean_sums, square_sums, count = None, None, None, 0
     for batch in _batches(data, batch_size):
-        if not model.built:
-            model(batch)
         kls = [np.asarray(k, np.float64).sum(0) for k in model.kl_per_unit(batch)]
         means = [np.asarray(m, np.float64) for m, _ in model.encode(batch)]
         if kl_sums is None:

@@ -45,9 +45,12 @@ def gaussian_kl_per_unit(mean_q, variance_q, mean_p=None, variance_p=None):
     )
 
 
-def gaussian_log_prob(x, mean, variance):
-    """log N(x; mean, variance) per example, summed over all features."""
+def gaussian_log_prob(x, mean=None, variance=None):
+    """log N(x; mean, variance) per example, summed over all features; `None`
+    for mean and variance means the standard normal."""
     x = ops.cast(x, "float32")
+    if mean is None:
+        mean, variance = ops.zeros_like(x), ops.ones_like(x)
     return _flat_sum(
         distributions.normal_log_prob(x, ops.cast(mean, "float32"), ops.cast(variance, "float32"))
     )

@@ -2,15 +2,12 @@
 
 from keras import ops
 
+from keras_lvae import _checks
+
 
 def check_warmup_steps(warmup_steps):
     """Return `warmup_steps` if it is a non-negative int, else raise ValueError."""
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(
-            "Invalid value for argument `warmup_steps`: expected a non-negative int, "
-            f"received {warmup_steps!r}."
-        )
-    return warmup_steps
+    return _checks.non_negative_int("warmup_steps", warmup_steps)
 
 
 def warmup_beta(step, warmup_steps):

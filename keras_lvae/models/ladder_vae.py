@@ -221,11 +221,11 @@ class LadderVAE(keras.Model):
         with tf.control_dependencies(checks):
             return tf.identity(x)
 
-    def _check_latent(self, z, name="z_1"):
+    def _check_latent(self, z):
         shape = tuple(z.shape)
         if len(shape) != 2 or shape[-1] != self.latent_dims[0]:
             raise ValueError(
-                f"Invalid input `{name}`: expected shape (batch, {self.latent_dims[0]}), "
+                f"Invalid input `z_1`: expected shape (batch, {self.latent_dims[0]}), "
                 f"received {shape}."
             )
         return ops.cast(z, "float32")
@@ -370,14 +370,9 @@ class LadderVAE(keras.Model):
         else:
             trace = self._posterior(ops.tile(x, tile), training, sample=True)
         log_weight = self._log_px(ops.tile(x, tile), trace[0]["z"], training)
-        for t in trace:
-            if t["p_mean"] is None:
-                log_prior = losses.gaussian_log_prob(
-                    t["z"], ops.zeros_like(t["z"]), ops.ones_like(t["z"])
-                )
-            else:
-                log_prior = losses.gaussian_log_prob(t["z"], t["p_mean"], t["p_variance"])
-            log_weight += log_prior - losses.gaussian_log_prob(t["z"], t["q_mean"], t["q_variance"])
+        for t in trace:  # p_mean is None for the top layer: the standard normal prior
+            log_weight += losses.gaussian_log_prob(t["z"], t["p_mean"], t["p_variance"]) - (
+                losses.gaussian_log_prob(t["z"], t["q_mean"], t["q_variance"]))
         return ops.reshape(log_weight, (num_samples, -1))
 
     def call(self, inputs, training=None):
