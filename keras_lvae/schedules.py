@@ -1,5 +1,6 @@
-"""The KL warm-up schedule as a pure function of the training step."""
+"""Schedules of the training step: the KL warm-up and the fine-tuning learning-rate decay."""
 
+import keras
 from keras import ops
 
 from keras_lvae import _checks
@@ -26,3 +27,28 @@ def warmup_beta(step, warmup_steps):
     if warmup_steps == 0:
         return ops.ones((), dtype="float32")
     return ops.minimum(1.0, ops.cast(step, "float32") / float(warmup_steps))
+
+
+def step_decay(learning_rate, steps_per_epoch, every_epochs=200, factor=0.75):
+    """Learning rate x `factor` every `every_epochs` epochs (the paper's fine-tuning).
+
+    Returns a Keras schedule to pass as an optimizer's `learning_rate`; it reads
+    the optimizer's step, so it continues correctly after a reload.
+
+    Example:
+    >>> schedule = step_decay(1e-3, steps_per_epoch=235)
+    >>> [round(float(schedule(epoch * 235)), 7) for epoch in (0, 199, 200, 400)]
+    [0.001, 0.001, 0.00075, 0.0005625]
+    """
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not (
+            learning_rate > 0):
+        raise ValueError("Invalid value for argument `learning_rate`: expected a positive "
+                         f"number, received {learning_rate!r}.")
+    _checks.positive_int("steps_per_epoch", steps_per_epoch)
+    _checks.positive_int("every_epochs", every_epochs)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
+        raise ValueError("Invalid value for argument `factor`: expected a number in (0, 1], "
+                         f"received {factor!r}.")
+    return keras.optimizers.schedules.ExponentialDecay(
+        float(learning_rate), decay_steps=steps_per_epoch * every_epochs,
+        decay_rate=float(factor), staircase=True)

@@ -56,6 +56,12 @@ class LadderVAE(keras.Model):
         share_top_down: ladder only; the inference top-down path uses the
             generative p(z_i | z_{i+1}) parameters (True) or its own (False).
         warmup_steps: KL weight beta = min(1, step / warmup_steps); 0 means beta = 1.
+        mc_samples: Monte Carlo samples per example in each training step; the
+            loss is their average.
+        iw_samples: importance samples per Monte Carlo sample. 1 trains on the
+            ELBO; k > 1 trains on the importance-weighted bound L_k (the paper's
+            fine-tuning uses 10 and 10). During warm-up beta scales
+            log p(z) - log q(z) inside each importance weight.
         seed: int or None; seeds every sampling layer.
 
     Inputs are images of any fixed shape with values in [0, 1]; dataset
@@ -85,6 +91,8 @@ class LadderVAE(keras.Model):
         batch_norm=True,
         share_top_down=True,
         warmup_steps=0,
+        mc_samples=1,
+        iw_samples=1,
         seed=None,
         **kwargs,
     ):
@@ -103,6 +111,8 @@ class LadderVAE(keras.Model):
         self.batch_norm = bool(batch_norm)
         self.share_top_down = bool(share_top_down)
         self.warmup_steps = check_warmup_steps(warmup_steps)
+        self.mc_samples = mc_samples
+        self.iw_samples = iw_samples
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(
                 f"Invalid value for argument `seed`: expected an int or None, received {seed!r}."
@@ -146,6 +156,23 @@ class LadderVAE(keras.Model):
         self.kl_tracker = mean(name="kl_loss")
         self.kl_layer_trackers = [mean(name=f"kl_layer_{i + 1}") for i in range(self.num_layers)]
         self.beta_tracker = mean(name="beta")
+
+    # Settable for fine-tuning; call `compile()` afterwards so the step is retraced.
+    @property
+    def mc_samples(self):
+        return self._mc_samples
+
+    @mc_samples.setter
+    def mc_samples(self, value):
+        self._mc_samples = _checks.positive_int("mc_samples", value)
+
+    @property
+    def iw_samples(self):
+        return self._iw_samples
+
+    @iw_samples.setter
+    def iw_samples(self, value):
+        self._iw_samples = _checks.positive_int("iw_samples", value)
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
@@ -315,24 +342,82 @@ class LadderVAE(keras.Model):
         return ops.reshape(x_flat, (-1,) + self.feature_shape)
 
     # ---------------------------------------------------------- public maths
+    def _sample(self, x, num_samples, training):
+        """Posterior samples for flattened x: `num_samples` per example, sample-major.
+
+        Returns (x tiled to [num_samples * batch, features], trace, log p(x|z_1)).
+        The ladder's deterministic bottom-up pass runs once per example and is
+        shared by the samples.
+        """
+        tile = (num_samples, 1)
+        x_tiled = ops.tile(x, tile) if num_samples > 1 else x
+        if self.inference == "ladder":
+            bottom_up = self._bottom_up(x, training)
+            if num_samples > 1:
+                bottom_up = [(ops.tile(m, tile), ops.tile(v, tile)) for m, v in bottom_up]
+            trace = self._top_down(bottom_up, training, sample=True)
+        else:
+            trace = self._posterior(x_tiled, training, sample=True)
+        return x_tiled, trace, self._log_px(x_tiled, trace[0]["z"], training)
+
+    @staticmethod
+    def _log_prior_ratio(trace):
+        """log p(z) - log q(z | x) per row, summed over the layers (one sample each)."""
+        # p_mean is None for the top layer: the standard normal prior.
+        return sum(
+            losses.gaussian_log_prob(t["z"], t["p_mean"], t["p_variance"])
+            - losses.gaussian_log_prob(t["z"], t["q_mean"], t["q_variance"])
+            for t in trace
+        )
+
+    def _elbo_terms(self, trace, log_px):
+        kl_layers = [ops.sum(kl, axis=-1) for kl in self._kl_per_unit(trace)]
+        kl_loss = ops.sum(ops.stack(kl_layers, axis=0), axis=0)
+        return dict(
+            reconstruction_loss=-log_px,
+            kl_layers=kl_layers,
+            kl_loss=kl_loss,
+            nelbo=-log_px + kl_loss,
+        )
+
     def elbo_terms(self, x, training=False):
         """Per-example ELBO terms (nats, shape [batch]) with one posterior sample.
 
         Returns a dict with `reconstruction_loss` (-log p(x|z_1)), `kl_layers`
         (a list, bottom to top), `kl_loss` (their sum) and `nelbo` (their total:
-        the negative ELBO). `train_step` and `test_step` both use this method.
+        the negative ELBO). `test_step` uses this method.
         """
-        x = self._prepare(x)
-        trace = self._posterior(x, training, sample=True)
-        reconstruction = -self._log_px(x, trace[0]["z"], training)
-        kl_layers = [ops.sum(kl, axis=-1) for kl in self._kl_per_unit(trace)]
-        kl_loss = ops.sum(ops.stack(kl_layers, axis=0), axis=0)
-        return dict(
-            reconstruction_loss=reconstruction,
-            kl_layers=kl_layers,
-            kl_loss=kl_loss,
-            nelbo=reconstruction + kl_loss,
-        )
+        _, trace, log_px = self._sample(self._prepare(x), 1, training)
+        return self._elbo_terms(trace, log_px)
+
+    def training_objective(self, x, beta=1.0, training=False):
+        """Per-example training loss with `mc_samples` x `iw_samples` samples.
+
+        Returns `(loss, terms)`: `loss` has shape [batch]; `terms` are the ELBO
+        terms of `elbo_terms`, averaged over all the samples. With
+        `iw_samples` = 1 the loss is reconstruction + beta * KL (analytic KL
+        where `elbo_terms` uses it); with k > 1 it is -L_k with importance
+        weights log p(x|z) + beta * (log p(z) - log q(z|x)); both are averaged
+        over the `mc_samples`. `train_step` minimises the batch mean.
+        """
+        mc, iw = self.mc_samples, self.iw_samples
+        x_tiled, trace, log_px = self._sample(self._prepare(x), mc * iw, training)
+        terms = self._elbo_terms(trace, log_px)
+
+        def per_example(values):  # [samples * batch] -> [samples, batch]
+            return ops.reshape(values, (mc * iw, -1))
+
+        if iw == 1:
+            loss = ops.mean(per_example(terms["reconstruction_loss"] + beta * terms["kl_loss"]), 0)
+        else:
+            log_weights = ops.reshape(log_px + beta * self._log_prior_ratio(trace), (mc, iw, -1))
+            loss = -ops.mean(ops.logsumexp(log_weights, axis=1) - math.log(iw), axis=0)
+        terms = {
+            name: [ops.mean(per_example(v), 0) for v in value] if name == "kl_layers"
+            else ops.mean(per_example(value), 0)
+            for name, value in terms.items()
+        }
+        return loss, terms
 
     def kl_per_unit(self, x, training=False):
         """KL(q || p) per example and latent unit, one [batch, units] tensor per layer.
@@ -362,18 +447,8 @@ class LadderVAE(keras.Model):
         ladder inference the deterministic bottom-up pass depends only on x, so it
         runs once per example and its output is shared by all the samples.
         """
-        x = self._prepare(x)
-        tile = (num_samples, 1)
-        if self.inference == "ladder":
-            bottom_up = [(ops.tile(m, tile), ops.tile(v, tile)) for m, v in self._bottom_up(x, training)]
-            trace = self._top_down(bottom_up, training, sample=True)
-        else:
-            trace = self._posterior(ops.tile(x, tile), training, sample=True)
-        log_weight = self._log_px(ops.tile(x, tile), trace[0]["z"], training)
-        for t in trace:  # p_mean is None for the top layer: the standard normal prior
-            log_weight += losses.gaussian_log_prob(t["z"], t["p_mean"], t["p_variance"]) - (
-                losses.gaussian_log_prob(t["z"], t["q_mean"], t["q_variance"]))
-        return ops.reshape(log_weight, (num_samples, -1))
+        _, trace, log_px = self._sample(self._prepare(x), num_samples, training)
+        return ops.reshape(log_px + self._log_prior_ratio(trace), (num_samples, -1))
 
     def call(self, inputs, training=None):
         """Deterministic reconstruction: p(x | z_1)'s mean, with every z at its posterior mean."""
@@ -456,8 +531,8 @@ class LadderVAE(keras.Model):
         # Beta from the optimizer's step tensor: correct inside a compiled step.
         beta = warmup_beta(self.optimizer.iterations, self.warmup_steps)
         with tf.GradientTape() as tape:
-            terms = self.elbo_terms(x, training=True)
-            loss = ops.mean(terms["reconstruction_loss"] + beta * terms["kl_loss"])
+            loss, terms = self.training_objective(x, beta=beta, training=True)
+            loss = ops.mean(loss)
             if self.losses:
                 loss = loss + ops.sum(self.losses)
             # Gradients are summed over replicas, so each replica's loss is divided
@@ -484,6 +559,8 @@ class LadderVAE(keras.Model):
             batch_norm=self.batch_norm,
             share_top_down=self.share_top_down,
             warmup_steps=self.warmup_steps,
+            mc_samples=self.mc_samples,
+            iw_samples=self.iw_samples,
             seed=self.seed,
         )
         return config

@@ -1,4 +1,5 @@
-"""The ELBO that `test_step` reports equals an independent numpy computation.
+"""The ELBO that `test_step` reports, the importance-weighted bound L_k and the
+fine-tuning objective equal an independent numpy computation.
 
 The numpy model below re-implements paper.md section 1 from the layers' weights
 (dense, batch norm with moving statistics, leaky ReLU, softplus variances,
@@ -59,8 +60,9 @@ def np_kl(mq, vq, mp, vp):
     return (0.5 * (np.log(vp / vq) + (vq + (mq - mp) ** 2) / vp - 1.0)).sum(-1)
 
 
-def numpy_nelbo(model, x, noise):
-    """Per-example negative ELBO; noise[i] is the standard-normal draw of layer i."""
+def numpy_terms(model, x, noise):
+    """Per-example negative ELBO and importance log-weight log p(x, z) - log q(z | x);
+    noise[i] is the standard-normal draw of layer i."""
     x = x.reshape(len(x), -1).astype(np.float64)
     num = model.num_layers
     z, q, p = [None] * num, [None] * num, [None] * num
@@ -110,7 +112,15 @@ def numpy_nelbo(model, x, noise):
         log_px = (x * logits - softplus(logits)).sum(-1)
     else:
         log_px = np_log_normal(x, *np_head(model.output_head, h))
-    return -log_px + kl
+    log_prior_ratio = sum(
+        (np_log_normal(z[i], *p[i]) if i < num - 1 else np_log_normal(z[i], 0.0, 1.0))
+        - np_log_normal(z[i], *q[i]) for i in range(num))
+    return -log_px + kl, log_px, log_prior_ratio
+
+
+def np_logmeanexp(values, axis):
+    top = values.max(axis)
+    return np.log(np.exp(values - np.expand_dims(top, axis)).mean(axis)) + top
 
 
 CASES = [
@@ -123,24 +133,37 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("kwargs", CASES, ids=lambda k: "-".join(f"{v}" for v in k.values()))
-def test_reported_nelbo_equals_numpy_reference(kwargs):
+def make_model_and_data(kwargs, **extra):
     rng = np.random.default_rng(0)
-    model = keras_lvae.LadderVAE(latent_dims=(5, 4, 3), hidden_dims=(16, 12, 8), seed=11, **kwargs)
+    model = keras_lvae.LadderVAE(latent_dims=(5, 4, 3), hidden_dims=(16, 12, 8), seed=11,
+                                 **kwargs, **extra)
     model.compile()
     x = (rng.random((BATCH, 4, 5, 1)) < 0.4).astype("float32")
     if kwargs.get("likelihood") == "gaussian":
         x = rng.random((BATCH, 4, 5, 1)).astype("float32")
     model.build(x.shape)
     randomize_weights(model, rng)
+    return model, x
 
-    # The noise each sampling layer will draw in the next step, from its seed state.
+
+def next_noise(model, rows):
+    """The noise each sampling layer will draw next for `rows` rows, from its seed state."""
     seeds = [tf.cast(head.seed_generator.state, tf.int32) for head in model.encoder_heads]
-    noise = [tf.random.stateless_normal((BATCH, n), seed=s).numpy().astype(np.float64)
-             for s, n in zip(seeds, model.latent_dims)]
+    return [tf.random.stateless_normal((rows, n), seed=s).numpy().astype(np.float64)
+            for s, n in zip(seeds, model.latent_dims)]
 
+
+def sample_noise(noise, sample):
+    """Rows of one sample in a sample-major [samples * batch, units] draw."""
+    return [n[sample * BATCH:(sample + 1) * BATCH] for n in noise]
+
+
+@pytest.mark.parametrize("kwargs", CASES, ids=lambda k: "-".join(f"{v}" for v in k.values()))
+def test_reported_nelbo_equals_numpy_reference(kwargs):
+    model, x = make_model_and_data(kwargs)
+    noise = next_noise(model, BATCH)
     reported = model.evaluate(x, batch_size=BATCH, return_dict=True, verbose=0)
-    reference = numpy_nelbo(model, x, noise)
+    reference, _, _ = numpy_terms(model, x, noise)
     assert reported["nelbo"] == pytest.approx(reference.mean(), rel=1e-4)
     assert reported["loss"] == pytest.approx(reference.mean(), rel=1e-4)  # beta = 1 in test_step
     assert reported["beta"] == 1.0
@@ -148,3 +171,36 @@ def test_reported_nelbo_equals_numpy_reference(kwargs):
     assert kl_sum == pytest.approx(reported["kl_loss"], rel=1e-5, abs=1e-5)
     assert reported["reconstruction_loss"] + reported["kl_loss"] == pytest.approx(
         reported["nelbo"], rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", CASES[:4], ids=lambda k: "-".join(f"{v}" for v in k.values()))
+def test_log_likelihood_equals_numpy_loop_over_samples(kwargs):
+    """L_k per example: one vectorised pass (shared bottom-up, tiled samples) equals a
+    numpy loop over the k samples with the same noise, then a log-mean-exp."""
+    k = 6
+    model, x = make_model_and_data(kwargs)
+    noise = next_noise(model, k * BATCH)
+    bound = keras_lvae.log_likelihood(model, x, num_samples=k, chunk_size=k, batch_size=BATCH)
+    weights = np.stack([
+        sum(numpy_terms(model, x, sample_noise(noise, s))[1:]) for s in range(k)])
+    np.testing.assert_allclose(bound, np_logmeanexp(weights, 0), rtol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs", CASES[:3], ids=lambda k: "-".join(f"{v}" for v in k.values()))
+@pytest.mark.parametrize("mc, iw, beta", [(1, 5, 1.0), (2, 3, 0.5), (3, 1, 0.25)])
+def test_training_objective_equals_numpy_reference(kwargs, mc, iw, beta):
+    """mc x iw samples: the mean over mc of -log-mean-exp over iw of
+    log p(x|z) + beta (log p(z) - log q(z|x)); with iw = 1, recon + beta * KL."""
+    model, x = make_model_and_data(kwargs, mc_samples=mc, iw_samples=iw)
+    noise = next_noise(model, mc * iw * BATCH)
+    loss, terms = model.training_objective(x, beta=beta)
+    samples = [numpy_terms(model, x, sample_noise(noise, s)) for s in range(mc * iw)]
+    nelbo = np.stack([s[0] for s in samples])
+    if iw == 1:
+        log_px = np.stack([s[1] for s in samples])
+        want = (-log_px + beta * (nelbo + log_px)).mean(0)  # nelbo + log_px is the KL
+    else:
+        weights = np.stack([s[1] + beta * s[2] for s in samples]).reshape(mc, iw, BATCH)
+        want = -np_logmeanexp(weights, 1).mean(0)
+    np.testing.assert_allclose(loss, want, rtol=1e-4)
+    np.testing.assert_allclose(terms["nelbo"], nelbo.mean(0), rtol=1e-4)
