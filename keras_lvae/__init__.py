@@ -5,12 +5,14 @@ Importing the package registers its layers and model with Keras, so
 """
 
 from keras_lvae import layers
-from keras_lvae.evaluation import latent_diagnostics, log_likelihood
+from keras_lvae.evaluation import (
+    bound_report, latent_diagnostics, log_likelihood, recompute_batch_norm_statistics)
 from keras_lvae.models import LadderVAE
-from keras_lvae.schedules import warmup_beta
+from keras_lvae.schedules import step_decay, warmup_beta
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LadderVAE", "latent_diagnostics", "layers", "log_likelihood", "warmup_beta", "__version__"
+    "LadderVAE", "bound_report", "latent_diagnostics", "layers", "log_likelihood",
+    "recompute_batch_norm_statistics", "step_decay", "warmup_beta", "__version__",
 ]

@@ -1,12 +1,19 @@
 """The `lvae` command line.
 
     lvae train --dataset mnist_5k --epochs 10 --output runs/quickstart
+    lvae evaluate runs/quickstart/model.keras --dataset mnist_5k --samples 5000
 """
 
 import argparse
+import csv
+import datetime
+import importlib.metadata
+import json
 import logging
 import os
+import platform
 import sys
+import time
 import warnings
 
 import keras
@@ -14,6 +21,7 @@ import numpy as np
 
 import keras_lvae
 from keras_lvae import data
+from keras_lvae._files import atomic_write
 
 
 def _int_list(text):
@@ -83,7 +91,65 @@ def build_parser():
     train.add_argument("--jit-compile", action="store_true", help="compile the steps with XLA")
     train.add_argument("--output", default="runs/lvae", help="output directory (default: %(default)s)")
     train.set_defaults(run=run_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="test L_1 and L_k with standard errors, latent diagnostics, plots, a JSON report",
+        description="Evaluate a saved model on a test set as in the paper: L_1 and the "
+        "importance-weighted L_k per example (mean and standard error), KL and active units "
+        "per layer, and PNG plots. Writes OUTPUT/report.json, OUTPUT/per_example.csv and the "
+        "plots, and prints a summary.",
+    )
+    evaluate.add_argument("model", help="a .keras file written by `lvae train` or model.save")
+    evaluate.add_argument("--dataset", default="mnist_5k", choices=data.list_datasets(),
+                          help="the model's dataset (default: %(default)s)")
+    evaluate.add_argument("--data-dir", default=None,
+                          help="directory with the raw files (or set KERAS_LVAE_DATA_DIR)")
+    evaluate.add_argument("--split", default="test", choices=["test", "validation"])
+    evaluate.add_argument("--validation-size", type=_non_negative_int, default=0,
+                          help="training images held out as the validation split")
+    evaluate.add_argument("--samples", type=_positive_int, default=5000,
+                          help="importance samples k for L_k (default: %(default)s, the paper's)")
+    evaluate.add_argument("--max-examples", type=_positive_int, default=None,
+                          help="evaluate only the first N examples of the split")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=100,
+                          help="examples per log-likelihood batch (default: %(default)s)")
+    evaluate.add_argument("--chunk-size", type=_positive_int, default=None,
+                          help="importance samples per pass (default: about 4,096 rows a pass)")
+    evaluate.add_argument("--bn-statistics", default="moving", choices=["moving", "recompute"],
+                          help="batch-norm statistics: the moving averages saved with the model, "
+                          "or recomputed in one training-mode pass over the training split (the "
+                          "paper's protocol) (default: %(default)s)")
+    evaluate.add_argument("--history", default=None,
+                          help="history CSV for the training curves (default: history.csv next "
+                          "to MODEL, if present)")
+    evaluate.add_argument("--no-plots", action="store_true", help="write the report only")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the prior-sample plot")
+    evaluate.add_argument("--jit-compile", action="store_true",
+                          help="compile the log-likelihood pass with XLA")
+    evaluate.add_argument("--output", default=None,
+                          help="output directory (default: MODEL's directory/evaluation)")
+    evaluate.set_defaults(run=run_evaluate)
     return parser
+
+
+def _write_atomic(path, text):
+    with atomic_write(path) as file:
+        file.write(text)
+
+
+def _csv_text(columns):
+    """CSV of equal-length columns given as {name: values}."""
+    lines = [",".join(columns)]
+    lines += [",".join(repr(float(v)) for v in row) for row in zip(*columns.values())]
+    return "\n".join(lines) + "\n"
+
+
+def read_history_csv(path):
+    """The {metric: [values per epoch]} dict of a history CSV written by `lvae train`."""
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else [])}
 
 
 def run_train(args):
@@ -121,8 +187,8 @@ def run_train(args):
         seed=args.seed,
     )
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), jit_compile=args.jit_compile)
-    model.fit(train_ds, validation_data=test_ds, epochs=args.epochs,
-              verbose=1 if sys.stdout.isatty() else 2)  # one line per epoch in logs
+    history = model.fit(train_ds, validation_data=test_ds, epochs=args.epochs,
+                        verbose=1 if sys.stdout.isatty() else 2)  # one line per epoch in logs
 
     result = model.evaluate(test_ds, return_dict=True, verbose=0)
     print(f"test L_1 (ELBO): {-result['nelbo']:.2f} nats")
@@ -131,6 +197,8 @@ def run_train(args):
         print(f"test L_{args.eval_samples}: {np.mean(bound):.2f} nats")
 
     os.makedirs(args.output, exist_ok=True)
+    _write_atomic(os.path.join(args.output, "history.csv"),
+                  _csv_text({"epoch": range(1, args.epochs + 1), **history.history}))
     path = os.path.join(args.output, "model.keras")
     partial = os.path.join(args.output, ".model.partial.keras")  # Keras wants the suffix
     model.save(partial)
@@ -139,11 +207,137 @@ def run_train(args):
     return 0
 
 
+def _versions():
+    names = ["keras-lvae", "keras", "tensorflow", "tensorflow-probability", "numpy", "matplotlib"]
+    found = {"python": platform.python_version()}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def run_evaluate(args):
+    from keras_lvae import evaluation, plots
+
+    started = time.perf_counter()
+    if not os.path.isfile(args.model):
+        raise ValueError(f"MODEL: no such file {args.model!r}")
+    if args.history and not os.path.isfile(args.history):
+        raise ValueError(f"--history: no such file {args.history!r}")
+    model = keras.saving.load_model(args.model)
+    if not isinstance(model, keras_lvae.LadderVAE):
+        raise ValueError(f"MODEL: expected a saved LadderVAE, received a {type(model).__name__}")
+    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.model)), "evaluation")
+    os.makedirs(output, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+    images, labels = data.load_evaluation_arrays(
+        args.dataset, args.split, data_dir=args.data_dir, validation_size=args.validation_size,
+        binarize=None if model.likelihood == "bernoulli" else False)
+    if args.max_examples is not None:
+        images = images[:args.max_examples]
+        labels = None if labels is None else labels[:args.max_examples]
+    if images.shape[1:] != model.feature_shape:
+        raise ValueError(f"--dataset {args.dataset} has images of shape {images.shape[1:]}, but the "
+                         f"model was trained on {model.feature_shape}")
+    timings = {}
+    if args.bn_statistics == "recompute":
+        start = time.perf_counter()
+        train_ds = data.load_dataset(args.dataset, "train", batch_size=256, shuffle=False,
+                                     data_dir=args.data_dir, seed=args.seed,
+                                     validation_size=args.validation_size,
+                                     binarize=None if model.likelihood == "bernoulli" else False)
+        evaluation.recompute_batch_norm_statistics(model, train_ds)
+        timings["batch_norm_statistics"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    bounds = evaluation.bound_report(model, images, num_samples=args.samples,
+                                     batch_size=args.batch_size, chunk_size=args.chunk_size,
+                                     jit_compile=args.jit_compile)
+    timings["log_likelihood"] = time.perf_counter() - start
+    start = time.perf_counter()
+    layers = evaluation.latent_diagnostics(model, images, batch_size=args.batch_size)
+    timings["latent_diagnostics"] = time.perf_counter() - start
+
+    written = {}
+    if not args.no_plots:
+        start = time.perf_counter()
+        history_path = args.history or os.path.join(os.path.dirname(os.path.abspath(args.model)),
+                                                    "history.csv")
+        shown = images[:2000]  # enough points for the PCA scatter
+        figures = {
+            "prior_samples": lambda p: plots.plot_prior_samples(model, p, seed=args.seed),
+            "reconstructions": lambda p: plots.plot_reconstructions(model, images, p),
+            "kl_per_layer": lambda p: plots.plot_kl_per_layer(layers, p),
+            "kl_per_unit": lambda p: plots.plot_kl_heatmaps(layers, p),
+            "latent_pca": lambda p: plots.plot_latent_pca(
+                model, shown, p, labels=None if labels is None else labels[:2000]),
+        }
+        if os.path.isfile(history_path):
+            history = read_history_csv(history_path)
+            figures["training_curves"] = lambda p: plots.plot_training_curves(history, p)
+        for name, draw in figures.items():
+            draw(os.path.join(output, f"{name}.png"))
+            written[name] = f"{name}.png"
+        timings["plots"] = time.perf_counter() - start
+    timings["total"] = time.perf_counter() - started
+
+    k = args.samples
+    report = {
+        "model": os.path.abspath(args.model),
+        "dataset": args.dataset,
+        "split": args.split,
+        "num_examples": bounds["num_examples"],
+        "settings": {
+            "samples": k, "batch_size": args.batch_size, "chunk_size": args.chunk_size,
+            "bn_statistics": args.bn_statistics, "max_examples": args.max_examples,
+            "jit_compile": args.jit_compile, "seed": args.seed, "active_unit_threshold": 0.01,
+        },
+        "model_config": {key: value for key, value in model.get_config().items()
+                         if key not in ("name", "trainable", "dtype")},
+        "log_likelihood": {"L_1": bounds["L_1"], f"L_{k}": bounds["L_k"],
+                           "bound_gap": bounds["bound_gap"], "units": "nats"},
+        "latent_layers": [
+            {"layer": i + 1, "units": len(layer["kl_per_unit"]), "kl": layer["kl"],
+             "active_units_kl": layer["active_units_kl"],
+             "active_units_cov": layer["active_units_cov"],
+             "kl_per_unit": layer["kl_per_unit"].tolist(),
+             "posterior_mean_variance": layer["posterior_mean_variance"].tolist()}
+            for i, layer in enumerate(layers)
+        ],
+        "plots": written,
+        "per_example": "per_example.csv",
+        "timing_seconds": timings,
+        "versions": _versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_atomic(os.path.join(output, "per_example.csv"), _csv_text(
+        {"L_1": bounds["per_example_L_1"], f"L_{k}": bounds["per_example_L_k"]}))
+    _write_atomic(os.path.join(output, "report.json"), json.dumps(report, indent=2) + "\n")
+
+    def line(name, summary):
+        return f"{name:>7} {summary['mean']:9.2f} +- {summary['standard_error']:.2f} nats"
+
+    print(f"{args.dataset} {args.split}: {bounds['num_examples']} examples, k = {k}, "
+          f"batch-norm statistics: {args.bn_statistics}, {timings['log_likelihood']:.0f} s")
+    print(line("L_1", bounds["L_1"]))
+    print(line(f"L_{k}", bounds["L_k"]))
+    print(line("gap", bounds["bound_gap"]))
+    for i, layer in enumerate(layers):
+        print(f"z_{i + 1}: KL {layer['kl']:6.2f} nats, active units "
+              f"{layer['active_units_kl']}/{len(layer['kl_per_unit'])} (KL > 0.01), "
+              f"{layer['active_units_cov']} (Cov > 0.01)")
+    print(f"wrote {os.path.join(output, 'report.json')}, per_example.csv and {len(written)} plots")
+    return 0
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as error:  # bad data or arguments: a message, not a traceback
+    # Bad data or arguments, or a missing optional extra: a message, not a traceback.
+    except (ValueError, ImportError) as error:
         print(f"lvae {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -364,7 +364,7 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
     images, labels = load_arrays(name, split, data_dir, validation_size)
     if with_labels and labels is None:
         raise ValueError(f"Invalid value for argument `with_labels`: {name!r} has no labels.")
-    binarize = (spec.binarize if binarize is None else bool(binarize)) and not spec.binary_data
+    binarize = _binarizes(spec, binarize)
     training = split == "train"
     if binarize and not training:
         images = binarize_once(images)
@@ -372,6 +372,28 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
     return make_pipeline(images, labels if with_labels else None, batch_size,
                          shuffle=training if shuffle is None else shuffle,
                          drop_remainder=training, dynamic_binarization=binarize, seed=seed)
+
+
+def _binarizes(spec, binarize):
+    return (spec.binarize if binarize is None else bool(binarize)) and not spec.binary_data
+
+
+def load_evaluation_arrays(name, split="test", *, binarize=None, data_dir=None,
+                           validation_size=0):
+    """An evaluation split as arrays, exactly as `load_dataset` yields it.
+
+    Returns float32 images [N, H, W, 1] (binarized once with the fixed seed
+    where the dataset's protocol binarizes) and int64 labels, or None for
+    datasets without labels. For splits other than "train".
+    """
+    if split == "train":
+        raise ValueError("Invalid value for argument `split`: expected an evaluation split "
+                         "('test' or 'validation'), received 'train' (it is re-binarized every "
+                         "epoch; use load_dataset).")
+    images, labels = load_arrays(name, split, data_dir, validation_size)
+    if _binarizes(_spec(name), binarize):
+        images = binarize_once(images)
+    return images.astype(np.float32)[..., None], labels
 
 
 def binarize_once(images, seed=TEST_BINARIZATION_SEED):

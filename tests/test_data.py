@@ -289,3 +289,15 @@ def test_wrong_shapes_and_formats(tmp_path, no_env):
     (tmp_path / data.NORB_FILES["train"][1]).write_bytes(b"\x00" * 20)
     with pytest.raises(ValueError, match="smallNORB.*magic"):
         data.load_arrays("norb", "train", tmp_path)
+
+
+def test_evaluation_arrays_match_the_test_pipeline():
+    images, labels = data.load_evaluation_arrays("mnist_5k", "test")
+    batches = list(data.load_dataset("mnist_5k", "test", batch_size=200, with_labels=True))
+    np.testing.assert_array_equal(images, np.concatenate([x for x, _ in batches]))
+    np.testing.assert_array_equal(labels, np.concatenate([y for _, y in batches]))
+    assert images.shape == (500, 28, 28, 1) and set(np.unique(images)) == {0.0, 1.0}
+    grey, _ = data.load_evaluation_arrays("mnist_5k", "test", binarize=False)
+    assert len(np.unique(grey)) > 2
+    with pytest.raises(ValueError, match="`split`"):
+        data.load_evaluation_arrays("mnist_5k", "train")

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -117,3 +118,55 @@ def test_kl_per_unit_sums_to_the_elbo_kl(inference):
     assert [tuple(k.shape) for k in per_unit] == [(30, 3), (30, 2)]
     for unit_kl, layer_kl in zip(per_unit, terms["kl_layers"]):
         np.testing.assert_allclose(np.sum(unit_kl, axis=-1), layer_kl, rtol=1e-6)
+
+
+def test_recompute_batch_norm_statistics_averages_batch_moments():
+    """The first batch norm sees x @ W: its new moving statistics are the average
+    over batches of that product's batch mean and (biased) variance, in numpy."""
+    model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(16, 8), seed=4)
+    model(X)
+    norm = model.encoder_blocks[0].norm_layers[0]
+    kernel = model.encoder_blocks[0].dense_layers[0].kernel.numpy().astype(np.float64)
+    momentum = norm.momentum
+    assert keras_lvae.recompute_batch_norm_statistics(model, X, batch_size=10) == 11
+    products = [X[i:i + 10] @ kernel for i in (0, 10, 20)]
+    np.testing.assert_allclose(norm.moving_mean.numpy(), np.mean([p.mean(0) for p in products], 0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(norm.moving_variance.numpy(),
+                               np.mean([p.var(0) for p in products], 0), rtol=1e-4, atol=1e-6)
+    assert norm.momentum == momentum
+
+
+def test_recompute_batch_norm_statistics_restores_on_failure():
+    model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(16, 8), seed=4)
+    model(X)
+    before = [w.numpy() for w in model.non_trainable_weights if "moving" in w.path]
+    bad = tf.data.Dataset.from_tensor_slices(np.concatenate([X, 2 * X])).batch(30)
+    with pytest.raises(Exception, match="0, 1"):
+        keras_lvae.recompute_batch_norm_statistics(model, bad)
+    after = [w.numpy() for w in model.non_trainable_weights if "moving" in w.path]
+    assert len(before) == 22  # 11 batch norms
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(old, new)
+    assert {layer.momentum for layer in model._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
+
+
+def test_bound_report_and_standard_error(model):
+    report = keras_lvae.bound_report(model, X, num_samples=50, batch_size=10)
+    l_1, l_k = report["per_example_L_1"], report["per_example_L_k"]
+    assert report["num_examples"] == 30 and report["num_samples"] == 50
+    assert report["L_k"]["mean"] == pytest.approx(l_k.mean())
+    assert report["L_k"]["standard_error"] == pytest.approx(l_k.std(ddof=1) / np.sqrt(30))
+    assert report["bound_gap"]["mean"] == pytest.approx((l_k - l_1).mean())
+    assert report["L_k"]["mean"] > report["L_1"]["mean"]
+
+
+def test_standard_error_known_cases():
+    from keras_lvae.evaluation import mean_and_standard_error
+    # Values 1..n: sample std sqrt(n (n + 1) / 12).
+    mean, error = mean_and_standard_error(np.arange(1, 101))
+    assert mean == 50.5 and error == pytest.approx(np.sqrt(100 * 101 / 12) / 10)
+    assert mean_and_standard_error([3.0]) == (3.0, 0.0)
+    with pytest.raises(ValueError, match="`values`"):
+        mean_and_standard_error([])

@@ -465,6 +465,11 @@ class LadderVAE(keras.Model):
         trace = self._posterior(self._prepare(x), training=False, sample=False)
         return [(t["q_mean"], t["q_variance"]) for t in trace]
 
+    def sample_posterior(self, x):
+        """One posterior sample z_i ~ q(z_i | .) per example and layer, bottom to top."""
+        trace = self._posterior(self._prepare(x), training=False, sample=True)
+        return [t["z"] for t in trace]
+
     def decode(self, z_1):
         """Mean of p(x | z_1) (probabilities for Bernoulli), shaped like the inputs."""
         self._require_built("decode")

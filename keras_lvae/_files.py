@@ -1,0 +1,36 @@
+"""Atomic file writes: a temporary file in the same directory, then a rename."""
+
+import contextlib
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="w"):
+    """Open a temporary file next to `path`; rename it to `path` when the block succeeds.
+
+    On any error the temporary file is removed, so `path` is either the old
+    file (or absent) or the complete new one, never half-written.
+
+    Example:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "report.txt")
+    >>> with atomic_write(path) as file:
+    ...     _ = file.write("done")
+    >>> open(path).read()
+    'done'
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".partial-", dir=directory)
+    try:
+        with os.fdopen(handle, mode, **({} if "b" in mode else {"newline": ""})) as file:
+            yield file
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give a normal file's mode
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
