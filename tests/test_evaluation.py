@@ -170,3 +170,15 @@ def test_standard_error_known_cases():
     assert mean_and_standard_error([3.0]) == (3.0, 0.0)
     with pytest.raises(ValueError, match="`values`"):
         mean_and_standard_error([])
+
+
+def test_log_likelihood_compiles_with_xla(model):
+    """The pass compiles with XLA. XLA draws other normals from the same stateless seed
+    (its Philox stream differs from TensorFlow's kernels), so the two are compared as
+    Monte Carlo estimates: on this untrained model two plain runs with k = 400 differ by up
+    to 1.7 nats per example but only about 0.05 in the mean over the 30 examples."""
+    plain = keras_lvae.log_likelihood(model, X, num_samples=400, batch_size=15)
+    compiled = keras_lvae.log_likelihood(model, X, num_samples=400, batch_size=15,
+                                         jit_compile=True)
+    assert np.isfinite(compiled).all() and compiled.shape == (30,)
+    assert abs(compiled.mean() - plain.mean()) < 0.25
