@@ -2,6 +2,7 @@
 
     lvae train --dataset mnist_5k --epochs 10 --output runs/quickstart
     lvae evaluate runs/quickstart/model.keras --dataset mnist_5k --samples 5000
+    lvae export runs/quickstart/model.keras --name mnist_lvae
 """
 
 import argparse
@@ -130,6 +131,22 @@ def build_parser():
     evaluate.add_argument("--output", default=None,
                           help="output directory (default: MODEL's directory/evaluation)")
     evaluate.set_defaults(run=run_evaluate)
+
+    export = commands.add_parser(
+        "export",
+        help="write a TF Serving SavedModel (signatures score, encode, reconstruct, decode, "
+        "generate)",
+        description="Export a saved model for TF Serving as BASE_DIR/NAME/VERSION, written to a "
+        "temporary directory and renamed; an existing version is never overwritten.",
+    )
+    export.add_argument("model", help="a .keras file written by `lvae train` or model.save")
+    export.add_argument("--name", required=True,
+                        help="the model's name in TF Serving (a directory under --base-dir)")
+    export.add_argument("--version", type=_positive_int, default=None,
+                        help="version number (default: the next free one, 1 for a new name)")
+    export.add_argument("--base-dir", default="saved_models",
+                        help="directory holding the served models (default: %(default)s)")
+    export.set_defaults(run=run_export)
     return parser
 
 
@@ -329,6 +346,23 @@ def run_evaluate(args):
               f"{layer['active_units_kl']}/{len(layer['kl_per_unit'])} (KL > 0.01), "
               f"{layer['active_units_cov']} (Cov > 0.01)")
     print(f"wrote {os.path.join(output, 'report.json')}, per_example.csv and {len(written)} plots")
+    return 0
+
+
+def run_export(args):
+    from keras_lvae.export import export_saved_model
+
+    if not os.path.isfile(args.model):
+        raise ValueError(f"MODEL: no such file {args.model!r}")
+    if not args.name or args.name in (".", "..") or os.sep in args.name:
+        raise ValueError(f"--name: expected a plain directory name, received {args.name!r}")
+    model = keras.saving.load_model(args.model)
+    try:
+        path = export_saved_model(model, os.path.join(args.base_dir, args.name), args.version)
+    except FileExistsError as error:
+        raise ValueError(str(error)) from None
+    print(f"exported {args.model} to {path} (signatures: score = serving_default, encode, "
+          "reconstruct, decode, generate)")
     return 0
 
 

@@ -264,13 +264,25 @@ class LadderVAE(keras.Model):
         _, mean, variance = self.decoder_heads[i](h, training=training, sample=False)
         return mean, variance
 
-    def _posterior(self, x, training, sample):
+    @staticmethod
+    def _layer_seed(seed, i):
+        """Stateless seed of layer i from an int32[2] `seed`; None uses the layer's generator."""
+        return None if seed is None else tf.random.experimental.stateless_fold_in(seed, i)
+
+    def _draw(self, i, mean, variance, sample, seed):
+        """z_{i+1}: a sample from q through encoder head i, or the mean."""
+        if not sample:
+            return mean
+        return self.encoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i))
+
+    def _posterior(self, x, training, sample, seed=None):
         """Run inference on flattened x.
 
         Returns a list, bottom to top, of dicts with the layer's `z` and the
         parameters of q (`q_mean`, `q_variance`) and of p(z_i | z_{i+1})
         (`p_mean`, `p_variance`; None for the top layer, whose prior is N(0, I)).
-        With `sample=False` every z is its posterior mean.
+        With `sample=False` every z is its posterior mean. `seed` (int32[2])
+        makes the sampling stateless.
         """
         num = self.num_layers
         trace = [None] * num
@@ -278,7 +290,8 @@ class LadderVAE(keras.Model):
             h = x
             for i in range(num):
                 d = self.encoder_blocks[i](h, training=training)
-                z, q_mean, q_variance = self.encoder_heads[i](d, training=training, sample=sample)
+                _, q_mean, q_variance = self.encoder_heads[i](d, training=training, sample=False)
+                z = self._draw(i, q_mean, q_variance, sample, seed)
                 trace[i] = dict(z=z, q_mean=q_mean, q_variance=q_variance)
                 h = z
             for i in range(num):
@@ -286,7 +299,7 @@ class LadderVAE(keras.Model):
                 trace[i]["p_mean"], trace[i]["p_variance"] = p
             return trace
 
-        return self._top_down(self._bottom_up(x, training), training, sample)
+        return self._top_down(self._bottom_up(x, training), training, sample, seed)
 
     def _bottom_up(self, x, training):
         """The ladder's deterministic pass: (mean_hat, variance_hat) per layer."""
@@ -297,7 +310,7 @@ class LadderVAE(keras.Model):
             estimates.append((mean_hat, variance_hat))
         return estimates
 
-    def _top_down(self, bottom_up, training, sample):
+    def _top_down(self, bottom_up, training, sample, seed=None):
         """The ladder's stochastic pass, merging each layer's bottom-up estimate."""
         num = self.num_layers
         trace = [None] * num
@@ -314,7 +327,7 @@ class LadderVAE(keras.Model):
                 else:
                     t_mean, t_variance = p_mean, p_variance
                 q_mean, q_variance = self.merge((mean_hat, variance_hat, t_mean, t_variance))
-            z = self.encoder_heads[i].draw(q_mean, q_variance) if sample else q_mean
+            z = self._draw(i, q_mean, q_variance, sample, seed)
             trace[i] = dict(
                 z=z, q_mean=q_mean, q_variance=q_variance, p_mean=p_mean, p_variance=p_variance
             )
@@ -342,22 +355,23 @@ class LadderVAE(keras.Model):
         return ops.reshape(x_flat, (-1,) + self.feature_shape)
 
     # ---------------------------------------------------------- public maths
-    def _sample(self, x, num_samples, training):
+    def _sample(self, x, num_samples, training, seed=None):
         """Posterior samples for flattened x: `num_samples` per example, sample-major.
 
         Returns (x tiled to [num_samples * batch, features], trace, log p(x|z_1)).
         The ladder's deterministic bottom-up pass runs once per example and is
-        shared by the samples.
+        shared by the samples. `num_samples` may be a scalar tensor.
         """
         tile = (num_samples, 1)
-        x_tiled = ops.tile(x, tile) if num_samples > 1 else x
+        repeat = not isinstance(num_samples, int) or num_samples > 1
+        x_tiled = ops.tile(x, tile) if repeat else x
         if self.inference == "ladder":
             bottom_up = self._bottom_up(x, training)
-            if num_samples > 1:
+            if repeat:
                 bottom_up = [(ops.tile(m, tile), ops.tile(v, tile)) for m, v in bottom_up]
-            trace = self._top_down(bottom_up, training, sample=True)
+            trace = self._top_down(bottom_up, training, sample=True, seed=seed)
         else:
-            trace = self._posterior(x_tiled, training, sample=True)
+            trace = self._posterior(x_tiled, training, sample=True, seed=seed)
         return x_tiled, trace, self._log_px(x_tiled, trace[0]["z"], training)
 
     @staticmethod
@@ -380,14 +394,15 @@ class LadderVAE(keras.Model):
             nelbo=-log_px + kl_loss,
         )
 
-    def elbo_terms(self, x, training=False):
+    def elbo_terms(self, x, training=False, seed=None):
         """Per-example ELBO terms (nats, shape [batch]) with one posterior sample.
 
         Returns a dict with `reconstruction_loss` (-log p(x|z_1)), `kl_layers`
         (a list, bottom to top), `kl_loss` (their sum) and `nelbo` (their total:
-        the negative ELBO). `test_step` uses this method.
+        the negative ELBO). `test_step` uses this method. `seed`: an optional
+        int32[2] tensor for stateless sampling (same seed, same sample).
         """
-        _, trace, log_px = self._sample(self._prepare(x), 1, training)
+        _, trace, log_px = self._sample(self._prepare(x), 1, training, seed)
         return self._elbo_terms(trace, log_px)
 
     def training_objective(self, x, beta=1.0, training=False):
@@ -439,15 +454,16 @@ class LadderVAE(keras.Model):
             kls.append(kl)
         return kls
 
-    def importance_log_weights(self, x, num_samples=1, training=False):
+    def importance_log_weights(self, x, num_samples=1, training=False, seed=None):
         """log p(x, z) - log q(z | x) for `num_samples` posterior samples per example.
 
         Returns shape [num_samples, batch]. Its log-mean-exp over the samples is
         the importance-weighted bound L_k (see `keras_lvae.log_likelihood`). With
         ladder inference the deterministic bottom-up pass depends only on x, so it
         runs once per example and its output is shared by all the samples.
+        `seed`: an optional int32[2] tensor for stateless sampling.
         """
-        _, trace, log_px = self._sample(self._prepare(x), num_samples, training)
+        _, trace, log_px = self._sample(self._prepare(x), num_samples, training, seed)
         return ops.reshape(log_px + self._log_prior_ratio(trace), (num_samples, -1))
 
     def call(self, inputs, training=None):
@@ -489,17 +505,21 @@ class LadderVAE(keras.Model):
             base_seed = ops.cast(self.seed_generator.next(), "int32")
         else:
             base_seed = tf.constant([seed, 0], dtype=tf.int32)
+        return self.generate_stateless(num_samples, base_seed)
 
-        def layer_seed(i):
-            return tf.random.experimental.stateless_fold_in(base_seed, i)
+    def generate_stateless(self, num_samples, seed):
+        """`generate` from an int32[2] seed tensor, with only stateless ops.
 
+        `num_samples` may be a scalar tensor; the same seed gives the same images.
+        This is what the exported `generate` signature runs.
+        """
         top = self.latent_dims[-1]
         z = distributions.sample_normal(
-            ops.zeros((num_samples, top)), ops.ones((num_samples, top)), layer_seed(self.num_layers)
-        )
+            ops.zeros((num_samples, top)), ops.ones((num_samples, top)),
+            self._layer_seed(seed, self.num_layers))
         for i in reversed(range(self.num_layers - 1)):
             mean, variance = self._prior_params(i, z, training=False)
-            z = self.decoder_heads[i].draw(mean, variance, seed=layer_seed(i + 1))
+            z = self.decoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i + 1))
         return self.decode(z)
 
     def _require_built(self, method):

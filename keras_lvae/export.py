@@ -1,0 +1,223 @@
+"""SavedModel export for TF Serving: versioned, atomic, standard TF ops only.
+
+`export_saved_model(model, base_dir)` writes `base_dir/<version>/`, the layout
+TF Serving watches, with five signatures (all `tensorflow/serving/predict`,
+dynamic batch size, named inputs and outputs; `images` are float32 with the
+model's input shape and values in [0, 1]):
+
+| signature | inputs | outputs |
+|---|---|---|
+| `score` (= `serving_default`) | `images`, `num_samples` int32 scalar (k >= 1), `seed` int32[2] | `elbo` [batch], `log_likelihood` [batch] (L_k), nats |
+| `encode` | `images` | `mean_<i>`, `variance_<i>` [batch, units_i] per layer i = 1 (bottom) ... L |
+| `reconstruct` | `images` | `reconstruction`, shaped like `images` (from posterior means) |
+| `decode` | `z_1` float32 [batch, units_1] | `images`: mean of p(x | z_1) |
+| `generate` | `num_samples` int32 scalar, `seed` int32[2] | `images` [num_samples, ...] prior samples |
+
+Sampling signatures are stateless: the same `seed` gives the same output and
+no variable is written, so concurrent requests cannot race. Inputs outside
+[0, 1] (or NaN), `num_samples` < 1 and wrong shapes fail inside the
+signature with a message that names the input.
+"""
+
+import math
+import os
+import re
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from keras_lvae import _checks
+from keras_lvae.models.ladder_vae import LadderVAE
+
+SIGNATURES = ("score", "encode", "reconstruct", "decode", "generate")
+# Importance samples per pass of `score`: rows = batch x this; k is covered by a
+# loop of such passes, so memory does not grow with k.
+DEFAULT_SCORE_CHUNK = 64
+
+
+def _checked(tensor, name, shape, *, unit_interval=False, at_least_one=False, finite=False):
+    """`tensor` after runtime checks that name the input, with static shape `shape`.
+
+    Signature inputs are checked where they enter, so a bad request fails with
+    a message about `name` instead of an error deep inside the model (TF
+    Serving does not check fed shapes against the signature). `shape` uses
+    None for the batch dimension. Inputs are declared with unknown shape and
+    each check is a `tf.cond` whose failing branch asserts: otherwise shape
+    inference with the fed shapes would report a model op's error first.
+    """
+    def require(tensor, ok, message, *data):
+        def fail():
+            with tf.control_dependencies([tf.debugging.Assert(False, [message, *data])]):
+                return tf.zeros([1 if d is None else d for d in shape], tensor.dtype)
+        return tf.cond(ok, lambda: tf.identity(tensor), fail)
+
+    actual = tf.shape(tensor)
+    padded = tf.concat([actual, tf.zeros([len(shape)], tf.int32)], 0)[:len(shape)]
+    fixed = [i for i, d in enumerate(shape) if d is not None]
+    shape_ok = tf.logical_and(
+        tf.equal(tf.size(actual), len(shape)),
+        tf.reduce_all(tf.equal(tf.gather(padded, tf.constant(fixed, tf.int32)),
+                               tf.constant([shape[i] for i in fixed], tf.int32))))
+    expected = "[" + ", ".join("batch" if d is None else str(d) for d in shape) + "]"
+    tensor = require(tensor, shape_ok, f"Invalid input `{name}`: expected shape {expected}, "
+                     "received", actual)
+    if unit_interval:
+        tensor = require(tensor, tf.reduce_all((tensor >= 0.0) & (tensor <= 1.0)),
+                         f"Invalid input `{name}`: expected values in [0, 1] (scale 8-bit images "
+                         "by 1/255), received values outside [0, 1] or NaN")
+    if finite:
+        tensor = require(tensor, tf.reduce_all(tf.math.is_finite(tensor)),
+                         f"Invalid input `{name}`: expected finite values, received NaN or Inf")
+    if at_least_one:
+        tensor = require(tensor, tf.reduce_all(tensor >= 1),
+                         f"Invalid input `{name}`: expected an int >= 1, received", tensor)
+    return tf.ensure_shape(tensor, shape)  # static shape for the model code
+
+
+def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
+    """The `score` computation: (images, num_samples, seed) -> {elbo, log_likelihood}.
+
+    `elbo` is the one-sample ELBO (analytic KL where the model uses it) drawn
+    with `fold_in(seed, 0)`; `log_likelihood` is L_k over `num_samples`
+    importance samples drawn in passes of `chunk_samples`, pass j with
+    `fold_in(seed, j + 1)`, combined by a running log-sum-exp.
+    """
+    chunk_samples = _checks.positive_int("chunk_samples", chunk_samples)
+
+    def score(images, num_samples, seed):
+        images = _checked(images, "images", (None, *model.feature_shape),
+                          unit_interval=model.likelihood == "bernoulli", finite=True)
+        num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
+        seed = _checked(seed, "seed", (2,))
+        fold = tf.random.experimental.stateless_fold_in
+        elbo = -model.elbo_terms(images, seed=fold(seed, 0))["nelbo"]
+        passes = (num_samples + chunk_samples - 1) // chunk_samples
+        sample_index = tf.range(chunk_samples)[:, None]
+
+        def one_pass(j, total):
+            log_weights = model.importance_log_weights(
+                images, chunk_samples, seed=fold(seed, j + 1))  # [chunk, batch]
+            used = j * chunk_samples + sample_index < num_samples  # the last pass may overshoot k
+            log_weights = tf.where(used, log_weights, -math.inf)
+            return j + 1, tf.reduce_logsumexp(tf.stack([total, tf.reduce_logsumexp(
+                log_weights, axis=0)]), axis=0)
+
+        start = tf.fill(tf.shape(elbo), tf.constant(-math.inf, tf.float32))
+        _, total = tf.while_loop(lambda j, _: j < passes, one_pass, (tf.constant(0), start))
+        log_likelihood = total - tf.math.log(tf.cast(num_samples, tf.float32))
+        return {"elbo": elbo, "log_likelihood": log_likelihood}
+
+    return score
+
+
+def _endpoints(model, chunk_samples):
+    """{name: (function returning a dict of named outputs, input signature)}."""
+    # Shapes are checked (and then fixed) inside, see `_checked`.
+    image_spec = tf.TensorSpec(None, tf.float32, name="images")
+    count_spec = tf.TensorSpec(None, tf.int32, name="num_samples")
+    seed_spec = tf.TensorSpec(None, tf.int32, name="seed")
+    latent_spec = tf.TensorSpec(None, tf.float32, name="z_1")
+
+    def checked_images(images):
+        return _checked(images, "images", (None, *model.feature_shape),
+                        unit_interval=model.likelihood == "bernoulli", finite=True)
+
+    def encode(images):
+        outputs = {}
+        for i, (mean, variance) in enumerate(model.encode(checked_images(images))):
+            outputs[f"mean_{i + 1}"] = mean
+            outputs[f"variance_{i + 1}"] = variance
+        return outputs
+
+    def reconstruct(images):
+        return {"reconstruction": model(checked_images(images), training=False)}
+
+    def decode(z_1):
+        z_1 = _checked(z_1, "z_1", (None, model.latent_dims[0]), finite=True)
+        return {"images": model.decode(z_1)}
+
+    def generate(num_samples, seed):
+        num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
+        return {"images": model.generate_stateless(num_samples, _checked(seed, "seed", (2,)))}
+
+    return {
+        "score": (score_function(model, chunk_samples), [image_spec, count_spec, seed_spec]),
+        "encode": (encode, [image_spec]),
+        "reconstruct": (reconstruct, [image_spec]),
+        "decode": (decode, [latent_spec]),
+        "generate": (generate, [count_spec, seed_spec]),
+    }
+
+
+def _versions(base_dir):
+    return [int(name) for name in os.listdir(base_dir) if re.fullmatch(r"\d+", name)]
+
+
+def export_saved_model(model, base_dir, version=None, *, chunk_samples=DEFAULT_SCORE_CHUNK):
+    """Write `model` as a TF Serving SavedModel in `base_dir/<version>/`; return that path.
+
+    Args:
+        model: a built `LadderVAE`.
+        base_dir: the model's directory as TF Serving sees it (created if absent).
+        version: positive int; None takes the next free one (1 for a new directory).
+            An existing version is never overwritten.
+        chunk_samples: importance samples per pass inside `score`.
+
+    The SavedModel is written into a temporary directory inside `base_dir`
+    (TF Serving ignores non-numeric names) and renamed into place, so a failed
+    export leaves no version behind. See the module docstring for signatures.
+
+    Example:
+    >>> import numpy as np, tempfile, keras_lvae
+    >>> model = keras_lvae.LadderVAE(latent_dims=(2,), hidden_dims=(8,), seed=1)
+    >>> _ = model(np.zeros((1, 4, 4, 1), "float32"))
+    >>> base = tempfile.mkdtemp()
+    >>> [os.path.basename(export_saved_model(model, base)) for _ in range(2)]
+    ['1', '2']
+    """
+    if not isinstance(model, LadderVAE):
+        raise ValueError("Invalid value for argument `model`: expected a LadderVAE, received "
+                         f"{type(model).__name__}.")
+    if not model.built:
+        raise ValueError("Invalid value for argument `model`: expected a built model (call it on "
+                         "data or fit it first), received an unbuilt one.")
+    if version is not None:
+        _checks.positive_int("version", version)
+    base_dir = os.fspath(base_dir)
+    if os.path.exists(base_dir) and not os.path.isdir(base_dir):
+        raise ValueError(f"Invalid value for argument `base_dir`: expected a directory, "
+                         f"received the file {base_dir!r}.")
+    os.makedirs(base_dir, exist_ok=True)
+    if version is None:
+        version = max(_versions(base_dir), default=0) + 1
+    target = os.path.join(base_dir, str(version))
+    if os.path.exists(target):
+        raise FileExistsError(f"Version {version} already exists in {base_dir!r}; exports never "
+                              "overwrite a version. Pass another `version` or None for the next.")
+
+    # A plain tf.Module rather than keras.export.ExportArchive: the archive saves
+    # every variable twice (as Keras and as TF variables), doubling the size.
+    module = tf.Module()
+    signatures = {}
+    for name, (function, input_signature) in _endpoints(model, chunk_samples).items():
+        traced = tf.function(function, input_signature=input_signature, autograph=False)
+        setattr(module, name, traced)
+        signatures[name] = traced.get_concrete_function()
+    # `score` is the default: scoring is what a density model is served for.
+    signatures["serving_default"] = signatures["score"]
+    used = {id(v): v for concrete in signatures.values() for v in concrete.variables}
+    module.model_variables = list(used.values())
+    staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base_dir)
+    try:
+        tf.saved_model.save(module, staging, signatures=signatures)
+        if os.path.exists(target):  # appeared while we were writing
+            raise FileExistsError(f"Version {version} appeared in {base_dir!r} during the export.")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; servers may run as others
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

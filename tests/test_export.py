@@ -1,0 +1,248 @@
+"""SavedModel export: signatures equal the Keras model, in a process with only TensorFlow."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import json_format  # noqa: F401  (ships with TensorFlow)
+
+import keras_lvae
+from keras_lvae import cli
+from keras_lvae.export import SIGNATURES, export_saved_model, score_function
+
+RNG = np.random.default_rng(11)
+SHAPE = (6, 6, 1)
+X = (RNG.random((40, *SHAPE)) < 0.4).astype("float32")
+SEED = np.array([7, 3], np.int32)
+
+# Runs in a fresh interpreter that imports TensorFlow only: loads the SavedModel, calls every
+# signature, and saves the outputs (and which packages got imported) for the test to compare.
+TF_ONLY_CLIENT = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+path, inputs_path, outputs_path = sys.argv[1:]
+inputs = np.load(inputs_path)
+loaded = tf.saved_model.load(path)
+s = loaded.signatures
+def all_variables():
+    return np.concatenate([v.numpy().ravel().astype("float64") for v in loaded.model_variables])
+outputs = {"variables_before": all_variables()}
+calls = {
+    "score": dict(images=inputs["x"], num_samples=np.int32(130), seed=inputs["seed"]),
+    "encode": dict(images=inputs["x"]),
+    "reconstruct": dict(images=inputs["x"]),
+    "decode": dict(z_1=inputs["z"]),
+    "generate": dict(num_samples=np.int32(5), seed=inputs["seed"]),
+    "serving_default": dict(images=inputs["x"], num_samples=np.int32(130), seed=inputs["seed"]),
+}
+for name, kwargs in calls.items():
+    result = s[name](**{k: tf.constant(v) for k, v in kwargs.items()})
+    for key, value in result.items():
+        outputs[f"{name}/{key}"] = value.numpy()
+outputs["generate_again/images"] = s["generate"](
+    num_samples=tf.constant(5), seed=tf.constant(inputs["seed"]))["images"].numpy()
+outputs["variables_after"] = all_variables()
+imported = [m for m in sys.modules if m.split(".")[0] in ("keras_lvae", "tensorflow_probability")]
+outputs["imported"] = np.array(imported or ["none"])
+np.savez(outputs_path, **outputs)
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = keras_lvae.LadderVAE(latent_dims=(4, 3, 2), hidden_dims=(16, 12, 8), seed=5)
+    model.compile(optimizer="adam")
+    model.fit(X, batch_size=20, epochs=2, verbose=0)  # non-trivial batch-norm statistics
+    base = tmp_path_factory.mktemp("served") / "tiny"
+    return model, export_saved_model(model, base)
+
+
+@pytest.fixture(scope="module")
+def tf_only_outputs(exported, tmp_path_factory):
+    _, path = exported
+    work = tmp_path_factory.mktemp("client")
+    z = RNG.normal(size=(3, 4)).astype("float32")
+    np.savez(work / "inputs.npz", x=X[:9], z=z, seed=SEED)
+    result = subprocess.run(
+        [sys.executable, "-c", TF_ONLY_CLIENT, path, work / "inputs.npz", work / "out.npz"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(np.load(work / "out.npz")), z
+
+
+def test_loads_with_tensorflow_only(tf_only_outputs):
+    outputs, _ = tf_only_outputs
+    assert list(outputs["imported"]) == ["none"]
+    # No signature writes a variable (seed states, batch-norm statistics): safe for
+    # concurrent requests.
+    np.testing.assert_array_equal(outputs["variables_before"], outputs["variables_after"])
+
+
+def test_deterministic_signatures_equal_the_keras_model(exported, tf_only_outputs):
+    model, _ = exported
+    outputs, z = tf_only_outputs
+    for i, (mean, variance) in enumerate(model.encode(X[:9])):
+        np.testing.assert_allclose(outputs[f"encode/mean_{i + 1}"], mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(outputs[f"encode/variance_{i + 1}"], variance, rtol=1e-5)
+    np.testing.assert_allclose(outputs["reconstruct/reconstruction"], model(X[:9]), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(outputs["decode/images"], model.decode(z), rtol=1e-5, atol=1e-6)
+    assert outputs["reconstruct/reconstruction"].shape == (9, *SHAPE)
+
+
+def test_sampling_signatures_equal_the_keras_model_with_the_same_seed(exported, tf_only_outputs):
+    model, _ = exported
+    outputs, _ = tf_only_outputs
+    seed = tf.constant(SEED)
+    np.testing.assert_allclose(outputs["generate/images"], model.generate_stateless(5, seed),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(outputs["generate/images"], outputs["generate_again/images"])
+    want = score_function(model)(tf.constant(X[:9]), tf.constant(130), seed)
+    for key in ("elbo", "log_likelihood"):
+        np.testing.assert_allclose(outputs[f"score/{key}"], want[key], rtol=1e-5)
+        np.testing.assert_array_equal(outputs[f"serving_default/{key}"], outputs[f"score/{key}"])
+    # The ELBO is the model's own one-sample ELBO with the layer seeds folded from `seed`.
+    fold = tf.random.experimental.stateless_fold_in
+    np.testing.assert_allclose(outputs["score/elbo"],
+                               -model.elbo_terms(X[:9], seed=fold(seed, 0))["nelbo"], rtol=1e-5)
+
+
+def test_score_covers_k_in_masked_passes(exported):
+    """k = 130 in passes of 64: samples 0-129 of three passes (seeds fold_in(seed, 1..3))."""
+    model, _ = exported
+    seed = tf.constant(SEED)
+    fold = tf.random.experimental.stateless_fold_in
+    weights = np.concatenate([
+        model.importance_log_weights(X[:9], 64, seed=fold(seed, j + 1)).numpy() for j in range(3)
+    ])[:130].astype(np.float64)
+    top = weights.max(0)
+    want = np.log(np.exp(weights - top).mean(0)) + top
+    got = score_function(model)(tf.constant(X[:9]), tf.constant(130), seed)["log_likelihood"]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # The same estimator as keras_lvae.log_likelihood, up to Monte Carlo error.
+    reference = keras_lvae.log_likelihood(model, X[:9], num_samples=2000)
+    large = score_function(model)(tf.constant(X[:9]), tf.constant(2000), seed)["log_likelihood"]
+    assert abs(np.mean(large) - np.mean(reference)) < 0.1
+
+
+def test_saved_model_cli_lists_every_signature_for_predict(exported):
+    _, path = exported
+    cli_tool = pathlib.Path(sys.executable).with_name("saved_model_cli")
+    result = subprocess.run([cli_tool, "show", "--dir", path, "--all"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    blocks = result.stdout.split("signature_def[")[1:]
+    methods = {b.split("'")[1]: "Method name is: tensorflow/serving/predict" in b for b in blocks}
+    assert {name: methods.get(name) for name in (*SIGNATURES, "serving_default")} == dict.fromkeys(
+        (*SIGNATURES, "serving_default"), True)
+    # Declared with unknown shape (checked inside: see test_bad_requests_...).
+    assert "shape: unknown_rank" in result.stdout
+
+
+def test_only_standard_tensorflow_ops(exported):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    _, path = exported
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(pathlib.Path(path, "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    ops |= {node.op for f in graph.library.function for node in f.node_def}
+    functions = {f.signature.name for f in graph.library.function}
+    unknown = sorted(op for op in ops - functions if not hasattr(tf.raw_ops, op))
+    assert not unknown
+    # The signatures' functions sample statelessly and write nothing (the main graph
+    # holds the restore ops, which do assign).
+    function_ops = {node.op for f in graph.library.function for node in f.node_def
+                    if "_traced_restore" not in f.signature.name}
+    assert "StatelessRandomNormalV2" in function_ops
+    assert not function_ops & {"RandomStandardNormal", "AssignVariableOp", "AssignAddVariableOp"}
+
+
+@pytest.mark.parametrize("signature, inputs, message", [
+    ("score", dict(images=2 * X[:2]), "`images`: expected values in [0, 1]"),
+    ("score", dict(images=np.full((2, *SHAPE), np.nan, "float32")), "`images`: expected values"),
+    ("score", dict(images=X[:2].reshape(2, 36)), "`images`: expected shape [batch, 6, 6, 1]"),
+    ("score", dict(num_samples=np.int32(0)), "`num_samples`: expected an int >= 1"),
+    ("score", dict(seed=np.array([1, 2, 3], np.int32)), "`seed`: expected shape [2]"),
+    ("score", dict(num_samples=np.array([3, 4], np.int32)), "`num_samples`: expected shape []"),
+    ("generate", dict(seed=np.array([[1, 2]], np.int32)), "`seed`: expected shape [2]"),
+    ("encode", dict(images=-X[:2] - 1), "`images`: expected values in [0, 1]"),
+    ("reconstruct", dict(images=X[:2, :3]), "`images`: expected shape"),
+    ("decode", dict(z_1=np.zeros((2, 5), "float32")), "`z_1`: expected shape [batch, 4]"),
+    ("decode", dict(z_1=np.full((2, 4), np.inf, "float32")), "`z_1`: expected finite values"),
+    ("generate", dict(num_samples=np.int32(-3)), "`num_samples`: expected an int >= 1"),
+])
+def test_bad_requests_fail_inside_the_signature(exported, signature, inputs, message):
+    _, path = exported
+    loaded = tf.saved_model.load(path)
+    defaults = dict(images=X[:2], num_samples=np.int32(3), seed=SEED)
+    names = loaded.signatures[signature].structured_input_signature[1]
+    request = {k: tf.constant(inputs.get(k, defaults.get(k))) for k in names}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message.replace("[", r"\[")):
+        loaded.signatures[signature](**request)
+
+
+def test_versions_count_up_and_never_overwrite(exported, tmp_path):
+    model, _ = exported
+    base = tmp_path / "m"
+    assert export_saved_model(model, base).endswith(os.sep + "1")
+    (base / "7").mkdir()
+    (base / "notes").mkdir()  # non-numeric names are not versions
+    assert export_saved_model(model, base).endswith(os.sep + "8")
+    with pytest.raises(FileExistsError, match="Version 7 already exists"):
+        export_saved_model(model, base, version=7)
+    assert sorted(os.listdir(base)) == ["1", "7", "8", "notes"]
+    assert export_saved_model(model, base, version=3).endswith(os.sep + "3")
+
+
+def test_a_failed_export_leaves_nothing(exported, tmp_path, monkeypatch):
+    model, _ = exported
+    real_save = tf.saved_model.save
+
+    def fail_midway(module, directory, signatures=None):
+        real_save(module, directory, signatures=signatures)  # everything written ...
+        raise OSError("disk full")  # ... then the failure
+
+    monkeypatch.setattr(tf.saved_model, "save", fail_midway)
+    with pytest.raises(OSError, match="disk full"):
+        export_saved_model(model, tmp_path / "m")
+    assert os.listdir(tmp_path / "m") == []
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(version=0), ValueError, "`version`"),
+    (dict(version="2"), ValueError, "`version`"),
+    (dict(chunk_samples=0), ValueError, "`chunk_samples`"),
+])
+def test_bad_export_arguments(exported, tmp_path, kwargs, error, message):
+    model, _ = exported
+    with pytest.raises(error, match=message):
+        export_saved_model(model, tmp_path / "m", **kwargs)
+    with pytest.raises(ValueError, match="`model`"):
+        export_saved_model(keras_lvae.LadderVAE(), tmp_path / "m")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="`base_dir`"):
+        export_saved_model(model, tmp_path / "file")
+
+
+def test_lvae_export_command(exported, tmp_path, capsys):
+    model, _ = exported
+    model.save(tmp_path / "model.keras")
+    args = ["export", str(tmp_path / "model.keras"), "--name", "tiny", "--base-dir",
+            str(tmp_path / "served")]
+    assert cli.main(args) == 0
+    assert cli.main([*args, "--version", "5"]) == 0
+    assert "served/tiny/5" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "served" / "tiny")) == ["1", "5"]
+    assert cli.main([*args, "--version", "5"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main([*args[:2], "--name", "../x"]) == 2
+    assert "--name" in capsys.readouterr().err
