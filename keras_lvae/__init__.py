@@ -5,9 +5,9 @@ Importing the package registers its layers and model with Keras, so
 """
 
 from keras_lvae import layers
-from keras_lvae.export import export_saved_model
 from keras_lvae.evaluation import (
     bound_report, latent_diagnostics, log_likelihood, recompute_batch_norm_statistics)
+from keras_lvae.export import export_saved_model
 from keras_lvae.models import LadderVAE
 from keras_lvae.schedules import step_decay, warmup_beta
 
@@ -15,6 +15,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LadderVAE", "bound_report", "export_saved_model", "latent_diagnostics", "layers",
-    "log_likelihood",
-    "recompute_batch_norm_statistics", "step_decay", "warmup_beta", "__version__",
+    "log_likelihood", "recompute_batch_norm_statistics", "step_decay", "warmup_beta",
+    "__version__",
 ]

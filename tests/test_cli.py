@@ -138,3 +138,21 @@ def test_missing_mnist_directory_gives_a_message_not_a_traceback(tmp_path, capsy
     monkeypatch.delenv("KERAS_LVAE_DATA_DIR", raising=False)
     code = cli.main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none")])
     assert code == 2 and "not a directory" in capsys.readouterr().err
+
+
+def test_mnist_serving_recipe_commands_parse():
+    """The recipe that made saved_models/mnist_lvae/1 builds valid `lvae` commands."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "recipes", "mnist_serving.py")
+    spec = importlib.util.spec_from_file_location("recipe", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    stages = recipe.commands("DATA", "WORK", "BASE")
+    assert list(stages) == ["train", "evaluate", "export"]
+    for arguments in stages.values():
+        args = cli.build_parser().parse_args(arguments)
+        assert args.command in stages
+    train = cli.build_parser().parse_args(stages["train"])
+    assert (train.dataset, train.epochs, train.warmup_epochs, train.batch_size) == (
+        "mnist", 200, 20, 256)

@@ -1,0 +1,101 @@
+"""The shipped saved_models/mnist_lvae/1 and the serving examples in saved_models/README.md."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_lvae import data
+from tests.conftest import REPO
+
+SHIPPED = REPO / "saved_models" / "mnist_lvae" / "1"
+README = REPO / "saved_models" / "README.md"
+# Mean L_100 of the first 500 test digits must beat this (nats). The shipped model measures
+# MEASURED_L100 here; the threshold leaves room for Monte Carlo noise, not for a worse model.
+THRESHOLD = -95.0
+
+TF_ONLY_SCORER = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+path, images_path = sys.argv[1:]
+loaded = tf.saved_model.load(path)
+images = np.load(images_path)
+result = loaded.signatures["score"](images=tf.constant(images), num_samples=tf.constant(100),
+                                    seed=tf.constant([1, 2]))
+imported = [m for m in sys.modules if m.split(".")[0] in ("keras_lvae", "tensorflow_probability")]
+print(float(np.mean(result["log_likelihood"])), float(np.mean(result["elbo"])), len(imported))
+"""
+
+
+def python_blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+@pytest.fixture(scope="module")
+def served():
+    assert (SHIPPED / "saved_model.pb").exists(), f"{SHIPPED} is missing"
+    return tf.saved_model.load(str(SHIPPED))
+
+
+def parse_rest_body(body, signature):
+    """TF Serving's columnar JSON `inputs`: each named input, as the signature's dtype."""
+    specs = signature.structured_input_signature[1]
+    assert set(body["inputs"]) == set(specs), (sorted(body["inputs"]), sorted(specs))
+    return {name: tf.constant(value, dtype=specs[name].dtype)
+            for name, value in body["inputs"].items()}
+
+
+def test_shipped_model_scores_real_test_digits_with_tensorflow_only(mnist_dir, tmp_path):
+    images, _ = data.load_evaluation_arrays("mnist", "test", data_dir=mnist_dir)
+    np.save(tmp_path / "digits.npy", images[:500])
+    result = subprocess.run([sys.executable, "-c", TF_ONLY_SCORER, SHIPPED, tmp_path / "digits.npy"],
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    log_likelihood, elbo, imported = result.stdout.split()
+    assert int(imported) == 0
+    assert THRESHOLD < float(elbo) < float(log_likelihood) < 0
+
+
+def test_readme_rest_bodies_parse_into_the_signatures(served):
+    namespace = {}
+    exec(compile(python_blocks()[0], str(README), "exec"), namespace)
+    for name, text in namespace["request_json"].items():
+        body = json.loads(text)
+        assert body["signature_name"] == name
+        outputs = served.signatures[name](**parse_rest_body(body, served.signatures[name]))
+        assert all(np.isfinite(v.numpy()).all() for v in outputs.values())
+    curl = re.search(r"curl .* -d '(.*)'", README.read_text()).group(1)
+    body = json.loads(curl)
+    images = served.signatures[body["signature_name"]](
+        **parse_rest_body(body, served.signatures[body["signature_name"]]))["images"]
+    assert images.shape == (2, 28, 28, 1)
+
+
+def test_readme_grpc_request_round_trips(served, mnist_dir):
+    namespace = {}
+    exec(compile(python_blocks()[1], str(README), "exec"), namespace)
+    images, _ = data.load_evaluation_arrays("mnist", "test", data_dir=mnist_dir)
+    request = namespace["score_request"](images[:3], num_samples=50)
+    wire = type(request).FromString(request.SerializeToString())  # what the server receives
+    assert (wire.model_spec.name, wire.model_spec.signature_name) == ("mnist_lvae", "score")
+    inputs = {name: tf.constant(tf.make_ndarray(t)) for name, t in wire.inputs.items()}
+    got = served.signatures["score"](**inputs)
+    want = served.signatures["score"](images=tf.constant(images[:3]), num_samples=tf.constant(50),
+                                      seed=tf.constant([1, 2]))
+    np.testing.assert_array_equal(got["log_likelihood"], want["log_likelihood"])
+    assert callable(namespace["predict"])
+
+
+def test_readme_plain_tensorflow_command():
+    command = re.search(r"^python -c .*$", README.read_text(), flags=re.M).group(0)
+    result = subprocess.run(command, shell=True, cwd=REPO, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("(2, 28, 28, 1)")
