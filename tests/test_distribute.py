@@ -56,3 +56,31 @@ def test_fit_under_mirrored_strategy():
         print("steps:", int(model.optimizer.iterations.numpy()))
     """)
     assert "finite: True" in out and "improves: True" in out and "steps: 12" in out
+
+
+def test_one_mirrored_sgd_step_equals_the_single_device_step():
+    """Same weights, same global batch of 8, SGD: two replicas (4 examples each, synchronized
+    batch norm, each replica's rows of the global noise) give the single-device update."""
+    out = run("""
+        x = (np.random.default_rng(0).random((8, 20)) < 0.3).astype("float32")
+
+        def make():
+            model = keras_lvae.LadderVAE(latent_dims=(4, 2), hidden_dims=(16, 8), seed=2,
+                                         warmup_steps=3)
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+            model(x)
+            return model
+
+        single = make()
+        with strategy.scope():
+            mirrored = make()
+        mirrored.set_weights(single.get_weights())
+        start = [w.copy() for w in single.get_weights()]
+        single.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        mirrored.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        moved = max(np.abs(a - b).max() for a, b in zip(single.get_weights(), start))
+        gap = max(np.abs(a - b).max() for a, b in zip(single.get_weights(), mirrored.get_weights()))
+        print("moved:", moved > 1e-3)
+        print("equal:", gap < 1e-5, gap)
+    """)
+    assert "moved: True" in out and "equal: True" in out, out

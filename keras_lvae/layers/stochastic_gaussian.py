@@ -74,15 +74,23 @@ class StochasticGaussian(keras.layers.Layer):
 
         `seed`: an int32 tensor of shape [2] for stateless sampling; by default
         the layer's SeedGenerator supplies one (and advances). Under a
-        tf.distribute strategy the replica id is folded into that seed, since a
-        mirrored SeedGenerator would give every replica the same noise.
+        multi-replica tf.distribute strategy every replica draws the noise of
+        the whole global batch from the shared seed and keeps its own rows: the
+        replicas get different noise, and exactly the noise one device would
+        draw for the same global batch (a mirrored SeedGenerator alone would
+        give every replica the same noise).
         """
         if seed is None:
             seed = ops.cast(self.seed_generator.next(), "int32")
             replica = tf.distribute.get_replica_context()
             if replica is not None and replica.num_replicas_in_sync > 1:
-                seed = tf.random.experimental.stateless_fold_in(
-                    seed, replica.replica_id_in_sync_group)
+                rows = tf.shape(mean)[0]
+                global_shape = tf.concat([[rows * replica.num_replicas_in_sync],
+                                          tf.shape(mean)[1:]], 0)
+                noise = distributions.sample_normal(
+                    tf.zeros(global_shape, mean.dtype), tf.ones(global_shape, mean.dtype), seed)
+                start = rows * replica.replica_id_in_sync_group
+                return mean + ops.sqrt(variance) * noise[start:start + rows]
         return distributions.sample_normal(mean, variance, ops.cast(seed, "int32"))
 
     def compute_output_shape(self, input_shape):
