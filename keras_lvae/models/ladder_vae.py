@@ -56,6 +56,11 @@ class LadderVAE(keras.Model):
         share_top_down: ladder only; the inference top-down path uses the
             generative p(z_i | z_{i+1}) parameters (True) or its own (False).
         warmup_steps: KL weight beta = min(1, step / warmup_steps); 0 means beta = 1.
+        skip_nonfinite_steps: when a training step's loss or a gradient is NaN
+            or Inf (e.g. a batch with NaN pixels), skip the update, restore the
+            batch-norm statistics, leave the metrics alone and count the step
+            in the logged `skipped_steps` (per epoch), instead of destroying
+            the weights. Off by default: a NaN input then raises.
         mc_samples: Monte Carlo samples per example in each training step; the
             loss is their average.
         iw_samples: importance samples per Monte Carlo sample. 1 trains on the
@@ -93,6 +98,7 @@ class LadderVAE(keras.Model):
         warmup_steps=0,
         mc_samples=1,
         iw_samples=1,
+        skip_nonfinite_steps=False,
         seed=None,
         **kwargs,
     ):
@@ -113,6 +119,8 @@ class LadderVAE(keras.Model):
         self.warmup_steps = check_warmup_steps(warmup_steps)
         self.mc_samples = mc_samples
         self.iw_samples = iw_samples
+        self.skip_nonfinite_steps = bool(skip_nonfinite_steps)
+        self._nan_inputs_allowed = False  # True while tracing a guarded train step
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(
                 f"Invalid value for argument `seed`: expected an int or None, received {seed!r}."
@@ -156,6 +164,7 @@ class LadderVAE(keras.Model):
         self.kl_tracker = mean(name="kl_loss")
         self.kl_layer_trackers = [mean(name=f"kl_layer_{i + 1}") for i in range(self.num_layers)]
         self.beta_tracker = mean(name="beta")
+        self.skipped_tracker = keras.metrics.Sum(name="skipped_steps")
 
     # Settable for fine-tuning; call `compile()` afterwards so the step is retraced.
     @property
@@ -225,27 +234,28 @@ class LadderVAE(keras.Model):
             )
         x = ops.cast(x, "float32")
         if self.likelihood == "bernoulli":
-            x = self._check_unit_interval(x)
+            x = self._check_unit_interval(x, allow_nan=self._nan_inputs_allowed)
         return ops.reshape(x, (-1, self.num_features))
 
     @staticmethod
-    def _check_unit_interval(x):
+    def _check_unit_interval(x, allow_nan=False):
+        """x, checked to lie in [0, 1]; NaN fails too unless `allow_nan` (the guarded
+        train step lets NaN through to skip the step)."""
         message = (
             "Invalid input `x`: the Bernoulli likelihood needs values in [0, 1] "
-            "(scale images by 1/255), received values outside [0, 1] or NaN."
+            "(scale images by 1/255), received values outside [0, 1]"
+            + ("." if allow_nan else " or NaN.")
         )
+        if allow_nan:
+            valid = ops.logical_not(ops.any(ops.logical_or(x < 0.0, x > 1.0)))
+        else:
+            valid = ops.all(ops.logical_and(x >= 0.0, x <= 1.0))
         if tf.executing_eagerly():
-            if x.shape.num_elements() and not (
-                float(ops.min(x)) >= 0.0 and float(ops.max(x)) <= 1.0
-            ):
+            if not bool(valid):
                 raise ValueError(message)
             return x
         # In a traced step: a runtime assertion (XLA compiles it to a no-op).
-        checks = [
-            tf.debugging.assert_greater_equal(x, 0.0, message=message),
-            tf.debugging.assert_less_equal(x, 1.0, message=message),
-        ]
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
             return tf.identity(x)
 
     def _check_latent(self, z):
@@ -532,7 +542,7 @@ class LadderVAE(keras.Model):
     # ------------------------------------------------------------- training
     @property
     def metrics(self):
-        return [
+        trackers = [
             self.loss_tracker,
             self.nelbo_tracker,
             self.reconstruction_tracker,
@@ -540,8 +550,13 @@ class LadderVAE(keras.Model):
             *self.kl_layer_trackers,
             self.beta_tracker,
         ]
+        return trackers + [self.skipped_tracker] if self.skip_nonfinite_steps else trackers
 
     def _record(self, loss, terms, beta):
+        self._update_trackers(loss, terms, beta)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _update_trackers(self, loss, terms, beta):
         self.loss_tracker.update_state(loss)
         self.nelbo_tracker.update_state(terms["nelbo"])
         self.reconstruction_tracker.update_state(terms["reconstruction_loss"])
@@ -549,24 +564,54 @@ class LadderVAE(keras.Model):
         for tracker, kl in zip(self.kl_layer_trackers, terms["kl_layers"]):
             tracker.update_state(kl)
         self.beta_tracker.update_state(beta)
-        return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
         x = unpack_inputs(data)
         # Beta from the optimizer's step tensor: correct inside a compiled step.
         beta = warmup_beta(self.optimizer.iterations, self.warmup_steps)
-        with tf.GradientTape() as tape:
-            loss, terms = self.training_objective(x, beta=beta, training=True)
-            loss = ops.mean(loss)
-            if self.losses:
-                loss = loss + ops.sum(self.losses)
-            # Gradients are summed over replicas, so each replica's loss is divided
-            # by their number; scale_loss applies mixed-precision loss scaling.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled_loss = self.optimizer.scale_loss(loss / replicas)
+        guard = self.skip_nonfinite_steps
+        if guard:  # what a skipped step must put back: the forward pass updates them
+            statistics = [v for v in self.non_trainable_variables if "moving_" in v.path]
+            saved = [tf.identity(v.value) for v in statistics]
+        self._nan_inputs_allowed = guard
+        try:
+            with tf.GradientTape() as tape:
+                loss, terms = self.training_objective(x, beta=beta, training=True)
+                loss = ops.mean(loss)
+                if self.losses:
+                    loss = loss + ops.sum(self.losses)
+                # Gradients are summed over replicas, so each replica's loss is divided
+                # by their number; scale_loss applies mixed-precision loss scaling.
+                replicas = tf.distribute.get_strategy().num_replicas_in_sync
+                scaled_loss = self.optimizer.scale_loss(loss / replicas)
+        finally:
+            self._nan_inputs_allowed = False
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._record(loss, terms, beta)
+        if not guard:
+            self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+            return self._record(loss, terms, beta)
+
+        checked = [loss]
+        # A loss-scaling optimizer handles overflowing (scaled) gradients itself by
+        # lowering its scale; skipping those steps here would stop it from adapting.
+        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            checked += [g for g in gradients if g is not None]
+        finite = ops.all(ops.stack([ops.all(ops.isfinite(t)) for t in checked]))
+        if not self.optimizer.built:  # build outside the branch that applies
+            self.optimizer.build(self.trainable_variables)
+
+        def update():
+            self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+            self._update_trackers(loss, terms, beta)
+            return tf.constant(0.0)
+
+        def skip():
+            for variable, value in zip(statistics, saved):
+                variable.assign(value)
+            return tf.constant(1.0)
+
+        self.skipped_tracker.update_state(tf.cond(finite, update, skip))
+        return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
         terms = self.elbo_terms(unpack_inputs(data), training=False)
@@ -586,6 +631,7 @@ class LadderVAE(keras.Model):
             warmup_steps=self.warmup_steps,
             mc_samples=self.mc_samples,
             iw_samples=self.iw_samples,
+            skip_nonfinite_steps=self.skip_nonfinite_steps,
             seed=self.seed,
         )
         return config
