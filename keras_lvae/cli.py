@@ -19,6 +19,7 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import keras_lvae
 from keras_lvae import data
@@ -90,6 +91,10 @@ def build_parser():
                        "(default: %(default)s)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--jit-compile", action="store_true", help="compile the steps with XLA")
+    train.add_argument("--strategy", default="none", choices=["none", "mirrored", "multi_worker"],
+                       help="tf.distribute strategy: mirrored (all local devices) or multi_worker "
+                       "(the cluster in TF_CONFIG; worker 0 writes the outputs); --batch-size is "
+                       "the global batch (default: %(default)s)")
     train.add_argument("--output", default="runs/lvae", help="output directory (default: %(default)s)")
     train.set_defaults(run=run_train)
 
@@ -169,6 +174,24 @@ def read_history_csv(path):
     return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else [])}
 
 
+def _strategy(name):
+    """(strategy, whether this process writes the outputs) for --strategy."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(), True
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multi_worker needs the cluster in the TF_CONFIG "
+                             "environment variable (see the README)")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        config = json.loads(os.environ["TF_CONFIG"])
+        task = config.get("task", {})
+        has_chief = bool(config.get("cluster", {}).get("chief"))
+        chief = task.get("type") == "chief" or (
+            not has_chief and task.get("type") == "worker" and task.get("index") == 0)
+        return strategy, chief
+    return tf.distribute.get_strategy(), True
+
+
 def run_train(args):
     if len(args.latent_dims) != len(args.hidden_dims):
         raise ValueError(
@@ -182,9 +205,14 @@ def run_train(args):
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger("keras_lvae").addHandler(handler)
     logging.getLogger("keras_lvae").setLevel(logging.INFO)
+    strategy, chief = _strategy(args.strategy)
     load = dict(data_dir=args.data_dir, seed=args.seed)
     train_ds = data.load_dataset(args.dataset, "train", batch_size=args.batch_size, **load)
     test_ds = data.load_dataset(args.dataset, "test", batch_size=args.batch_size, **load)
+    if args.strategy == "multi_worker":  # each worker takes its share of every global batch
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train_ds, test_ds = train_ds.with_options(options), test_ds.with_options(options)
     steps_per_epoch = int(train_ds.cardinality())
     if steps_per_epoch == 0:
         raise ValueError(f"--batch-size {args.batch_size} is larger than the training set")
@@ -194,21 +222,26 @@ def run_train(args):
           f"{num_test} test images, warm-up over {warmup_epochs} epochs")
     likelihood = args.likelihood or ("gaussian" if args.dataset == "norb" else "bernoulli")
 
-    model = keras_lvae.LadderVAE(
-        latent_dims=args.latent_dims,
-        hidden_dims=args.hidden_dims,
-        inference=args.inference,
-        likelihood=likelihood,
-        batch_norm=not args.no_batch_norm,
-        warmup_steps=warmup_epochs * steps_per_epoch,
-        seed=args.seed,
-    )
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), jit_compile=args.jit_compile)
+    with strategy.scope():
+        model = keras_lvae.LadderVAE(
+            latent_dims=args.latent_dims,
+            hidden_dims=args.hidden_dims,
+            inference=args.inference,
+            likelihood=likelihood,
+            batch_norm=not args.no_batch_norm,
+            warmup_steps=warmup_epochs * steps_per_epoch,
+            seed=args.seed,
+        )
+        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
+                      jit_compile=args.jit_compile)
     history = model.fit(train_ds, validation_data=test_ds, epochs=args.epochs,
                         verbose=1 if sys.stdout.isatty() else 2)  # one line per epoch in logs
 
-    result = model.evaluate(test_ds, return_dict=True, verbose=0)
-    print(f"test L_1 (ELBO): {-result['nelbo']:.2f} nats")
+    result = model.evaluate(test_ds, return_dict=True, verbose=0)  # every worker takes part
+    print(f"test L_1 (ELBO): {-float(np.ravel(result['nelbo'])[0]):.2f} nats")
+    if not chief:
+        print("not the chief worker: worker 0 writes the outputs")
+        return 0
     if args.eval_samples:
         bound = keras_lvae.log_likelihood(model, test_ds, num_samples=args.eval_samples)
         print(f"test L_{args.eval_samples}: {np.mean(bound):.2f} nats")

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+from tests.conftest import REPO
+
 SETUP = """
 import os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -84,3 +86,39 @@ def test_one_mirrored_sgd_step_equals_the_single_device_step():
         print("equal:", gap < 1e-5, gap)
     """)
     assert "moved: True" in out and "equal: True" in out, out
+
+
+def test_readme_two_worker_launch_trains_and_the_workers_agree(tmp_path):
+    """The README's MultiWorkerMirroredStrategy launch, as written (ports moved to free ones):
+    both workers finish the epoch with the same loss, worker 0 writes the model."""
+    import json
+    import os
+    import re
+    import socket
+
+    readme = (REPO / "README.md").read_text()
+    lines = re.findall(r"^TF_CONFIG='(.*?)' lvae (.*?)( &)?$", readme, flags=re.M)
+    assert len(lines) == 2
+    ports = []
+    for _ in lines:
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    workers = []
+    for config, arguments, _ in lines:
+        config = json.loads(config)
+        config["cluster"]["worker"] = [f"localhost:{p}" for p in ports]
+        arguments = arguments.replace("runs/two_workers", str(tmp_path / "two_workers"))
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "keras_lvae.cli", *arguments.split()], cwd=tmp_path,
+            env={**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "2"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=900)
+        assert worker.returncode == 0, err[-3000:]
+        outputs.append(out)
+    losses = [re.search(r" loss: ([0-9.]+)", out).group(1) for out in outputs]
+    assert losses[0] == losses[1]
+    assert "not the chief worker" in outputs[1]
+    assert (tmp_path / "two_workers" / "model.keras").exists()

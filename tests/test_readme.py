@@ -26,6 +26,7 @@ def test_commands_match_ci():
     text = README.read_text()
     ci_lines = (README.parent / ".ci" / "run").read_text().splitlines()
     shell = "\n".join(re.findall(r"```bash\n(.*?)```", text, flags=re.S))
+    # The two-worker launch lines (TF_CONFIG=...) are run by test_distribute instead.
     commands = [re.search(r"lvae \w+.*", line).group(0) for line in shell.splitlines()
                 if re.search(r"(^|&& )lvae ", line)]
     assert len(commands) >= 2, commands

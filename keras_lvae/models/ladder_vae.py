@@ -554,7 +554,15 @@ class LadderVAE(keras.Model):
 
     def _record(self, loss, terms, beta):
         self._update_trackers(loss, terms, beta)
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs()
+
+    def _logs(self):
+        logs = {m.name: m.result() for m in self.metrics}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 reduces multi-worker logs with reduce(MEAN, axis=0), which fails on
+            # scalars (tensorflow/tensorflow#72388); shape [1] reduces to the scalar.
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
 
     def _update_trackers(self, loss, terms, beta):
         self.loss_tracker.update_state(loss)
@@ -611,7 +619,7 @@ class LadderVAE(keras.Model):
             return tf.constant(1.0)
 
         self.skipped_tracker.update_state(tf.cond(finite, update, skip))
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs()
 
     def test_step(self, data):
         terms = self.elbo_terms(unpack_inputs(data), training=False)
