@@ -1,3 +1,4 @@
+import inspect
 import math
 
 import keras
@@ -25,6 +26,35 @@ def unpack_inputs(data):
     if isinstance(data, (tuple, list)):
         return data[0]
     return data
+
+
+def _check_data(name, data, batch_size):
+    """Refuse empty arrays or datasets and batch sizes below 1, naming the argument."""
+    if batch_size is not None:
+        _checks.positive_int("batch_size", batch_size)
+    if isinstance(data, tf.data.Dataset):
+        if int(data.cardinality()) == 0:
+            raise ValueError(f"Invalid value for argument `{name}`: expected a dataset with at "
+                             "least one batch, received an empty dataset.")
+        return
+    images = unpack_inputs(data)
+    if hasattr(images, "shape") and len(images.shape) and images.shape[0] == 0:
+        raise ValueError(f"Invalid value for argument `{name}`: expected at least one example, "
+                         f"received an array of shape {tuple(images.shape)}.")
+
+
+def _run_counting_batches(method, kind, name, *args, **kwargs):
+    """Call fit/evaluate and raise if no batch ran (e.g. a dataset of unknown size that
+    turned out empty), instead of returning metrics of nothing."""
+    batches = []
+    counter = keras.callbacks.LambdaCallback(
+        **{f"on_{kind}_batch_end": lambda batch, logs=None: batches.append(batch)})
+    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), counter]
+    result = method(*args, **kwargs)
+    if not batches:
+        raise ValueError(f"Invalid value for argument `{name}`: expected data with at least one "
+                         "batch, received data that yielded none.")
+    return result
 
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
@@ -232,10 +262,29 @@ class LadderVAE(keras.Model):
                 f"Invalid input `x`: expected shape (batch, {', '.join(map(str, self.feature_shape))})"
                 f" (the shape this model was built with), received {shape}."
             )
+        dtype = str(getattr(x, "dtype", ""))
+        if not any(kind in dtype for kind in ("float", "int", "bool")) or "complex" in dtype:
+            raise ValueError(
+                "Invalid input `x`: expected real numbers (a float, int or bool array), "
+                f"received dtype {dtype or type(x).__name__}."
+            )
         x = ops.cast(x, "float32")
         if self.likelihood == "bernoulli":
             x = self._check_unit_interval(x, allow_nan=self._nan_inputs_allowed)
+        elif not self._nan_inputs_allowed:
+            x = self._check_finite(x)
         return ops.reshape(x, (-1, self.num_features))
+
+    @staticmethod
+    def _check_finite(x):
+        message = "Invalid input `x`: expected finite values, received NaN or Inf."
+        valid = ops.all(ops.isfinite(x))
+        if tf.executing_eagerly():
+            if not bool(valid):
+                raise ValueError(message)
+            return x
+        with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
+            return tf.identity(x)
 
     @staticmethod
     def _check_unit_interval(x, allow_nan=False):
@@ -620,6 +669,21 @@ class LadderVAE(keras.Model):
 
         self.skipped_tracker.update_state(tf.cond(finite, update, skip))
         return self._logs()
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, refusing empty data and non-positive batch sizes."""
+        arguments = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs).arguments
+        _check_data("x", arguments.get("x"), arguments.get("batch_size"))
+        if arguments.get("validation_data") is not None:
+            _check_data("validation_data", arguments["validation_data"],
+                        arguments.get("validation_batch_size"))
+        return _run_counting_batches(super().fit, "train", "x", *args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`, refusing empty data and non-positive batch sizes."""
+        arguments = inspect.signature(keras.Model.evaluate).bind(self, *args, **kwargs).arguments
+        _check_data("x", arguments.get("x"), arguments.get("batch_size"))
+        return _run_counting_batches(super().evaluate, "test", "x", *args, **kwargs)
 
     def test_step(self, data):
         terms = self.elbo_terms(unpack_inputs(data), training=False)
