@@ -28,6 +28,17 @@ def unpack_inputs(data):
     return data
 
 
+def _checked_positive_int_property(name):
+    """A property that stores `_<name>` and refuses anything but a positive int."""
+    def get(self):
+        return getattr(self, "_" + name)
+
+    def set(self, value):
+        setattr(self, "_" + name, _checks.positive_int(name, value))
+
+    return property(get, set)
+
+
 def _check_data(name, data, batch_size):
     """Refuse empty arrays or datasets and batch sizes below 1, naming the argument."""
     if batch_size is not None:
@@ -197,21 +208,8 @@ class LadderVAE(keras.Model):
         self.skipped_tracker = keras.metrics.Sum(name="skipped_steps")
 
     # Settable for fine-tuning; call `compile()` afterwards so the step is retraced.
-    @property
-    def mc_samples(self):
-        return self._mc_samples
-
-    @mc_samples.setter
-    def mc_samples(self, value):
-        self._mc_samples = _checks.positive_int("mc_samples", value)
-
-    @property
-    def iw_samples(self):
-        return self._iw_samples
-
-    @iw_samples.setter
-    def iw_samples(self, value):
-        self._iw_samples = _checks.positive_int("iw_samples", value)
+    mc_samples = _checked_positive_int_property("mc_samples")
+    iw_samples = _checked_positive_int_property("iw_samples")
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
@@ -276,9 +274,9 @@ class LadderVAE(keras.Model):
         return ops.reshape(x, (-1, self.num_features))
 
     @staticmethod
-    def _check_finite(x):
-        message = "Invalid input `x`: expected finite values, received NaN or Inf."
-        valid = ops.all(ops.isfinite(x))
+    def _require(x, valid, message):
+        """x if `valid` (a boolean tensor) holds: a ValueError now when eager, else a
+        runtime assertion in the traced step (XLA compiles it to a no-op)."""
         if tf.executing_eagerly():
             if not bool(valid):
                 raise ValueError(message)
@@ -286,26 +284,21 @@ class LadderVAE(keras.Model):
         with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
             return tf.identity(x)
 
-    @staticmethod
-    def _check_unit_interval(x, allow_nan=False):
+    def _check_finite(self, x):
+        return self._require(x, ops.all(ops.isfinite(x)),
+                             "Invalid input `x`: expected finite values, received NaN or Inf.")
+
+    def _check_unit_interval(self, x, allow_nan=False):
         """x, checked to lie in [0, 1]; NaN fails too unless `allow_nan` (the guarded
         train step lets NaN through to skip the step)."""
-        message = (
-            "Invalid input `x`: the Bernoulli likelihood needs values in [0, 1] "
-            "(scale images by 1/255), received values outside [0, 1]"
-            + ("." if allow_nan else " or NaN.")
-        )
         if allow_nan:
             valid = ops.logical_not(ops.any(ops.logical_or(x < 0.0, x > 1.0)))
         else:
             valid = ops.all(ops.logical_and(x >= 0.0, x <= 1.0))
-        if tf.executing_eagerly():
-            if not bool(valid):
-                raise ValueError(message)
-            return x
-        # In a traced step: a runtime assertion (XLA compiles it to a no-op).
-        with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
-            return tf.identity(x)
+        return self._require(x, valid, (
+            "Invalid input `x`: the Bernoulli likelihood needs values in [0, 1] "
+            "(scale images by 1/255), received values outside [0, 1]"
+            + ("." if allow_nan else " or NaN.")))
 
     def _check_latent(self, z):
         shape = tuple(z.shape)
