@@ -15,9 +15,11 @@ from tests.conftest import REPO
 
 SHIPPED = REPO / "saved_models" / "mnist_lvae" / "1"
 README = REPO / "saved_models" / "README.md"
-# Mean L_100 of the first 500 test digits must beat this (nats). The shipped model measures
-# MEASURED_L100 here; the threshold leaves room for Monte Carlo noise, not for a worse model.
-THRESHOLD = -95.0
+# The mean one-sample ELBO of the first 500 test digits must beat this (nats), and L_100 must
+# be higher still. The shipped model measures ELBO -84.5 and L_100 -81.0 there; the threshold
+# leaves room for Monte Carlo noise, not for a worse model (the same run after 20 epochs had
+# a test ELBO of -94.2, after 100 epochs -88.4).
+THRESHOLD = -88.0
 
 TF_ONLY_SCORER = r"""
 import sys
@@ -95,7 +97,9 @@ def test_readme_grpc_request_round_trips(served, mnist_dir):
 
 def test_readme_plain_tensorflow_command():
     command = re.search(r"^python -c .*$", README.read_text(), flags=re.M).group(0)
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     result = subprocess.run(command, shell=True, cwd=REPO, capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                            timeout=600,  # `python` is this interpreter, as in an active venv
+                            env={**os.environ, "PATH": path, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("(2, 28, 28, 1)")
