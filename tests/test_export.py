@@ -246,3 +246,21 @@ def test_lvae_export_command(exported, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert cli.main([*args[:2], "--name", "../x"]) == 2
     assert "--name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("inference", ["ladder", "bottom_up"])
+def test_explicit_seeds_sample_statelessly(inference):
+    """What the sampling signatures rely on, for both inference types: the same seed gives
+    the same samples, another seed others, and no seed generator moves."""
+    model = keras_lvae.LadderVAE(latent_dims=(4, 3), hidden_dims=(16, 8), inference=inference,
+                                 seed=5)
+    model(X)
+    states = [h.seed_generator.state.numpy().copy() for h in model.encoder_heads]
+    seed, other = tf.constant([1, 2]), tf.constant([1, 3])
+    first = model.importance_log_weights(X[:6], 3, seed=seed)
+    np.testing.assert_array_equal(first, model.importance_log_weights(X[:6], 3, seed=seed))
+    assert not np.allclose(first, model.importance_log_weights(X[:6], 3, seed=other))
+    np.testing.assert_array_equal(model.elbo_terms(X[:6], seed=seed)["nelbo"],
+                                  model.elbo_terms(X[:6], seed=seed)["nelbo"])
+    for head, state in zip(model.encoder_heads, states):
+        np.testing.assert_array_equal(head.seed_generator.state.numpy(), state)
