@@ -257,6 +257,16 @@ def run_train(args):
     return 0
 
 
+def _load_ladder_vae(path):
+    """The LadderVAE saved at `path`, or a ValueError naming MODEL."""
+    if not os.path.isfile(path):
+        raise ValueError(f"MODEL: no such file {path!r}")
+    model = keras.saving.load_model(path)
+    if not isinstance(model, keras_lvae.LadderVAE):
+        raise ValueError(f"MODEL: expected a saved LadderVAE, received a {type(model).__name__}")
+    return model
+
+
 def _versions():
     names = ["keras-lvae", "keras", "tensorflow", "tensorflow-probability", "numpy", "matplotlib"]
     found = {"python": platform.python_version()}
@@ -272,19 +282,16 @@ def run_evaluate(args):
     from keras_lvae import evaluation, plots
 
     started = time.perf_counter()
-    if not os.path.isfile(args.model):
-        raise ValueError(f"MODEL: no such file {args.model!r}")
     if args.history and not os.path.isfile(args.history):
         raise ValueError(f"--history: no such file {args.history!r}")
-    model = keras.saving.load_model(args.model)
-    if not isinstance(model, keras_lvae.LadderVAE):
-        raise ValueError(f"MODEL: expected a saved LadderVAE, received a {type(model).__name__}")
+    model = _load_ladder_vae(args.model)
     output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.model)), "evaluation")
     os.makedirs(output, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
+    binarize = None if model.likelihood == "bernoulli" else False  # the dataset's protocol
     images, labels = data.load_evaluation_arrays(
         args.dataset, args.split, data_dir=args.data_dir, validation_size=args.validation_size,
-        binarize=None if model.likelihood == "bernoulli" else False)
+        binarize=binarize)
     if args.max_examples is not None:
         images = images[:args.max_examples]
         labels = None if labels is None else labels[:args.max_examples]
@@ -296,8 +303,7 @@ def run_evaluate(args):
         start = time.perf_counter()
         train_ds = data.load_dataset(args.dataset, "train", batch_size=256, shuffle=False,
                                      data_dir=args.data_dir, seed=args.seed,
-                                     validation_size=args.validation_size,
-                                     binarize=None if model.likelihood == "bernoulli" else False)
+                                     validation_size=args.validation_size, binarize=binarize)
         evaluation.recompute_batch_norm_statistics(model, train_ds)
         timings["batch_norm_statistics"] = time.perf_counter() - start
 
@@ -383,19 +389,17 @@ def run_evaluate(args):
 
 
 def run_export(args):
-    from keras_lvae.export import export_saved_model
+    from keras_lvae.export import SIGNATURES, export_saved_model
 
-    if not os.path.isfile(args.model):
-        raise ValueError(f"MODEL: no such file {args.model!r}")
     if not args.name or args.name in (".", "..") or os.sep in args.name:
         raise ValueError(f"--name: expected a plain directory name, received {args.name!r}")
-    model = keras.saving.load_model(args.model)
+    model = _load_ladder_vae(args.model)
     try:
         path = export_saved_model(model, os.path.join(args.base_dir, args.name), args.version)
     except FileExistsError as error:
         raise ValueError(str(error)) from None
-    print(f"exported {args.model} to {path} (signatures: score = serving_default, encode, "
-          "reconstruct, decode, generate)")
+    print(f"exported {args.model} to {path} (signatures: {', '.join(SIGNATURES)}; "
+          "serving_default = score)")
     return 0
 
 

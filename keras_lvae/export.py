@@ -112,7 +112,8 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
 
 
 def _endpoints(model, chunk_samples):
-    """{name: (function returning a dict of named outputs, input signature)}."""
+    """{name: (function returning a dict of named outputs, input signature)}, in the
+    order of SIGNATURES."""
     # Shapes are checked (and then fixed) inside, see `_checked`.
     image_spec = tf.TensorSpec(None, tf.float32, name="images")
     count_spec = tf.TensorSpec(None, tf.int32, name="num_samples")

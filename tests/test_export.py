@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -56,6 +57,7 @@ np.savez(outputs_path, **outputs)
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    keras.utils.set_random_seed(0)  # fit shuffles with the global RNG: same weights in any test order
     model = keras_lvae.LadderVAE(latent_dims=(4, 3, 2), hidden_dims=(16, 12, 8), seed=5)
     model.compile(optimizer="adam")
     model.fit(X, batch_size=20, epochs=2, verbose=0)  # non-trivial batch-norm statistics
@@ -126,10 +128,13 @@ def test_score_covers_k_in_masked_passes(exported):
     want = np.log(np.exp(weights - top).mean(0)) + top
     got = score_function(model)(tf.constant(X[:9]), tf.constant(130), seed)["log_likelihood"]
     np.testing.assert_allclose(got, want, rtol=1e-5)
-    # The same estimator as keras_lvae.log_likelihood, up to Monte Carlo error.
+    # The same estimator as keras_lvae.log_likelihood, up to Monte Carlo error: the mean
+    # per-example difference is within four of its standard errors (this barely trained model
+    # has heavy-tailed weights, so single L_2000 estimates still differ by tenths of a nat).
     reference = keras_lvae.log_likelihood(model, X[:9], num_samples=2000)
     large = score_function(model)(tf.constant(X[:9]), tf.constant(2000), seed)["log_likelihood"]
-    assert abs(np.mean(large) - np.mean(reference)) < 0.1
+    difference = np.asarray(large, np.float64) - reference
+    assert abs(difference.mean()) < 4 * difference.std(ddof=1) / np.sqrt(len(difference))
 
 
 def test_saved_model_cli_lists_every_signature_for_predict(exported):

@@ -410,7 +410,7 @@ class LadderVAE(keras.Model):
     def _sample(self, x, num_samples, training, seed=None):
         """Posterior samples for flattened x: `num_samples` per example, sample-major.
 
-        Returns (x tiled to [num_samples * batch, features], trace, log p(x|z_1)).
+        Returns (trace, log p(x|z_1)); rows are sample-major, [num_samples * batch].
         The ladder's deterministic bottom-up pass runs once per example and is
         shared by the samples. `num_samples` may be a scalar tensor.
         """
@@ -424,7 +424,7 @@ class LadderVAE(keras.Model):
             trace = self._top_down(bottom_up, training, sample=True, seed=seed)
         else:
             trace = self._posterior(x_tiled, training, sample=True, seed=seed)
-        return x_tiled, trace, self._log_px(x_tiled, trace[0]["z"], training)
+        return trace, self._log_px(x_tiled, trace[0]["z"], training)
 
     @staticmethod
     def _log_prior_ratio(trace):
@@ -454,7 +454,7 @@ class LadderVAE(keras.Model):
         the negative ELBO). `test_step` uses this method. `seed`: an optional
         int32[2] tensor for stateless sampling (same seed, same sample).
         """
-        _, trace, log_px = self._sample(self._prepare(x), 1, training, seed)
+        trace, log_px = self._sample(self._prepare(x), 1, training, seed)
         return self._elbo_terms(trace, log_px)
 
     def training_objective(self, x, beta=1.0, training=False):
@@ -468,7 +468,7 @@ class LadderVAE(keras.Model):
         over the `mc_samples`. `train_step` minimises the batch mean.
         """
         mc, iw = self.mc_samples, self.iw_samples
-        x_tiled, trace, log_px = self._sample(self._prepare(x), mc * iw, training)
+        trace, log_px = self._sample(self._prepare(x), mc * iw, training)
         terms = self._elbo_terms(trace, log_px)
 
         def per_example(values):  # [samples * batch] -> [samples, batch]
@@ -515,7 +515,7 @@ class LadderVAE(keras.Model):
         runs once per example and its output is shared by all the samples.
         `seed`: an optional int32[2] tensor for stateless sampling.
         """
-        _, trace, log_px = self._sample(self._prepare(x), num_samples, training, seed)
+        trace, log_px = self._sample(self._prepare(x), num_samples, training, seed)
         return ops.reshape(log_px + self._log_prior_ratio(trace), (num_samples, -1))
 
     def call(self, inputs, training=None):
