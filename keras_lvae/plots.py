@@ -57,7 +57,7 @@ def png_size(path):
     return struct.unpack(">II", header[16:24])
 
 
-def _as_images(values, feature_shape):
+def as_images(values, feature_shape):
     """[n, H, W] (grey) or [n, H, W, 3] arrays for display, from model-shaped values."""
     values = np.asarray(values, dtype=np.float32)
     shape = tuple(feature_shape)
@@ -73,21 +73,28 @@ def _as_images(values, feature_shape):
     return np.clip(values.reshape((-1,) + shape), 0.0, 1.0)
 
 
-def _image_grid(axes, images, columns):
-    """One image mosaic with one-pixel gaps, drawn on `axes`."""
+def image_mosaic(images, columns):
+    """One [rows x columns] mosaic of `images` [n, H, W(, C)] with one-pixel white gaps."""
     count, height, width = images.shape[:3]
     rows = math.ceil(count / columns)
-    mosaic = np.ones((rows * (height + 1) - 1, columns * (width + 1) - 1) + images.shape[3:])
+    mosaic = np.ones((rows * (height + 1) - 1, columns * (width + 1) - 1) + images.shape[3:],
+                     dtype=np.float32)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         mosaic[r * (height + 1):r * (height + 1) + height, c * (width + 1):c * (width + 1) + width] = image
-    axes.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    return mosaic
+
+
+def _image_grid(axes, images, columns):
+    """`image_mosaic` drawn on `axes`."""
+    axes.imshow(image_mosaic(images, columns), cmap="gray", vmin=0.0, vmax=1.0,
+                interpolation="nearest")
     axes.set_axis_off()
 
 
 def plot_prior_samples(model, path, *, num_samples=100, seed=0):
     """A grid of `generate(num_samples, seed)` images (10 per row); 800 x 800 px."""
-    images = _as_images(model.generate(num_samples, seed=seed), model.feature_shape)
+    images = as_images(model.generate(num_samples, seed=seed), model.feature_shape)
     figure = _figure(8, 8)
     _image_grid(figure.add_axes((0.01, 0.01, 0.98, 0.94)), images, columns=10)
     figure.suptitle(f"{num_samples} samples from the prior (seed {seed})")
@@ -100,8 +107,8 @@ def plot_reconstructions(model, images, path, *, num_images=10):
     if len(inputs) == 0:
         raise ValueError("Invalid value for argument `images`: expected at least one image, "
                          "received none.")
-    pairs = np.concatenate([_as_images(inputs, model.feature_shape),
-                            _as_images(model(inputs), model.feature_shape)])
+    pairs = np.concatenate([as_images(inputs, model.feature_shape),
+                            as_images(model(inputs), model.feature_shape)])
     figure = _figure(8, 2)
     _image_grid(figure.add_axes((0.01, 0.01, 0.98, 0.84)), pairs, columns=len(inputs))
     figure.suptitle("inputs (top) and reconstructions from the posterior means (bottom)")

@@ -29,16 +29,44 @@ def warmup_beta(step, warmup_steps):
     return ops.minimum(1.0, ops.cast(step, "float32") / float(warmup_steps))
 
 
-def step_decay(learning_rate, steps_per_epoch, every_epochs=200, factor=0.75):
+@keras.saving.register_keras_serializable(package="keras_lvae")
+class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """learning_rate x decay_rate ** floor((step - start_step) / decay_steps), after start_step.
+
+    Constant `learning_rate` before `start_step`. Build it with `step_decay`.
+    """
+
+    def __init__(self, learning_rate, decay_steps, decay_rate, start_step=0):
+        self.learning_rate = float(learning_rate)
+        self.decay_steps = int(decay_steps)
+        self.decay_rate = float(decay_rate)
+        self.start_step = int(start_step)
+
+    def __call__(self, step):
+        elapsed = ops.maximum(ops.cast(step, "float32") - float(self.start_step), 0.0)
+        decays = ops.floor(elapsed / float(self.decay_steps))
+        return self.learning_rate * ops.power(self.decay_rate, decays)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "decay_steps": self.decay_steps,
+                "decay_rate": self.decay_rate, "start_step": self.start_step}
+
+
+def step_decay(learning_rate, steps_per_epoch, every_epochs=200, factor=0.75, start_epoch=0):
     """Learning rate x `factor` every `every_epochs` epochs (the paper's fine-tuning).
 
-    Returns a Keras schedule to pass as an optimizer's `learning_rate`; it reads
-    the optimizer's step, so it continues correctly after a reload.
+    The rate is constant for the first `start_epoch` epochs (the main training
+    stage), then decays. Returns a Keras schedule to pass as an optimizer's
+    `learning_rate`; it reads the optimizer's step, so it continues correctly
+    after a reload.
 
     Example:
     >>> schedule = step_decay(1e-3, steps_per_epoch=235)
     >>> [round(float(schedule(epoch * 235)), 7) for epoch in (0, 199, 200, 400)]
     [0.001, 0.001, 0.00075, 0.0005625]
+    >>> later = step_decay(1e-3, steps_per_epoch=10, every_epochs=2, start_epoch=5)
+    >>> [round(float(later(epoch * 10)), 7) for epoch in (0, 5, 6, 7, 9)]
+    [0.001, 0.001, 0.001, 0.00075, 0.0005625]
     """
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not (
             learning_rate > 0):
@@ -46,9 +74,9 @@ def step_decay(learning_rate, steps_per_epoch, every_epochs=200, factor=0.75):
                          f"number, received {learning_rate!r}.")
     _checks.positive_int("steps_per_epoch", steps_per_epoch)
     _checks.positive_int("every_epochs", every_epochs)
+    _checks.non_negative_int("start_epoch", start_epoch)
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
         raise ValueError("Invalid value for argument `factor`: expected a number in (0, 1], "
                          f"received {factor!r}.")
-    return keras.optimizers.schedules.ExponentialDecay(
-        float(learning_rate), decay_steps=steps_per_epoch * every_epochs,
-        decay_rate=float(factor), staircase=True)
+    return StepDecay(learning_rate, decay_steps=steps_per_epoch * every_epochs,
+                     decay_rate=factor, start_step=steps_per_epoch * start_epoch)

@@ -8,45 +8,114 @@ import numpy as np
 import pytest
 
 import keras_lvae
-from keras_lvae import cli, plots
+import keras_lvae_cli
+from keras_lvae import config as config_lib, data, plots, training
+from keras_lvae._files import read_csv
 
-LVAE = [sys.executable, "-m", "keras_lvae.cli"]
-TINY = ["--latent-dims", "8,4", "--hidden-dims", "64,32", "--batch-size", "500"]
+from .conftest import REPO
+
+LVAE = [sys.executable, "-m", "keras_lvae_cli"]
+TINY = ["--set", "model.latent_dims=8,4", "--set", "model.hidden_dims=64,32",
+        "--set", "data.batch_size=500"]
+QUICKSTART = str(REPO / "recipes" / "quickstart.py")
+SUBCOMMANDS = {"train": "--set", "tune": "--workdir", "evaluate": "--bn-statistics",
+               "sample": "--num-samples", "export": "--base-dir"}
 
 
 def run(*args, env=None):
-    return subprocess.run([*LVAE, *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run([*LVAE, *args], capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
 
 
-def test_help_names_the_commands():
-    result = run("--help")
-    assert result.returncode == 0 and "train" in result.stdout
-    for command, option in [("train", "--dataset"), ("evaluate", "--bn-statistics")]:
-        command_help = run(command, "--help")
-        assert command_help.returncode == 0 and option in command_help.stdout
+def test_help_of_every_command_imports_no_tensorflow():
+    """`lvae --help` and each subcommand's help print without importing TensorFlow (which
+    takes seconds); the subprocess reports which heavy modules got imported."""
+    probe = ("import sys, contextlib, io, json, keras_lvae_cli\n"
+             "for argv in [['--help']] + [[c, '--help'] for c in sys.argv[1:]]:\n"
+             "    out = io.StringIO()\n"
+             "    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+             "        keras_lvae_cli.main(argv)\n"
+             "    print('HELP', json.dumps([' '.join(argv), out.getvalue()]))\n"
+             "print('IMPORTED', sorted(m for m in ('tensorflow', 'keras', 'keras_lvae') "
+             "if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", probe, *SUBCOMMANDS], capture_output=True,
+                            text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "IMPORTED []" in result.stdout
+    helps = dict(json.loads(line[5:]) for line in result.stdout.splitlines()
+                 if line.startswith("HELP "))
+    for command, option in SUBCOMMANDS.items():
+        assert command in helps["--help"] and option in helps[f"{command} --help"], command
+
+
+def test_help_lists_the_datasets_of_the_data_module():
+    assert list(keras_lvae_cli.DATASETS) == data.list_datasets()
+
+
+def test_quickstart_as_in_the_readme_writes_every_promised_file(tmp_path):
+    """The README's main command (recipes/quickstart.py, unchanged) on the shipped digits."""
+    result = run("train", "recipes/quickstart.py", "--workdir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    config = config_lib.load_recipe(REPO / "recipes" / "quickstart.py")
+    epochs = config.train.epochs
+    assert f"Epoch {epochs}/{epochs}" in result.stdout and "test L_100:" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint.npz", "config.json", "history.csv", "model.keras", "tensorboard"]
+    assert sorted(p.name for p in (tmp_path / "tensorboard").iterdir()) == [
+        "samples", "train", "validation"]
+    stored = config_lib.from_dict(json.loads((tmp_path / "config.json").read_text()))
+    assert stored == config
+    history = read_csv(tmp_path / "history.csv")
+    assert history["epoch"] == [float(e) for e in range(1, epochs + 1)]
+    assert {"kl_layer_1", "kl_layer_3", "val_nelbo", "beta"} <= set(history)
+    assert f"val_nelbo: {history['val_nelbo'][-1]:.4f}" in result.stdout
+    assert history["val_nelbo"][-1] < history["val_nelbo"][0] - 50  # it learned
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert model.latent_dims == config.model.latent_dims
+    assert training.checkpoint_epoch(tmp_path / "checkpoint.npz") == epochs
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """`lvae train` for 2 epochs on the shipped digits: (output directory, result)."""
-    output = tmp_path_factory.mktemp("run")
-    result = run("train", "--epochs", "2", "--eval-samples", "5", "--output", str(output), *TINY)
-    return output, result
-
-
-def test_train_on_shipped_digits_saves_a_loadable_model(trained_run):
-    output, result = trained_run
+def trained_run(tmp_path_factory, mnist_dir):
+    """`lvae train` for 1 epoch on the real MNIST files: (workdir, result)."""
+    workdir = tmp_path_factory.mktemp("run")
+    result = run("train", "recipes/quickstart.py", "--workdir", str(workdir), *TINY,
+                 "--set", "data.dataset=mnist", "--set", f"data.data_dir={mnist_dir.parent}",
+                 "--set", "train.epochs=1", "--set", "train.eval_samples=5")
     assert result.returncode == 0, result.stderr
-    assert "Epoch 2/2" in result.stdout and "val_nelbo" in result.stdout
-    assert "test L_1 (ELBO)" in result.stdout and "test L_5:" in result.stdout
-    model = keras.saving.load_model(output / "model.keras")
+    return workdir, result
+
+
+def test_train_on_real_mnist_files(trained_run):
+    workdir, result = trained_run
+    assert "120 steps of 500 images per epoch" in result.stdout
+    assert "local files in" in result.stdout
+    assert "120/120" in result.stdout and "test L_5:" in result.stdout
+    model = keras.saving.load_model(workdir / "model.keras")
     assert isinstance(model, keras_lvae.LadderVAE) and model.latent_dims == (8, 4)
-    # No partial file left; the history has one row per epoch.
-    assert sorted(p.name for p in output.iterdir()) == ["history.csv", "model.keras"]
-    history = cli.read_history_csv(output / "history.csv")
-    assert history["epoch"] == [1.0, 2.0] and len(history["val_nelbo"]) == 2
-    assert f"val_nelbo: {history['val_nelbo'][1]:.4f}" in result.stdout
+    assert int(model.optimizer.iterations.numpy()) == 120
+    assert not [p for p in workdir.iterdir() if p.name.startswith(".")]  # no partial files
+
+
+def test_sample_writes_a_png_grid(trained_run, tmp_path):
+    workdir, _ = trained_run
+    result = run("sample", str(workdir / "model.keras"), "--num-samples", "30", "--seed", "4")
+    assert result.returncode == 0, result.stderr
+    assert plots.png_size(workdir / "samples.png") == (800, 800)
+    # The same seed draws the same images: an in-process plot is byte-identical.
+    model = keras.saving.load_model(workdir / "model.keras")
+    plots.plot_prior_samples(model, tmp_path / "again.png", num_samples=30, seed=4)
+    assert (tmp_path / "again.png").read_bytes() == (workdir / "samples.png").read_bytes()
+    assert keras_lvae_cli.main(["sample", str(workdir / "model.keras"), "--output",
+                                str(tmp_path / "grid.jpg")]) == 2
+
+
+def test_export_of_the_trained_model(trained_run, tmp_path):
+    workdir, _ = trained_run
+    result = run("export", str(workdir / "model.keras"), "--name", "tiny", "--base-dir",
+                 str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "tiny" / "1" / "saved_model.pb").exists()
 
 
 REPORT_FIELDS = {"model", "dataset", "split", "num_examples", "settings", "model_config",
@@ -86,7 +155,7 @@ def test_recomputed_batch_norm_statistics_change_the_bound(trained_run, tmp_path
     output, _ = trained_run
     bounds = {}
     for mode in ("moving", "recompute"):
-        assert cli.main(["evaluate", str(output / "model.keras"), "--samples", "2",
+        assert keras_lvae_cli.main(["evaluate", str(output / "model.keras"), "--samples", "2",
                          "--max-examples", "50", "--no-plots", "--bn-statistics", mode,
                          "--output", str(tmp_path / mode)]) == 0
         report = json.loads((tmp_path / mode / "report.json").read_text())
@@ -104,55 +173,42 @@ def test_evaluate_bad_arguments(trained_run, tmp_path, capsys, args, message):
     output, _ = trained_run
     args = [a.format(model=output / "model.keras") for a in args]
     try:
-        code = cli.main(["evaluate", *args, "--max-examples", "5", "--output", str(tmp_path)])
+        code = keras_lvae_cli.main(["evaluate", *args, "--max-examples", "5", "--output", str(tmp_path)])
     except SystemExit as exit:  # argparse's own refusals
         code = exit.code
     assert code == 2 and message in capsys.readouterr().err
-
-
-def test_train_on_real_mnist_files(tmp_path, mnist_dir):
-    result = run("train", "--dataset", "mnist", "--data-dir", str(mnist_dir), "--epochs", "1",
-                 "--eval-samples", "0", "--inference", "bottom_up", "--output", str(tmp_path),
-                 *TINY)
-    assert result.returncode == 0, result.stderr
-    assert "120 steps of 500 images per epoch, 10000 test images" in result.stdout
-    assert "local files in" in result.stdout
-    assert (tmp_path / "model.keras").exists()
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--latent-dims", "8,x"], "--latent-dims"),
-    (["--epochs", "0"], "--epochs"),
-    (["--dataset", "cifar"], "--dataset"),
-    (["--latent-dims", "8,4", "--hidden-dims", "64"], "--hidden-dims"),
+    (["--set", "train.epoch=3"], "unknown key `train.epoch`; did you mean `train.epochs`?"),
+    (["--set", "train.epochs=three"], "`train.epochs` expects an int, received 'three'"),
+    (["--set", "model.latent_dims=8,x"], "`model.latent_dims` expects a comma-separated list"),
+    (["--set", "model.latent_dims=8,4"], "`model.hidden_dims`: expected one width per"),
+    (["--set", "data.dataset=cifar"], "`data.dataset`: expected one of"),
+    (["--set", "train.epochs"], "expected SECTION.FIELD=VALUE"),
 ])
-def test_bad_arguments_are_refused(args, message, tmp_path, capsys):
-    try:
-        code = cli.main(["train", "--output", str(tmp_path), *args])
-    except SystemExit as exit:  # argparse's own refusals
-        code = exit.code
+def test_bad_settings_are_refused_before_anything_is_written(args, message, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    code = keras_lvae_cli.main(["train", QUICKSTART, "--workdir", str(workdir),
+                                *args])
     assert code == 2 and message in capsys.readouterr().err
+    assert not workdir.exists()
 
 
-def test_missing_mnist_directory_gives_a_message_not_a_traceback(tmp_path, capsys, monkeypatch):
+def test_missing_recipe_and_missing_data_give_messages_not_tracebacks(tmp_path, capsys,
+                                                                      monkeypatch):
+    assert keras_lvae_cli.main(["train", str(tmp_path / "nope.py")]) == 2
+    assert "RECIPE: expected the path of a recipe .py file" in capsys.readouterr().err
     monkeypatch.delenv("KERAS_LVAE_DATA_DIR", raising=False)
-    code = cli.main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none")])
+    code = keras_lvae_cli.main(["train", QUICKSTART, "--workdir", str(tmp_path),
+                                "--set", "data.dataset=mnist",
+                                "--set", f"data.data_dir={tmp_path / 'none'}"])
     assert code == 2 and "not a directory" in capsys.readouterr().err
 
 
-def test_mnist_serving_recipe_commands_parse():
-    """The recipe that made saved_models/mnist_lvae/1 builds valid `lvae` commands."""
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), "..", "recipes", "mnist_serving.py")
-    spec = importlib.util.spec_from_file_location("recipe", path)
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    stages = recipe.commands("DATA", "WORK", "BASE")
-    assert list(stages) == ["train", "evaluate", "export"]
-    for arguments in stages.values():
-        args = cli.build_parser().parse_args(arguments)
-        assert args.command in stages
-    train = cli.build_parser().parse_args(stages["train"])
-    assert (train.dataset, train.epochs, train.warmup_epochs, train.batch_size) == (
-        "mnist", 200, 20, 256)
+def test_evaluate_needs_a_dataset_without_a_run_config(trained_run, tmp_path, capsys):
+    workdir, _ = trained_run
+    model = keras.saving.load_model(workdir / "model.keras")
+    model.save(tmp_path / "loose.keras")
+    assert keras_lvae_cli.main(["evaluate", str(tmp_path / "loose.keras"), "--samples", "2"]) == 2
+    assert "--dataset is needed: there is no config.json next to" in capsys.readouterr().err

@@ -208,6 +208,7 @@ def test_tfds_path(name, split, tmp_path, caplog, no_env):
     x, y = out if labelled else (out, None)
     size = 32 if name == "norb" else 28
     assert x.shape == (12, size, size, 1) and (y is None or y.shape == (12,))
+    assert data.image_shape(name) == x.shape[1:]
     assert 0 <= x.min() and x.max() <= 1
     assert "trying tfds" in caplog.text and list(tmp_path.iterdir()) == []  # nothing written
 

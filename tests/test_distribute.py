@@ -109,8 +109,9 @@ def test_readme_two_worker_launch_trains_and_the_workers_agree(tmp_path):
         config = json.loads(config)
         config["cluster"]["worker"] = [f"localhost:{p}" for p in ports]
         arguments = arguments.replace("runs/two_workers", str(tmp_path / "two_workers"))
+        arguments = arguments.replace("recipes/", f"{REPO}/recipes/")
         workers.append(subprocess.Popen(
-            [sys.executable, "-m", "keras_lvae.cli", *arguments.split()], cwd=tmp_path,
+            [sys.executable, "-m", "keras_lvae_cli", *arguments.split()], cwd=tmp_path,
             env={**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "2"},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = []

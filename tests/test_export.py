@@ -1,6 +1,5 @@
 """SavedModel export: signatures equal the Keras model, in a process with only TensorFlow."""
 
-import json
 import os
 import pathlib
 import subprocess
@@ -13,7 +12,7 @@ import tensorflow as tf
 from google.protobuf import json_format  # noqa: F401  (ships with TensorFlow)
 
 import keras_lvae
-from keras_lvae import cli
+import keras_lvae_cli
 from keras_lvae.export import SIGNATURES, export_saved_model, score_function
 
 RNG = np.random.default_rng(11)
@@ -243,13 +242,13 @@ def test_lvae_export_command(exported, tmp_path, capsys):
     model.save(tmp_path / "model.keras")
     args = ["export", str(tmp_path / "model.keras"), "--name", "tiny", "--base-dir",
             str(tmp_path / "served")]
-    assert cli.main(args) == 0
-    assert cli.main([*args, "--version", "5"]) == 0
+    assert keras_lvae_cli.main(args) == 0
+    assert keras_lvae_cli.main([*args, "--version", "5"]) == 0
     assert "served/tiny/5" in capsys.readouterr().out
     assert sorted(os.listdir(tmp_path / "served" / "tiny")) == ["1", "5"]
-    assert cli.main([*args, "--version", "5"]) == 2
+    assert keras_lvae_cli.main([*args, "--version", "5"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert cli.main([*args[:2], "--name", "../x"]) == 2
+    assert keras_lvae_cli.main([*args[:2], "--name", "../x"]) == 2
     assert "--name" in capsys.readouterr().err
 
 

@@ -84,8 +84,29 @@ def test_step_decay_under_fit():
     assert seen == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.005, 0.0025, 0.0025])
 
 
+def test_step_decay_after_a_start_epoch_survives_saving(tmp_path):
+    """Constant for `start_epoch` epochs, then halved every 2 epochs; the schedule is
+    saved with the model and continues from the optimizer's step after loading."""
+    model = keras_lvae.LadderVAE(latent_dims=(3,), hidden_dims=(8,), seed=2)
+    schedule = step_decay(0.01, 2, every_epochs=2, factor=0.5, start_epoch=3)
+    model.compile(optimizer=keras.optimizers.Adam(schedule))
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(
+        float(model.optimizer.learning_rate)))
+    model.fit(X, batch_size=32, epochs=4, verbose=0, callbacks=[record])
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    assert restored.optimizer.learning_rate.numpy() == pytest.approx(seen[-1])
+    restored.fit(X, batch_size=32, epochs=3, verbose=0, callbacks=[
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(
+            float(restored.optimizer.learning_rate)))])
+    # After epoch e the step is 2e; the rate is 0.01 * 0.5 ** ((2e - 6) // 4) once 2e >= 6.
+    expected = [0.01 * 0.5 ** max(0, (2 * e - 6) // 4) for e in range(1, 8)]
+    assert seen == pytest.approx(expected) and expected[-1] == 0.0025
+
+
 @pytest.mark.parametrize("kwargs, argument", [
-    (dict(learning_rate=0), "learning_rate"), (dict(steps_per_epoch=0), "steps_per_epoch"),
+    (dict(start_epoch=-1), "start_epoch"), (dict(learning_rate=0), "learning_rate"), (dict(steps_per_epoch=0), "steps_per_epoch"),
     (dict(every_epochs=1.5), "every_epochs"), (dict(factor=1.5), "factor")])
 def test_step_decay_bad_arguments(kwargs, argument):
     arguments = dict(learning_rate=1e-3, steps_per_epoch=10) | kwargs

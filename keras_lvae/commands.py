@@ -1,0 +1,238 @@
+"""What each `lvae` command does; `keras_lvae_cli` parses the arguments and calls these.
+
+Each `run_<command>(args)` takes the parsed arguments and returns the exit code;
+a ValueError or ImportError is reported as a one-line error.
+"""
+
+import datetime
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import sys
+import time
+
+import keras
+
+import keras_lvae
+from keras_lvae import config as config_lib
+from keras_lvae import data, training
+from keras_lvae._files import atomic_write, read_csv, write_csv
+
+
+def _show_data_sources():
+    """Print where the data come from (the keras_lvae.data logger) on stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("keras_lvae").addHandler(handler)
+    logging.getLogger("keras_lvae").setLevel(logging.INFO)
+
+
+def _recipe_config(args):
+    """(config, workdir) of a recipe command: the recipe with its --set overrides."""
+    config = config_lib.override(config_lib.load_recipe(args.recipe), args.settings)
+    name = os.path.splitext(os.path.basename(args.recipe))[0]
+    return config, args.workdir or os.path.join("runs", name)
+
+
+def run_train(args):
+    config, workdir = _recipe_config(args)
+    _show_data_sources()
+    print(f"{args.recipe} -> {workdir}")
+    training.train(config, workdir)
+    return 0
+
+
+def run_tune(args):
+    from keras_lvae import tuning
+
+    config, workdir = _recipe_config(args)
+    _show_data_sources()
+    tuning.tune(config, workdir)
+    return 0
+
+
+def _run_config(model_path):
+    """The Config in the config.json next to `model_path`, or None."""
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), training.CONFIG_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        return config_lib.from_dict(json.load(file))
+
+
+def _dataset_arguments(args):
+    """Fill --dataset, --data-dir and --validation-size from the run's config.json."""
+    run = _run_config(args.model)
+    if args.dataset is None:
+        if run is None:
+            raise ValueError(f"--dataset is needed: there is no {training.CONFIG_FILE} next to "
+                             f"{args.model!r} to take it from")
+        args.dataset = run.data.dataset
+    same_data = run is not None and run.data.dataset == args.dataset
+    if args.data_dir is None and same_data:
+        args.data_dir = run.data.data_dir
+    if args.validation_size is None:
+        args.validation_size = run.data.validation_size if same_data else 0
+
+
+def run_sample(args):
+    from keras_lvae import plots
+
+    model = _load_ladder_vae(args.model)
+    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.model)),
+                                         "samples.png")
+    if not output.endswith(".png"):
+        raise ValueError(f"--output: expected a .png path, received {output!r}")
+    plots.plot_prior_samples(model, output, num_samples=args.num_samples, seed=args.seed)
+    print(f"wrote {output} ({args.num_samples} prior samples, seed {args.seed})")
+    return 0
+
+
+def _load_ladder_vae(path):
+    """The LadderVAE saved at `path`, or a ValueError naming MODEL."""
+    if not os.path.isfile(path):
+        raise ValueError(f"MODEL: no such file {path!r}")
+    model = keras.saving.load_model(path)
+    if not isinstance(model, keras_lvae.LadderVAE):
+        raise ValueError(f"MODEL: expected a saved LadderVAE, received a {type(model).__name__}")
+    return model
+
+
+def _versions():
+    names = ["keras-lvae", "keras", "tensorflow", "tensorflow-probability", "numpy", "matplotlib"]
+    found = {"python": platform.python_version()}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def run_evaluate(args):
+    from keras_lvae import evaluation, plots
+
+    started = time.perf_counter()
+    if args.history and not os.path.isfile(args.history):
+        raise ValueError(f"--history: no such file {args.history!r}")
+    model = _load_ladder_vae(args.model)
+    _dataset_arguments(args)
+    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.model)), "evaluation")
+    os.makedirs(output, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+    binarize = None if model.likelihood == "bernoulli" else False  # the dataset's protocol
+    images, labels = data.load_evaluation_arrays(
+        args.dataset, args.split, data_dir=args.data_dir, validation_size=args.validation_size,
+        binarize=binarize)
+    if args.max_examples is not None:
+        images = images[:args.max_examples]
+        labels = None if labels is None else labels[:args.max_examples]
+    if images.shape[1:] != model.feature_shape:
+        raise ValueError(f"--dataset {args.dataset} has images of shape {images.shape[1:]}, but the "
+                         f"model was trained on {model.feature_shape}")
+    timings = {}
+    if args.bn_statistics == "recompute":
+        start = time.perf_counter()
+        train_ds = data.load_dataset(args.dataset, "train", batch_size=256, shuffle=False,
+                                     data_dir=args.data_dir, seed=args.seed,
+                                     validation_size=args.validation_size, binarize=binarize)
+        evaluation.recompute_batch_norm_statistics(model, train_ds)
+        timings["batch_norm_statistics"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    bounds = evaluation.bound_report(model, images, num_samples=args.samples,
+                                     batch_size=args.batch_size, chunk_size=args.chunk_size,
+                                     jit_compile=args.jit_compile)
+    timings["log_likelihood"] = time.perf_counter() - start
+    start = time.perf_counter()
+    layers = evaluation.latent_diagnostics(model, images, batch_size=args.batch_size)
+    timings["latent_diagnostics"] = time.perf_counter() - start
+
+    written = {}
+    if not args.no_plots:
+        start = time.perf_counter()
+        history_path = args.history or os.path.join(os.path.dirname(os.path.abspath(args.model)),
+                                                    "history.csv")
+        shown = images[:2000]  # enough points for the PCA scatter
+        figures = {
+            "prior_samples": lambda p: plots.plot_prior_samples(model, p, seed=args.seed),
+            "reconstructions": lambda p: plots.plot_reconstructions(model, images, p),
+            "kl_per_layer": lambda p: plots.plot_kl_per_layer(layers, p),
+            "kl_per_unit": lambda p: plots.plot_kl_heatmaps(layers, p),
+            "latent_pca": lambda p: plots.plot_latent_pca(
+                model, shown, p, labels=None if labels is None else labels[:2000]),
+        }
+        if os.path.isfile(history_path):
+            history = read_csv(history_path)
+            figures["training_curves"] = lambda p: plots.plot_training_curves(history, p)
+        for name, draw in figures.items():
+            draw(os.path.join(output, f"{name}.png"))
+            written[name] = f"{name}.png"
+        timings["plots"] = time.perf_counter() - start
+    timings["total"] = time.perf_counter() - started
+
+    k = args.samples
+    report = {
+        "model": os.path.abspath(args.model),
+        "dataset": args.dataset,
+        "split": args.split,
+        "num_examples": bounds["num_examples"],
+        "settings": {
+            "samples": k, "batch_size": args.batch_size, "chunk_size": args.chunk_size,
+            "bn_statistics": args.bn_statistics, "max_examples": args.max_examples,
+            "jit_compile": args.jit_compile, "seed": args.seed, "active_unit_threshold": 0.01,
+        },
+        "model_config": {key: value for key, value in model.get_config().items()
+                         if key not in ("name", "trainable", "dtype")},
+        "log_likelihood": {"L_1": bounds["L_1"], f"L_{k}": bounds["L_k"],
+                           "bound_gap": bounds["bound_gap"], "units": "nats"},
+        "latent_layers": [
+            {"layer": i + 1, "units": len(layer["kl_per_unit"]), "kl": layer["kl"],
+             "active_units_kl": layer["active_units_kl"],
+             "active_units_cov": layer["active_units_cov"],
+             "kl_per_unit": layer["kl_per_unit"].tolist(),
+             "posterior_mean_variance": layer["posterior_mean_variance"].tolist()}
+            for i, layer in enumerate(layers)
+        ],
+        "plots": written,
+        "per_example": "per_example.csv",
+        "timing_seconds": timings,
+        "versions": _versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_csv(os.path.join(output, "per_example.csv"),
+              {"L_1": bounds["per_example_L_1"], f"L_{k}": bounds["per_example_L_k"]})
+    with atomic_write(os.path.join(output, "report.json")) as file:
+        file.write(json.dumps(report, indent=2) + "\n")
+
+    def line(name, summary):
+        return f"{name:>7} {summary['mean']:9.2f} +- {summary['standard_error']:.2f} nats"
+
+    print(f"{args.dataset} {args.split}: {bounds['num_examples']} examples, k = {k}, "
+          f"batch-norm statistics: {args.bn_statistics}, {timings['log_likelihood']:.0f} s")
+    print(line("L_1", bounds["L_1"]))
+    print(line(f"L_{k}", bounds["L_k"]))
+    print(line("gap", bounds["bound_gap"]))
+    for i, layer in enumerate(layers):
+        print(f"z_{i + 1}: KL {layer['kl']:6.2f} nats, active units "
+              f"{layer['active_units_kl']}/{len(layer['kl_per_unit'])} (KL > 0.01), "
+              f"{layer['active_units_cov']} (Cov > 0.01)")
+    print(f"wrote {os.path.join(output, 'report.json')}, per_example.csv and {len(written)} plots")
+    return 0
+
+
+def run_export(args):
+    from keras_lvae.export import SIGNATURES, export_saved_model
+
+    if not args.name or args.name in (".", "..") or os.sep in args.name:
+        raise ValueError(f"--name: expected a plain directory name, received {args.name!r}")
+    model = _load_ladder_vae(args.model)
+    try:
+        path = export_saved_model(model, os.path.join(args.base_dir, args.name), args.version)
+    except FileExistsError as error:
+        raise ValueError(str(error)) from None
+    print(f"exported {args.model} to {path} (signatures: {', '.join(SIGNATURES)}; "
+          "serving_default = score)")
+    return 0

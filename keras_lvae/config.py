@@ -1,0 +1,292 @@
+"""Run configurations: what `lvae train` and `lvae tune` read from a recipe.
+
+A recipe is a Python file that defines `CONFIG = Config(...)`. Sections hold
+the data, the model's architecture, the training run, the optional fine-tuning
+stage and the tuning search. Every field has a type; `override` applies
+command-line settings such as `train.epochs=3`, parsed by that type, and
+refuses unknown keys and values of the wrong type.
+
+Example:
+>>> config = Config(model=ModelConfig(latent_dims=(8, 4), hidden_dims=(32, 16)))
+>>> config = override(config, ["train.epochs=3", "model.inference=bottom_up"])
+>>> config.train.epochs, config.model.inference
+(3, 'bottom_up')
+>>> override(config, ["train.epoch=3"])
+Traceback (most recent call last):
+...
+ValueError: --set train.epoch=3: unknown key `train.epoch`; did you mean `train.epochs`?
+"""
+
+import dataclasses
+import difflib
+import importlib.util
+import json
+import os
+import typing
+from typing import Literal, Optional
+
+from keras_lvae import data
+
+INFERENCE_TYPES = ("ladder", "bottom_up")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are batched."""
+    dataset: str = "mnist_5k"          # a name from keras_lvae.data.list_datasets()
+    data_dir: Optional[str] = None     # raw files; None: $KERAS_LVAE_DATA_DIR, else tfds
+    batch_size: int = 256              # the global batch (all replicas together)
+    validation_split: Literal["test", "validation"] = "test"  # what fit's val_* metrics use;
+                                       # the paper reports test numbers, tuning needs validation
+    validation_size: int = 0           # hold out the last N training images as the validation
+                                       # split (binarized_mnist has its own: leave 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The LadderVAE's architecture (its `get_config`)."""
+    latent_dims: tuple[int, ...] = (64, 32, 16, 8, 4)       # z_1 (bottom) ... z_L (top)
+    hidden_dims: tuple[int, ...] = (512, 256, 128, 64, 32)  # MLP width per stochastic layer
+    inference: Literal["ladder", "bottom_up"] = "ladder"    # bottom_up: the VAE baseline
+    batch_norm: bool = True
+    dense_per_block: int = 2
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    share_top_down: bool = True        # ladder inference reuses p(z_i | z_i+1)'s top-down path
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training run: optimiser, warm-up, seeds, logging."""
+    epochs: int = 10
+    learning_rate: float = 1e-3        # Adam
+    warmup_epochs: int = 1             # beta rises linearly from 0 to 1 over these epochs
+    mc_samples: int = 1                # Monte Carlo samples per example
+    iw_samples: int = 1                # importance samples; >1 trains on L_k
+    seed: int = 0                      # seeds the weights, the noise and the data order
+    jit_compile: bool = False          # XLA: worth it on GPUs, not on this CPU
+    strategy: Literal["none", "mirrored", "multi_worker"] = "none"
+    skip_nonfinite_steps: bool = False  # skip (and count) steps with NaN/Inf loss or gradients
+    eval_samples: int = 100            # k of the test L_k printed at the end; 0 skips it
+    sample_every_epochs: int = 1       # prior-sample images in TensorBoard; 0 never
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuneConfig:
+    """An optional second stage after `train.epochs` (the paper's fine-tuning)."""
+    epochs: int = 0                    # 0: no fine-tuning
+    mc_samples: int = 10
+    iw_samples: int = 10               # the loss is -L_10
+    decay_every_epochs: int = 200      # learning rate x decay_factor every this many epochs
+    decay_factor: float = 0.75
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """The KerasTuner search of `lvae tune` (keras_lvae.tuning.LadderVAEHyperModel)."""
+    max_trials: int = 10
+    epochs_per_trial: int = 10
+    retrain_epochs: int = 50           # the best configuration is then trained for this long
+    seed: int = 1                      # KerasTuner ignores 0
+    depths: tuple[int, ...] = (1, 2, 3, 4, 5)
+    first_hidden_dims: tuple[int, ...] = (128, 256, 512)  # layer 1's width; halved per layer
+    first_latent_dims: tuple[int, ...] = (16, 32, 64)     # z_1's size; halved per layer, >= 2
+    min_learning_rate: float = 1e-4    # sampled log-uniformly
+    max_learning_rate: float = 3e-3
+    warmup_epochs: tuple[int, ...] = (0, 1, 5)
+    inference: tuple[str, ...] = INFERENCE_TYPES
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole run. Sections: data, model, train, fine_tune, tune."""
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    fine_tune: FineTuneConfig = FineTuneConfig()
+    tune: TuneConfig = TuneConfig()
+
+    def __post_init__(self):
+        validate(self)
+
+
+SECTIONS = {field.name: field.type for field in dataclasses.fields(Config)}
+_POSITIVE = {"data.batch_size", "model.dense_per_block", "train.epochs", "train.mc_samples",
+             "train.iw_samples", "fine_tune.mc_samples", "fine_tune.iw_samples",
+             "fine_tune.decay_every_epochs", "tune.max_trials", "tune.epochs_per_trial",
+             "tune.retrain_epochs", "tune.seed"}
+_MAY_BE_ZERO = {"tune.warmup_epochs"}  # the one list of ints that may hold 0
+
+
+def _types(section_class):
+    return typing.get_type_hints(section_class)
+
+
+def _describe(kind):
+    """How a type reads in an error message."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        return "a comma-separated list of " + {int: "ints", str: "strings"}[args[0]]
+    if origin is typing.Union:
+        return f"{_describe(args[0])} or none"
+    return {int: "an int", float: "a number", bool: "true or false", str: "a string"}[kind]
+
+
+def _is_instance(value, kind):
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is Literal:
+        return value in args
+    if origin is tuple:
+        return isinstance(value, tuple) and len(value) > 0 and all(
+            _is_instance(v, args[0]) for v in value)
+    if origin is typing.Union:
+        return value is None or _is_instance(value, args[0])
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _parse(text, kind):
+    """`text` as a value of type `kind`, or ValueError."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Union:
+        return None if text.lower() in ("none", "null") else _parse(text, args[0])
+    if origin is tuple:
+        items = [item.strip() for item in text.strip("()[] ").split(",") if item.strip()]
+        return tuple(_parse(item, args[0]) for item in items)
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError
+        return text.lower() == "true"
+    if kind is int:
+        return int(text)
+    if kind is float:
+        return float(text)
+    return text  # str and Literal; Literal values are checked by _is_instance
+
+
+def validate(config):
+    """Raise ValueError naming the first field of `config` with a wrong type or value."""
+    for section_name, section_class in SECTIONS.items():
+        section = getattr(config, section_name)
+        if not isinstance(section, section_class):
+            raise ValueError(f"Invalid config section `{section_name}`: expected a "
+                             f"{section_class.__name__}, received {section!r}.")
+        for name, kind in _types(section_class).items():
+            key, value = f"{section_name}.{name}", getattr(section, name)
+            if not _is_instance(value, kind):
+                raise ValueError(f"Invalid value for `{key}`: expected {_describe(kind)}, "
+                                 f"received {value!r}.")
+            numbers = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+                minimum = 1 if key in _POSITIVE or (
+                    kind == tuple[int, ...] and key not in _MAY_BE_ZERO) else 0
+                if any(v < minimum for v in numbers) or (kind is float and value <= 0):
+                    expected = "positive" if minimum or kind is float else "non-negative"
+                    raise ValueError(f"Invalid value for `{key}`: expected {expected} values, "
+                                     f"received {value!r}.")
+    if config.data.dataset not in data.list_datasets():
+        raise ValueError(f"Invalid value for `data.dataset`: expected one of "
+                         f"{data.list_datasets()}, received {config.data.dataset!r}.")
+    model = config.model
+    if len(model.hidden_dims) != len(model.latent_dims):
+        raise ValueError(
+            f"Invalid value for `model.hidden_dims`: expected one width per stochastic layer "
+            f"({len(model.latent_dims)}, as in model.latent_dims={list(model.latent_dims)}), "
+            f"received {list(model.hidden_dims)}.")
+    if config.fine_tune.decay_factor > 1:
+        raise ValueError("Invalid value for `fine_tune.decay_factor`: expected a number in "
+                         f"(0, 1], received {config.fine_tune.decay_factor!r}.")
+    tune = config.tune
+    if tune.min_learning_rate > tune.max_learning_rate:
+        raise ValueError("Invalid value for `tune.min_learning_rate`: expected at most "
+                         f"tune.max_learning_rate ({tune.max_learning_rate}), received "
+                         f"{tune.min_learning_rate}.")
+    if not set(tune.inference) <= set(INFERENCE_TYPES):
+        raise ValueError(f"Invalid value for `tune.inference`: expected values from "
+                         f"{list(INFERENCE_TYPES)}, received {list(tune.inference)}.")
+    if max(tune.depths) > 8:
+        raise ValueError("Invalid value for `tune.depths`: expected depths of at most 8 "
+                         f"(sizes halve per layer), received {list(tune.depths)}.")
+
+
+def keys():
+    """Every settable key, such as `train.epochs`."""
+    return [f"{section}.{name}" for section, cls in SECTIONS.items() for name in _types(cls)]
+
+
+def override(config, settings):
+    """A copy of `config` with each `section.field=value` of `settings` applied.
+
+    Values are parsed by the field's type (ints, numbers, true/false, none for
+    optional fields, comma-separated lists); an unknown key or a value that
+    does not parse raises a ValueError naming the setting.
+    """
+    sections = {name: {} for name in SECTIONS}
+    for setting in settings:
+        key, separator, text = setting.partition("=")
+        section, _, name = key.strip().partition(".")
+        if not separator or not name:
+            raise ValueError(f"--set {setting}: expected SECTION.FIELD=VALUE, such as "
+                             "train.epochs=3")
+        field_types = _types(SECTIONS[section]) if section in SECTIONS else {}
+        if name not in field_types:
+            close = difflib.get_close_matches(key.strip(), keys(), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(keys())}"
+            raise ValueError(f"--set {setting}: unknown key `{key.strip()}`; {hint}")
+        kind = field_types[name]
+        try:
+            value = _parse(text.strip(), kind)
+            parsed = _is_instance(value, kind)
+        except ValueError:
+            parsed = False
+        if not parsed:
+            raise ValueError(f"--set {setting}: `{key.strip()}` expects {_describe(kind)}, "
+                             f"received {text.strip()!r}")
+        sections[section][name] = value
+    try:
+        return Config(**{name: dataclasses.replace(getattr(config, name), **changes)
+                         for name, changes in sections.items()})
+    except ValueError as error:
+        raise ValueError(f"--set: {error}") from None
+
+
+def to_dict(config):
+    """A JSON-ready dict of `config` (lists for tuples)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(values):
+    """The Config of a `to_dict` dict (e.g. a run's config.json), checked like a recipe."""
+    sections = {}
+    for name, section_class in SECTIONS.items():
+        given = dict(values.get(name, {}))
+        types = _types(section_class)
+        unknown = sorted(set(given) - set(types))
+        if unknown:
+            raise ValueError(f"config: unknown keys {[f'{name}.{k}' for k in unknown]}")
+        for key, value in given.items():
+            if typing.get_origin(types[key]) is tuple and isinstance(value, list):
+                given[key] = tuple(value)
+        sections[name] = section_class(**given)
+    return Config(**sections)
+
+
+def load_recipe(path):
+    """The `CONFIG` of the recipe file at `path` (a Python file)."""
+    path = os.fspath(path)
+    if not path.endswith(".py") or not os.path.isfile(path):
+        raise ValueError(f"RECIPE: expected the path of a recipe .py file (such as "
+                         f"recipes/quickstart.py), received {path!r}")
+    name = "lvae_recipe_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = getattr(module, "CONFIG", None)
+    if not isinstance(config, Config):
+        raise ValueError(f"RECIPE {path!r}: expected a module-level CONFIG = "
+                         f"keras_lvae.config.Config(...), found {type(config).__name__}")
+    return config

@@ -1,0 +1,125 @@
+"""KerasTuner search over LVAE architectures and training settings: `lvae tune`.
+
+`LadderVAEHyperModel` turns a recipe's `tune` section into a search space:
+depth, the first layer's width and latent size (both halved per layer up, as
+in the paper's 512-256-128-64-32 / 64-32-16-8-4), the learning rate, the
+warm-up length and the inference type. `tune` runs a random search minimising
+`val_nelbo` and retrains the best configuration with `keras_lvae.training`.
+Needs the tuning extra: `pip install "keras-lvae[tuning]"`.
+
+Example (a search space of one point, built without searching):
+>>> import keras_tuner
+>>> from keras_lvae.config import Config, TuneConfig
+>>> config = Config(tune=TuneConfig(depths=(2,), first_hidden_dims=(64,),
+...                                 first_latent_dims=(8,), inference=("ladder",)))
+>>> hypermodel = LadderVAEHyperModel(config, steps_per_epoch=10, input_shape=(None, 28, 28, 1))
+>>> model = hypermodel.build(keras_tuner.HyperParameters())
+>>> model.latent_dims, model.hidden_dims
+((8, 4), (64, 32))
+"""
+
+import dataclasses
+import json
+import os
+
+try:
+    import keras_tuner
+except ImportError:
+    raise ImportError(
+        'keras_lvae.tuning (and `lvae tune`) needs keras-tuner: pip install "keras-lvae[tuning]"'
+    ) from None
+
+from keras_lvae import data, training
+from keras_lvae._files import atomic_write
+
+OBJECTIVE = keras_tuner.Objective("val_nelbo", direction="min")
+
+
+def config_for(config, values):
+    """`config` with the model and training settings of hyperparameter `values`."""
+    depth = values["depth"]
+    model = dataclasses.replace(
+        config.model,
+        latent_dims=tuple(max(2, values["first_latent_dim"] >> i) for i in range(depth)),
+        hidden_dims=tuple(max(2, values["first_hidden_dim"] >> i) for i in range(depth)),
+        inference=values["inference"])
+    train = dataclasses.replace(config.train, learning_rate=values["learning_rate"],
+                                warmup_epochs=values["warmup_epochs"],
+                                epochs=config.tune.epochs_per_trial)
+    return dataclasses.replace(config, model=model, train=train)
+
+
+class LadderVAEHyperModel(keras_tuner.HyperModel):
+    """Builds a compiled LadderVAE from a trial's hyperparameters.
+
+    Args:
+        config: a `keras_lvae.config.Config`; its `tune` section is the search
+            space, its other sections the fixed settings.
+        steps_per_epoch: training steps per epoch (for the warm-up length).
+        input_shape: the batched input shape, e.g. `(None, 28, 28, 1)`.
+    """
+
+    def __init__(self, config, steps_per_epoch, input_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.config, self.steps_per_epoch = config, steps_per_epoch
+        self.input_shape = tuple(input_shape)  # KerasTuner stores it as JSON
+
+    def declare(self, hp):
+        """Declare the search space on `hp`; return the trial's values."""
+        tune = self.config.tune
+        hp.Choice("depth", list(tune.depths))
+        hp.Choice("first_hidden_dim", list(tune.first_hidden_dims))
+        hp.Choice("first_latent_dim", list(tune.first_latent_dims))
+        if tune.min_learning_rate == tune.max_learning_rate:
+            hp.Fixed("learning_rate", tune.min_learning_rate)
+        else:
+            hp.Float("learning_rate", tune.min_learning_rate, tune.max_learning_rate,
+                     sampling="log")
+        hp.Choice("warmup_epochs", list(tune.warmup_epochs))
+        hp.Choice("inference", list(tune.inference))
+        return dict(hp.values)
+
+    def build(self, hp):
+        config = config_for(self.config, self.declare(hp))
+        model = training.build_model(config, self.steps_per_epoch)
+        model.build(self.input_shape)  # KerasTuner needs built models
+        training.compile_model(model, config, self.steps_per_epoch)
+        return model
+
+
+def tune(config, workdir, log=print):
+    """Search `config.tune`'s space in `workdir`, then retrain the best in `workdir/best`.
+
+    Returns (best hyperparameter values, the retrained run's summary from
+    `keras_lvae.training.train`). Raises RuntimeError if a trial did not complete.
+    """
+    d = config.data
+    load = dict(data_dir=d.data_dir, validation_size=d.validation_size, seed=config.train.seed)
+    train_ds = data.load_dataset(d.dataset, "train", batch_size=d.batch_size, **load)
+    validation_ds = data.load_dataset(d.dataset, d.validation_split, batch_size=d.batch_size,
+                                      **load)
+    steps_per_epoch = int(train_ds.cardinality())
+    if steps_per_epoch == 0:
+        raise ValueError(f"data.batch_size={d.batch_size} is larger than the training set")
+    if d.validation_split == "test":
+        log("warning: tuning on the test split; set data.validation_split=validation")
+    hypermodel = LadderVAEHyperModel(config, steps_per_epoch, train_ds.element_spec.shape)
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective=OBJECTIVE, max_trials=config.tune.max_trials,
+        seed=config.tune.seed, directory=workdir, project_name="search", overwrite=False)
+    tuner.search(train_ds, validation_data=validation_ds, epochs=config.tune.epochs_per_trial,
+                 verbose=2)
+    trials = tuner.oracle.trials.values()
+    failed = [t.trial_id for t in trials if t.status != keras_tuner.engine.trial.TrialStatus.COMPLETED]
+    if failed:
+        raise RuntimeError(f"trials {failed} did not complete (see {workdir}/search)")
+    best = tuner.get_best_hyperparameters(1)[0].values
+    score = min(t.score for t in trials)
+    log(f"best of {len(trials)} trials: val_nelbo {score:.2f} with {best}")
+    with atomic_write(os.path.join(workdir, "best_hyperparameters.json")) as file:
+        json.dump({"hyperparameters": best, "val_nelbo": score}, file, indent=2)
+    retrain = config_for(config, best)
+    retrain = dataclasses.replace(retrain, train=dataclasses.replace(
+        retrain.train, epochs=config.tune.retrain_epochs))
+    log(f"retraining the best configuration for {config.tune.retrain_epochs} epochs")
+    return best, training.train(retrain, os.path.join(workdir, "best"), log=log)

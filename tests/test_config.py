@@ -1,0 +1,105 @@
+import dataclasses
+import json
+
+import pytest
+
+from keras_lvae import config as config_lib, data
+from keras_lvae.config import Config, DataConfig, ModelConfig, TrainConfig, override
+
+
+@pytest.mark.parametrize("setting, section, field, value", [
+    ("train.epochs=3", "train", "epochs", 3),
+    ("train.learning_rate=2e-4", "train", "learning_rate", 2e-4),
+    ("train.learning_rate=1", "train", "learning_rate", 1.0),
+    ("model.batch_norm=false", "model", "batch_norm", False),
+    ("model.batch_norm=True", "model", "batch_norm", True),
+    ("model.latent_dims=32,16,8", "model", "latent_dims", (32, 16, 8)),
+    ("model.latent_dims=[32, 16, 8]", "model", "latent_dims", (32, 16, 8)),
+    ("data.data_dir=none", "data", "data_dir", None),
+    ("data.data_dir=../shared/data", "data", "data_dir", "../shared/data"),
+    ("model.inference=bottom_up", "model", "inference", "bottom_up"),
+    ("tune.inference=ladder", "tune", "inference", ("ladder",)),
+    ("tune.warmup_epochs=0,2", "tune", "warmup_epochs", (0, 2)),
+    (" fine_tune.iw_samples = 5 ", "fine_tune", "iw_samples", 5),
+])
+def test_overrides_are_parsed_by_the_field_type(setting, section, field, value):
+    base = Config(model=ModelConfig(latent_dims=(32, 16, 8), hidden_dims=(64, 32, 16)))
+    changed = override(base, [setting])
+    got = getattr(getattr(changed, section), field)
+    assert got == value and type(got) is type(value)
+    # Everything else is untouched.
+    restored = dataclasses.replace(changed, **{section: getattr(base, section)})
+    assert restored == base
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("train.epoch=3", "unknown key `train.epoch`; did you mean `train.epochs`?"),
+    ("training.epochs=3", "unknown key `training.epochs`"),
+    ("epochs=3", "expected SECTION.FIELD=VALUE"),
+    ("train.epochs", "expected SECTION.FIELD=VALUE"),
+    ("train.epochs=3.5", "`train.epochs` expects an int, received '3.5'"),
+    ("train.epochs=ten", "`train.epochs` expects an int, received 'ten'"),
+    ("train.epochs=none", "`train.epochs` expects an int, received 'none'"),
+    ("model.batch_norm=yes", "`model.batch_norm` expects true or false, received 'yes'"),
+    ("model.inference=topdown", "expects one of 'ladder', 'bottom_up', received 'topdown'"),
+    ("model.latent_dims=8,x", "expects a comma-separated list of ints, received '8,x'"),
+    ("train.learning_rate=fast", "expects a number, received 'fast'"),
+    ("train.epochs=0", "Invalid value for `train.epochs`: expected positive values, received 0"),
+    ("train.learning_rate=-1", "`train.learning_rate`: expected positive values"),
+    ("train.warmup_epochs=-1", "`train.warmup_epochs`: expected non-negative values"),
+    ("model.latent_dims=8,0", "`model.latent_dims`: expected positive values"),
+    ("model.latent_dims=8,4", "`model.hidden_dims`: expected one width per stochastic layer"),
+    ("data.dataset=cifar", "`data.dataset`: expected one of ['binarized_mnist'"),
+    ("fine_tune.decay_factor=1.5", "`fine_tune.decay_factor`: expected a number in (0, 1]"),
+    ("tune.inference=ladder,vae", "`tune.inference`: expected values from"),
+])
+def test_bad_overrides_are_refused_with_the_setting_named(setting, message):
+    with pytest.raises(ValueError) as error:
+        override(Config(), [setting])
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("section, bad, message", [
+    (TrainConfig, dict(epochs="3"), "`train.epochs`: expected an int, received '3'"),
+    (TrainConfig, dict(epochs=True), "`train.epochs`: expected an int, received True"),
+    (ModelConfig, dict(latent_dims=[8, 4], hidden_dims=[8, 4]), "`model.latent_dims`"),
+    (ModelConfig, dict(inference="vae"), "`model.inference`: expected one of"),
+    (DataConfig, dict(batch_size=0), "`data.batch_size`: expected positive values"),
+])
+def test_recipes_with_wrong_types_are_refused(section, bad, message):
+    name = {TrainConfig: "train", ModelConfig: "model", DataConfig: "data"}[section]
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        Config(**{name: section(**bad)})
+
+
+def test_dict_round_trip_and_refusal_of_unknown_keys():
+    config = override(Config(), ["model.latent_dims=8,4", "model.hidden_dims=16,8",
+                                 "data.data_dir=/data", "train.learning_rate=0.002"])
+    stored = json.loads(json.dumps(config_lib.to_dict(config)))
+    assert config_lib.from_dict(stored) == config
+    stored["train"]["epochz"] = 3
+    with pytest.raises(ValueError, match=r"unknown keys \['train.epochz'\]"):
+        config_lib.from_dict(stored)
+
+
+def test_dataset_names_agree_with_the_data_module():
+    for name in data.list_datasets():
+        assert Config(data=DataConfig(dataset=name)).data.dataset == name
+
+
+def test_every_key_is_listed_once():
+    keys = config_lib.keys()
+    assert len(keys) == len(set(keys)) and "train.epochs" in keys and "tune.depths" in keys
+
+
+@pytest.mark.parametrize("content, message", [
+    ("CONFIG = 3\n", "expected a module-level CONFIG = keras_lvae.config.Config"),
+    ("X = 1\n", "found NoneType"),
+])
+def test_load_recipe_refuses_files_without_a_config(tmp_path, content, message):
+    path = tmp_path / "recipe.py"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        config_lib.load_recipe(path)
+    with pytest.raises(ValueError, match="RECIPE: expected the path of a recipe .py file"):
+        config_lib.load_recipe(tmp_path / "missing.py")

@@ -1,0 +1,171 @@
+"""Runs from a Config: checkpoints, resume after a kill, the files a run writes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_lvae import training
+from keras_lvae._files import read_csv
+from keras_lvae.config import Config, DataConfig, ModelConfig, TrainConfig, override
+
+from .conftest import REPO
+
+TINY = Config(
+    data=DataConfig(dataset="mnist_5k", batch_size=500),
+    model=ModelConfig(latent_dims=(8, 4), hidden_dims=(32, 16)),
+    train=TrainConfig(epochs=2, warmup_epochs=1, eval_samples=5, seed=3),
+)
+
+
+def _build(config, steps_per_epoch=9):
+    model = training.build_model(config, steps_per_epoch)
+    model.build((None, 28, 28, 1))
+    training.compile_model(model, config, steps_per_epoch)
+    return model
+
+
+def _state(model):
+    return [np.array(v.numpy()) for v in
+            model.variables + model.optimizer.variables]
+
+
+def test_checkpoint_restores_every_variable(tmp_path):
+    """Weights, batch-norm statistics, noise generators' states, the optimizer's step and
+    Adam moments all come back; a fresh model differs in each of those groups."""
+    x = np.random.default_rng(0).random((64, 28, 28, 1)) < 0.3
+    model = _build(TINY)
+    model.fit(x.astype("float32"), batch_size=16, epochs=2, verbose=0)
+    path = tmp_path / "checkpoint.npz"
+    training.save_checkpoint(model, path, epoch=2)
+    assert training.checkpoint_epoch(path) == 2 and training.checkpoint_epoch(tmp_path / "no") == 0
+
+    fresh = _build(TINY)
+    fresh.optimizer.build(fresh.trainable_variables)
+    before = _state(fresh)
+    assert training.restore_checkpoint(fresh, path) == 2
+    for got, want, old, variable in zip(_state(fresh), _state(model), before,
+                                        fresh.variables + fresh.optimizer.variables):
+        np.testing.assert_array_equal(got, want, err_msg=variable.path)
+    changed = {v.path.split("/")[-1] for v, a, b in zip(
+        fresh.variables + fresh.optimizer.variables, before, _state(model))
+        if not np.array_equal(a, b)}
+    assert {"moving_mean", "moving_variance", "seed_generator_state", "iteration"} <= changed
+    assert any(name.endswith("momentum") for name in changed)  # Adam's first moments
+    assert int(fresh.optimizer.iterations.numpy()) == 8
+
+    other = _build(override(TINY, ["model.latent_dims=8", "model.hidden_dims=32"]))
+    with pytest.raises(ValueError, match="does not match this configuration"):
+        training.restore_checkpoint(other, path)
+
+
+def _event_tags(directory):
+    """{tag: [steps]} of every event file under `directory`."""
+    tags = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                for value in event.summary.value:
+                    tags.setdefault(value.tag, []).append(event.step)
+    return tags
+
+
+def test_train_writes_every_file_and_tensorboard_scalars_and_images(tmp_path, capsys):
+    summary = training.train(TINY, str(tmp_path))
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["checkpoint.npz", "config.json", "history.csv", "model.keras", "tensorboard"]
+    history = read_csv(tmp_path / "history.csv")
+    assert history["epoch"] == [1.0, 2.0]
+    assert history["val_nelbo"] == pytest.approx(summary["history"]["val_nelbo"])
+    assert summary["test_log_likelihood"] > -summary["test_nelbo"]  # L_5 >= L_1 on average
+    assert training.checkpoint_epoch(tmp_path / "checkpoint.npz") == 2
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert int(model.optimizer.iterations.numpy()) == 2 * 9
+
+    train_tags = _event_tags(tmp_path / "tensorboard" / "train")
+    validation_tags = _event_tags(tmp_path / "tensorboard" / "validation")
+    for tag in ["epoch_loss", "epoch_nelbo", "epoch_beta", "epoch_kl_layer_1", "epoch_kl_layer_2"]:
+        assert train_tags[tag] == [0, 1], tag
+    assert validation_tags["epoch_nelbo"] == [0, 1]
+    samples = _event_tags(tmp_path / "tensorboard" / "samples")
+    assert samples == {"prior_samples": [1, 2]}
+    assert "test L_5:" in capsys.readouterr().out
+
+
+def test_finished_run_refuses_another_configuration_but_trains_on(tmp_path):
+    training.train(TINY, str(tmp_path), log=lambda message: None)
+    with pytest.raises(ValueError, match=r"different configuration \(changed: train.seed\)"):
+        training.train(override(TINY, ["train.seed=4"]), str(tmp_path))
+    summary = training.train(override(TINY, ["train.epochs=3"]), str(tmp_path),
+                             log=lambda message: None)
+    assert summary["start_epoch"] == 2 and summary["history"]["epoch"] == [1.0, 2.0, 3.0]
+    assert int(summary["model"].optimizer.iterations.numpy()) == 3 * 9
+    # Fine-tuning may be switched on for a finished run: it continues with the IW bound.
+    summary = training.train(override(TINY, ["train.epochs=3", "fine_tune.epochs=1",
+                                             "fine_tune.iw_samples=2", "fine_tune.mc_samples=1"]),
+                             str(tmp_path), log=lambda message: None)
+    assert summary["start_epoch"] == 3 and summary["model"].iw_samples == 2
+    assert summary["history"]["loss"][-1] < summary["history"]["nelbo"][-1]
+
+
+def test_fine_tuning_stage_switches_samples_and_decays_the_rate(tmp_path):
+    config = override(TINY, ["fine_tune.epochs=2", "fine_tune.mc_samples=2",
+                             "fine_tune.iw_samples=3", "fine_tune.decay_every_epochs=1",
+                             "fine_tune.decay_factor=0.5", "train.eval_samples=0"])
+    summary = training.train(config, str(tmp_path), log=lambda message: None)
+    model = summary["model"]
+    assert (model.mc_samples, model.iw_samples) == (2, 3)
+    history = summary["history"]
+    # Training stage: loss = nelbo at beta 1; fine-tuning: loss = -L_3 < nelbo.
+    assert history["loss"][1] == pytest.approx(history["nelbo"][1], rel=1e-5)
+    assert all(history["loss"][e] < history["nelbo"][e] for e in (2, 3))
+    # 9 steps per epoch; after epoch 4 the step is 36: 0.001 * 0.5 ** ((36 - 18) // 9).
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.001 * 0.5 ** 2)
+
+
+def _run_lvae(args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "keras_lvae_cli", *args], cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, **kwargs)
+
+
+def test_killed_run_resumes_where_it_stopped(tmp_path):
+    """SIGKILL mid-run after a checkpoint; the same command continues from that epoch with
+    the step count and the warm-up's beta of an uninterrupted run."""
+    epochs, steps, warmup_epochs = 8, 90, 3
+    args = ["train", "recipes/quickstart.py", "--workdir", str(tmp_path),
+            "--set", "data.batch_size=50", "--set", "model.latent_dims=8,4",
+            "--set", "model.hidden_dims=32,16", "--set", f"train.epochs={epochs}",
+            "--set", f"train.warmup_epochs={warmup_epochs}", "--set", "train.eval_samples=0"]
+    first = _run_lvae(args)
+    checkpoint = tmp_path / "checkpoint.npz"
+    deadline = time.monotonic() + 300
+    while training.checkpoint_epoch(checkpoint) < 2 and first.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    saved = training.checkpoint_epoch(checkpoint)
+    assert 2 <= saved < epochs and not (tmp_path / "model.keras").exists()
+
+    second = _run_lvae(args)
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-3000:]
+    assert f"after epoch {saved} of {epochs} (step {saved * steps})" in out
+    ran = [line for line in out.splitlines() if line.startswith("Epoch ")]
+    assert ran == [f"Epoch {e}/{epochs}" for e in range(saved + 1, epochs + 1)]  # not restarted
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert int(model.optimizer.iterations.numpy()) == epochs * steps
+    history = read_csv(tmp_path / "history.csv")
+    assert history["epoch"] == [float(e) for e in range(1, epochs + 1)]
+    # beta at step s is min(1, s / warm-up steps); the log holds its mean over each epoch.
+    beta = np.minimum(1.0, np.arange(epochs * steps) / (warmup_epochs * steps))
+    np.testing.assert_allclose(history["beta"], beta.reshape(epochs, steps).mean(axis=1),
+                               rtol=1e-5)
