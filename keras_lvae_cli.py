@@ -69,8 +69,8 @@ def build_parser():
         "the best",
         description="Random search over RECIPE's `tune` section (depth, widths, latent sizes, "
         "learning rate, warm-up, inference) minimising val_nelbo, then train the best "
-        "configuration for tune.retrain_epochs in WORKDIR/best (as `lvae train` would). An "
-        "interrupted search continues where it stopped. Needs the tuning extra: "
+        "configuration for tune.retrain_epochs in WORKDIR/best (as `lvae train` would). Run "
+        "again, it reuses the finished trials. Needs the tuning extra: "
         'pip install "keras-lvae[tuning]".')
     _add_recipe_arguments(tune, "tuning directory (default: runs/<recipe name>)")
 

@@ -10,7 +10,7 @@ WORKDIR/best, as `lvae train` would. Needs the tuning extra
 
     lvae tune recipes/tune_mnist.py --set data.data_dir=../shared/data --workdir runs/tune_mnist
 
-An interrupted search continues where it stopped when run again.
+Run again, it reuses the finished trials and the retrained run.
 """
 
 import sys

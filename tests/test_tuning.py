@@ -58,6 +58,10 @@ def test_two_trial_search_completes_and_the_retrained_best_evaluates(tmp_path):
     x = np.random.default_rng(0).random((20, 28, 28, 1)) < 0.3
     assert np.isfinite(model.evaluate(x.astype("float32"), return_dict=True, verbose=0)["nelbo"])
     assert summary["history"]["epoch"] == [1.0, 2.0]
+    # Run again: the finished trials and the finished retraining are reused, nothing reruns.
+    again, summary = tuning.tune(SEARCH, str(tmp_path), log=lambda message: None)
+    assert again == best and summary["start_epoch"] == 2
+    assert len(list((tmp_path / "search").glob("trial_*"))) == 2
 
 
 def test_missing_keras_tuner_names_the_extra(tmp_path):
