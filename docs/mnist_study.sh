@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The MNIST study of docs/results.md: every run, resumable. Run from the repository root:
+#
+#     bash docs/mnist_study.sh [DATA_DIR]        (default ../shared/data)
+#
+# Each `lvae train` checkpoints after every epoch; running this script again skips finished
+# runs and continues an interrupted one where it stopped. Runs live in runs/study/ (git-ignored);
+# docs/results.md quotes their reports.
+set -euo pipefail
+DATA_DIR="${1:-../shared/data}"
+PAPER=recipes/mnist_paper.py
+COMMON=(--set "data.data_dir=$DATA_DIR" --set fine_tune.epochs=0 --set train.eval_samples=0)
+
+# 5-layer models at an equal budget: 100 epochs, warm-up over the first 20 (the paper's tenth).
+five_layer() {  # name, extra settings...
+    local name=$1; shift
+    lvae train "$PAPER" "${COMMON[@]}" --set train.epochs=100 "$@" --workdir "runs/study/$name"
+}
+five_layer lvae5_bn_wu --set train.warmup_epochs=20
+five_layer vae5 --set model.inference=bottom_up --set model.batch_norm=false --set train.warmup_epochs=0
+five_layer vae5_bn --set model.inference=bottom_up --set train.warmup_epochs=0
+five_layer vae5_bn_wu --set model.inference=bottom_up --set train.warmup_epochs=20
+
+# Depth sweep: LVAE+BN+WU and VAE+BN+WU with 1 to 5 stochastic layers, 30 epochs (warm-up 3).
+LATENT=(64 32 16 8 4)
+HIDDEN=(512 256 128 64 32)
+for depth in 1 2 3 4 5; do
+    latent=$(IFS=,; echo "${LATENT[*]:0:$depth}")
+    hidden=$(IFS=,; echo "${HIDDEN[*]:0:$depth}")
+    for inference in ladder bottom_up; do
+        lvae train "$PAPER" "${COMMON[@]}" --set train.epochs=30 --set train.warmup_epochs=3 \
+            --set "model.inference=$inference" --set "model.latent_dims=$latent" \
+            --set "model.hidden_dims=$hidden" --workdir "runs/study/depth${depth}_$inference"
+    done
+done
