@@ -3,7 +3,7 @@
 A run's working directory holds:
 
     config.json      the resolved configuration (keras_lvae.config.from_dict reads it)
-    history.csv      one row of logged metrics per finished epoch
+    history.csv      one row per finished epoch: its wall time and the logged metrics
     checkpoint.npz   every model and optimizer variable after the last finished epoch
     tensorboard/     per-epoch scalars (train/, validation/; loss, nelbo, kl_layer_<i>,
                      beta, ...) and a grid of prior samples (samples/)
@@ -20,6 +20,7 @@ fine-tuning has started, the `fine_tune` section.
 import json
 import os
 import sys
+import time
 import warnings
 
 import keras
@@ -86,20 +87,25 @@ def restore_checkpoint(model, path):
 class HistoryCSV(keras.callbacks.Callback):
     """Rewrites `path` (atomically) after every epoch with all rows so far.
 
-    `rows` are the rows of earlier epochs ({metric: values}, with an `epoch` column).
+    Columns: `epoch`, `seconds` (wall time of the epoch, validation included) and
+    the logged metrics. `rows` are the rows of earlier epochs ({column: values});
+    a column that earlier rows lack is NaN there.
     """
 
     def __init__(self, path, rows=None):
         super().__init__()
         self.path, self.rows = path, dict(rows or {})
+        self._started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, **{k: float(np.ravel(v)[0]) for k, v in (logs or {}).items()}}
-        if self.rows and set(row) != set(self.rows):
-            raise ValueError(f"{self.path}: epoch {epoch + 1} logged {sorted(row)}, earlier "
-                             f"epochs {sorted(self.rows)}")
-        for key, value in row.items():
-            self.rows.setdefault(key, []).append(value)
+        row = {"epoch": epoch + 1, "seconds": time.perf_counter() - self._started,
+               **{k: float(np.ravel(v)[0]) for k, v in (logs or {}).items()}}
+        done = len(self.rows.get("epoch", []))
+        for key in set(row) | set(self.rows):
+            self.rows.setdefault(key, [float("nan")] * done).append(row.get(key, float("nan")))
         write_csv(self.path, self.rows)
 
 

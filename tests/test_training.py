@@ -81,7 +81,7 @@ def test_train_writes_every_file_and_tensorboard_scalars_and_images(tmp_path, ca
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["checkpoint.npz", "config.json", "history.csv", "model.keras", "tensorboard"]
     history = read_csv(tmp_path / "history.csv")
-    assert history["epoch"] == [1.0, 2.0]
+    assert history["epoch"] == [1.0, 2.0] and all(0 < t < 120 for t in history["seconds"])
     assert history["val_nelbo"] == pytest.approx(summary["history"]["val_nelbo"])
     assert summary["test_log_likelihood"] > -summary["test_nelbo"]  # L_5 >= L_1 on average
     assert training.checkpoint_epoch(tmp_path / "checkpoint.npz") == 2
@@ -96,6 +96,18 @@ def test_train_writes_every_file_and_tensorboard_scalars_and_images(tmp_path, ca
     samples = _event_tags(tmp_path / "tensorboard" / "samples")
     assert samples == {"prior_samples": [1, 2]}
     assert "test L_5:" in capsys.readouterr().out
+
+
+def test_history_rows_continue_and_missing_columns_are_nan(tmp_path):
+    """A resumed run appends to the rows it was given; a column the earlier rows lack (e.g.
+    from an older version) is NaN there, never a shifted value."""
+    callback = training.HistoryCSV(tmp_path / "h.csv", {"epoch": [1.0], "nelbo": [90.0]})
+    callback.on_epoch_begin(1)
+    callback.on_epoch_end(1, {"nelbo": np.float32(85.0), "beta": 1.0})
+    history = read_csv(tmp_path / "h.csv")
+    assert history["epoch"] == [1.0, 2.0] and history["nelbo"] == [90.0, 85.0]
+    assert np.isnan(history["beta"][0]) and history["beta"][1] == 1.0
+    assert np.isnan(history["seconds"][0]) and history["seconds"][1] >= 0
 
 
 def test_finished_run_refuses_another_configuration_but_trains_on(tmp_path):
