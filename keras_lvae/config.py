@@ -151,6 +151,8 @@ def _is_instance(value, kind):
 
 def _parse(text, kind):
     """`text` as a value of type `kind`, or ValueError."""
+    if not text:
+        raise ValueError("empty value")
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin is typing.Union:
         return None if text.lower() in ("none", "null") else _parse(text, args[0])

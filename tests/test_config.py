@@ -44,6 +44,7 @@ def test_overrides_are_parsed_by_the_field_type(setting, section, field, value):
     ("model.inference=topdown", "expects one of 'ladder', 'bottom_up', received 'topdown'"),
     ("model.latent_dims=8,x", "expects a comma-separated list of ints, received '8,x'"),
     ("train.learning_rate=fast", "expects a number, received 'fast'"),
+    ("data.data_dir=", "`data.data_dir` expects a string or none, received ''"),
     ("train.epochs=0", "Invalid value for `train.epochs`: expected positive values, received 0"),
     ("train.learning_rate=-1", "`train.learning_rate`: expected positive values"),
     ("train.warmup_epochs=-1", "`train.warmup_epochs`: expected non-negative values"),
