@@ -216,6 +216,32 @@ def _data_seed(seed, start_epoch):
     return int(np.random.SeedSequence([seed, start_epoch]).generate_state(1)[0] % 2**31)
 
 
+def datasets(config, start_epoch=0):
+    """(train, validation, test) tf.data pipelines of `config.data`.
+
+    The training data's order and binarization come from `train.seed` and, for a
+    resumed run, the epoch it resumes at. Raises ValueError if a batch is larger
+    than the training set.
+    """
+    # These pipelines shuffle themselves; Keras' note about fit(shuffle=True) is noise.
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+    d, t = config.data, config.train
+    load = dict(data_dir=d.data_dir, validation_size=d.validation_size)
+    train_ds = data.load_dataset(d.dataset, "train", batch_size=d.batch_size,
+                                 seed=_data_seed(t.seed, start_epoch), **load)
+    if int(train_ds.cardinality()) == 0:
+        raise ValueError(f"data.batch_size={d.batch_size} is larger than the training set")
+    validation_ds = data.load_dataset(d.dataset, d.validation_split, batch_size=d.batch_size,
+                                      seed=t.seed, **load)
+    test_ds = validation_ds if d.validation_split == "test" else data.load_dataset(
+        d.dataset, "test", batch_size=d.batch_size, seed=t.seed, **load)
+    if t.strategy == "multi_worker":  # each worker takes its share of every global batch
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return tuple(ds.with_options(options) for ds in (train_ds, validation_ds, test_ds))
+    return train_ds, validation_ds, test_ds
+
+
 def prepare_workdir(config, workdir):
     """Check that `workdir` is new or holds a resumable run of `config`; write config.json.
 
@@ -249,8 +275,6 @@ def train(config, workdir, log=print):
     per epoch} of every epoch so far), `start_epoch`, `test_nelbo` and, when
     `train.eval_samples` > 0, `test_log_likelihood` (mean L_k).
     """
-    # Our pipelines shuffle themselves; Keras' note about fit(shuffle=True) is noise.
-    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     d, t, f = config.data, config.train, config.fine_tune
     strategy, chief = strategy_for(t.strategy)
     checkpoint_path = os.path.join(workdir, CHECKPOINT_FILE)
@@ -259,21 +283,8 @@ def train(config, workdir, log=print):
     resumed_from = start_epoch
     total_epochs = t.epochs + f.epochs
     keras.utils.set_random_seed(t.seed)
-    load = dict(data_dir=d.data_dir, validation_size=d.validation_size)
-    train_ds = data.load_dataset(d.dataset, "train", batch_size=d.batch_size,
-                                 seed=_data_seed(t.seed, start_epoch), **load)
-    validation_ds = data.load_dataset(d.dataset, d.validation_split, batch_size=d.batch_size,
-                                      seed=t.seed, **load)
-    test_ds = validation_ds if d.validation_split == "test" else data.load_dataset(
-        d.dataset, "test", batch_size=d.batch_size, seed=t.seed, **load)
-    if t.strategy == "multi_worker":  # each worker takes its share of every global batch
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        train_ds, validation_ds, test_ds = (
-            ds.with_options(options) for ds in (train_ds, validation_ds, test_ds))
+    train_ds, validation_ds, test_ds = datasets(config, start_epoch)
     steps_per_epoch = int(train_ds.cardinality())
-    if steps_per_epoch == 0:
-        raise ValueError(f"data.batch_size={d.batch_size} is larger than the training set")
     log(f"{d.dataset}: {steps_per_epoch} steps of {d.batch_size} images per epoch, "
         f"validation on the {d.validation_split} split, warm-up over {t.warmup_epochs} epochs")
 

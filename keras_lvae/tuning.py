@@ -29,7 +29,7 @@ except ImportError:
         'keras_lvae.tuning (and `lvae tune`) needs keras-tuner: pip install "keras-lvae[tuning]"'
     ) from None
 
-from keras_lvae import data, training
+from keras_lvae import training
 from keras_lvae._files import atomic_write
 
 OBJECTIVE = keras_tuner.Objective("val_nelbo", direction="min")
@@ -94,13 +94,8 @@ def tune(config, workdir, log=print):
     `keras_lvae.training.train`). Raises RuntimeError if a trial did not complete.
     """
     d = config.data
-    load = dict(data_dir=d.data_dir, validation_size=d.validation_size, seed=config.train.seed)
-    train_ds = data.load_dataset(d.dataset, "train", batch_size=d.batch_size, **load)
-    validation_ds = data.load_dataset(d.dataset, d.validation_split, batch_size=d.batch_size,
-                                      **load)
+    train_ds, validation_ds, _ = training.datasets(config)
     steps_per_epoch = int(train_ds.cardinality())
-    if steps_per_epoch == 0:
-        raise ValueError(f"data.batch_size={d.batch_size} is larger than the training set")
     if d.validation_split == "test":
         log("warning: tuning on the test split; set data.validation_split=validation")
     hypermodel = LadderVAEHyperModel(config, steps_per_epoch, train_ds.element_spec.shape)
