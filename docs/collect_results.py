@@ -1,8 +1,9 @@
 """Collect the study's numbers for docs/results.md from runs/study/*/.
 
 Reads each run's config.json, history.csv and evaluation/report.json (written by
-`lvae evaluate`), prints the markdown tables, copies the per-unit KL heatmaps and
-latent PCA plots into docs/results/ and draws the depth sweep. Run from the
+`lvae evaluate`), prints the markdown tables (runs, KL per layer, depth sweep,
+the long run's trajectory), copies the per-unit KL heatmaps and latent PCA plots
+into docs/results/ and draws the depth sweep and the trajectory. Run from the
 repository root after docs/mnist_study.sh and the evaluations:
 
     python docs/collect_results.py [--runs runs/study] [--output docs/results]
@@ -12,24 +13,46 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
+import statistics
+from functools import cache
 
 from keras_lvae import config as config_lib
-from keras_lvae._files import read_csv
+from keras_lvae import data
+from keras_lvae._files import atomic_write, read_csv
+
+LONG_RUN = "lvae5_long"
+SNAPSHOT = re.compile(r"epoch_(\d+)_evaluation$")
+
+
+def _load_report(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        return json.load(file)
 
 
 def load_run(directory):
-    """{name, config, history, report} of one run directory (report None if not evaluated)."""
+    """{name, config, history, report, snapshots} of one run directory.
+
+    `report` is None if the run has not been evaluated; `snapshots` maps epoch ->
+    report of the snapshots/epoch_N_evaluation/ directories (the long run's).
+    """
     with open(os.path.join(directory, "config.json")) as file:
         config = config_lib.from_dict(json.load(file))
     history = read_csv(os.path.join(directory, "history.csv"))
-    report_path = os.path.join(directory, "evaluation", "report.json")
-    report = None
-    if os.path.isfile(report_path):
-        with open(report_path) as file:
-            report = json.load(file)
+    snapshots = {}
+    snapshot_dir = os.path.join(directory, "snapshots")
+    if os.path.isdir(snapshot_dir):
+        for name in os.listdir(snapshot_dir):
+            match = SNAPSHOT.match(name)
+            report = _load_report(os.path.join(snapshot_dir, name, "report.json"))
+            if match and report:
+                snapshots[int(match.group(1))] = report
     return {"name": os.path.basename(directory), "config": config, "history": history,
-            "report": report, "directory": directory}
+            "report": _load_report(os.path.join(directory, "evaluation", "report.json")),
+            "snapshots": snapshots, "directory": directory}
 
 
 def describe(config):
@@ -47,23 +70,178 @@ def bound(report, key):
     return f"{value['mean']:.2f} ± {value['standard_error']:.2f}"
 
 
-def row(run):
-    """One markdown table row of a run."""
-    config, history, report = run["config"], run["history"], run["report"]
-    seconds = [s for s in history.get("seconds", []) if not math.isnan(s)]
-    timed = f"{sum(seconds) / 60:.0f} min ({len(seconds)} epochs timed)" if seconds else "n/a"
+def timed_epochs(history):
+    """The measured epoch times (s) of a history; epochs without one are left out."""
+    return [s for s in history.get("seconds", []) if not math.isnan(s)]
+
+
+@cache
+def _training_images(dataset, data_dir, validation_size):
+    images, _ = data.load_arrays(dataset, "train", data_dir, validation_size)
+    return len(images)
+
+
+def training_speed(run):
+    """'T min; median s/epoch; samples/s' over the epochs that carry a time."""
+    seconds = timed_epochs(run["history"])
+    if not seconds:
+        return "not recorded"
+    d = run["config"].data
+    per_epoch = _training_images(d.dataset, d.data_dir, d.validation_size) // d.batch_size
+    per_epoch *= d.batch_size  # training batches drop the remainder
+    median = statistics.median(seconds)
+    note = "" if len(seconds) == len(run["history"]["epoch"]) else f" ({len(seconds)} timed)"
+    return (f"{sum(seconds) / 60:.0f} min{note}, {median:.1f} s/epoch, "
+            f"{per_epoch / median:,.0f} samples/s")
+
+
+def evaluation_speed(report):
+    """'T min, samples/s' of the importance-weighted pass of an evaluation."""
+    k, n = report["settings"]["samples"], report["num_examples"]
+    seconds = report["timing_seconds"]["log_likelihood"]
+    return f"{report['timing_seconds']['total'] / 60:.1f} min, {k * n / seconds:,.0f} samples/s"
+
+
+def run_row(run):
+    """One row of the runs table."""
+    config, report = run["config"], run["report"]
     cells = [run["name"], describe(config), str(len(config.model.latent_dims)),
-             str(len(history["epoch"])), timed]
+             str(len(run["history"]["epoch"])), training_speed(run)]
     if report is None:
-        return "| " + " | ".join(cells + ["not evaluated"] * 4) + " |"
+        return "| " + " | ".join(cells + ["not evaluated"] * 5) + " |"
     k = report["settings"]["samples"]
-    active = "/".join(f"{layer['active_units_kl']}" for layer in report["latent_layers"])
-    return "| " + " | ".join(cells + [bound(report, "L_1"), f"{bound(report, f'L_{k}')} (k={k})",
-                                      bound(report, "bound_gap"), active]) + " |"
+    active = "/".join(str(layer["active_units_kl"]) for layer in report["latent_layers"])
+    return "| " + " | ".join(cells + [
+        bound(report, "L_1"), f"{bound(report, f'L_{k}')} (k={k})", bound(report, "bound_gap"),
+        active, evaluation_speed(report)]) + " |"
 
 
-HEADER = ("| run | model | layers | epochs | training time | test L_1 | test L_k | gap | "
-          "active units (KL > 0.01), z_1/.../z_L |\n|---|---|---|---|---|---|---|---|---|")
+RUNS_HEADER = ("| run | model | layers | epochs | training: time, median epoch, samples/s | "
+               "test L_1 | test L_k | gap L_k − L_1 | active units z_1/…/z_L | "
+               "evaluation: time, IW samples/s |\n|---|---|---|---|---|---|---|---|---|---|")
+
+
+def kl_table(runs):
+    """KL(q || p) per layer (nats) and active units of the evaluated 5-layer runs."""
+    lines = ["| run | model | " + " | ".join(f"KL z_{i}" for i in range(1, 6)) +
+             " | active (KL > 0.01) | active (Cov > 0.01) |", "|---" * 9 + "|"]
+    for run in runs:
+        report = run["report"]
+        if report is None or len(report["latent_layers"]) != 5:
+            continue
+        layers = report["latent_layers"]
+        lines.append("| " + " | ".join(
+            [run["name"], describe(run["config"])] + [f"{layer['kl']:.2f}" for layer in layers] +
+            ["/".join(str(layer[key]) for layer in layers)
+             for key in ("active_units_kl", "active_units_cov")]) + " |")
+    return "\n".join(lines)
+
+
+def depth_sweep(runs):
+    """{inference: {depth: report}} of the depth{N}_{inference} runs that are evaluated."""
+    sweep = {}
+    for run in runs:
+        match = re.fullmatch(r"depth(\d)_(ladder|bottom_up)", run["name"])
+        if match and run["report"]:
+            sweep.setdefault(match.group(2), {})[int(match.group(1))] = run["report"]
+    return sweep
+
+
+def depth_table(sweep):
+    depths = sorted({d for reports in sweep.values() for d in reports})
+    lines = ["| stochastic layers | " + " | ".join(map(str, depths)) + " |",
+             "|---" * (len(depths) + 1) + "|"]
+    for inference, label in (("ladder", "LVAE+BN+WU"), ("bottom_up", "VAE+BN+WU")):
+        reports = sweep.get(inference, {})
+        cells = []
+        for depth in depths:
+            report = reports.get(depth)
+            k = report and report["settings"]["samples"]
+            cells.append(f"{report['log_likelihood'][f'L_{k}']['mean']:.2f}" if report else "–")
+        lines.append(f"| {label}, test L_k | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def trajectory(run, every=100):
+    """Rows (epoch, training hours, untimed epochs so far, test L_1, snapshot report or None).
+
+    Hours add up the epochs whose time history.csv recorded; `untimed` counts the
+    others (epochs from before history.csv had a seconds column)."""
+    history = run["history"]
+    seconds = history.get("seconds", [math.nan] * len(history["epoch"]))
+    rows, elapsed, untimed = [], 0.0, 0
+    for index, epoch in enumerate(history["epoch"]):
+        if math.isnan(seconds[index]):
+            untimed += 1
+        else:
+            elapsed += seconds[index]
+        if int(epoch) % every == 0 or index == len(history["epoch"]) - 1:
+            rows.append((int(epoch), elapsed / 3600, untimed, -history["val_nelbo"][index],
+                         run["snapshots"].get(int(epoch))))
+    return rows
+
+
+def trajectory_table(rows):
+    lines = ["| epoch | training hours | test L_1 (moving BN, from history.csv) | "
+             "snapshot L_k |", "|---|---|---|---|"]
+    for epoch, hours, untimed, l1, report in rows:
+        hours_cell = f"{hours:.2f}" + (f" + {untimed} untimed epochs" if untimed else "")
+        snapshot = "–"
+        if report:
+            k, n = report["settings"]["samples"], report["num_examples"]
+            snapshot = f"{bound(report, f'L_{k}')} (k={k}, {n:,} digits)"
+        lines.append(f"| {epoch} | {hours_cell} | {l1:.2f} | {snapshot} |")
+    return "\n".join(lines)
+
+
+def _figure(width, height):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path):
+    with atomic_write(path, "wb") as file:
+        figure.savefig(file, format="png")
+
+
+def plot_depth_sweep(sweep, path):
+    figure = _figure(5, 3.5)
+    axes = figure.add_subplot()
+    for inference, label in (("ladder", "LVAE+BN+WU"), ("bottom_up", "VAE+BN+WU")):
+        reports = sweep.get(inference, {})
+        depths = sorted(reports)
+        values = [reports[d]["log_likelihood"][f"L_{reports[d]['settings']['samples']}"]["mean"]
+                  for d in depths]
+        axes.plot(depths, values, marker="o", label=label)
+    axes.set_xlabel("stochastic layers")
+    axes.set_ylabel("test L_k (nats)")
+    axes.set_xticks(range(1, 6))
+    axes.legend()
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_trajectory(run, path):
+    history = run["history"]
+    figure = _figure(6, 3.5)
+    axes = figure.add_subplot()
+    axes.plot(history["epoch"], [-v for v in history["val_nelbo"]], label="test L_1 (moving BN)")
+    if run["snapshots"]:
+        epochs = sorted(run["snapshots"])
+        axes.plot(epochs, [run["snapshots"][e]["log_likelihood"][
+            f"L_{run['snapshots'][e]['settings']['samples']}"]["mean"] for e in epochs],
+            marker="o", label="snapshot L_k")
+    axes.axhline(-81.74, color="gray", linestyle="--", label="paper, after fine-tuning")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("nats")
+    axes.set_ylim(-95, -80)
+    axes.legend()
+    figure.tight_layout()
+    _save(figure, path)
 
 
 def main(argv=None):
@@ -73,14 +251,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     runs = [load_run(os.path.join(args.runs, name)) for name in sorted(os.listdir(args.runs))
             if os.path.isfile(os.path.join(args.runs, name, "config.json"))]
-    print(HEADER)
-    for run in runs:
-        print(row(run))
     os.makedirs(args.output, exist_ok=True)
+    print(RUNS_HEADER)
     for run in runs:
+        print(run_row(run))
+    print("\n" + kl_table(runs))
+    sweep = depth_sweep(runs)
+    if sweep:
+        print("\n" + depth_table(sweep))
+        plot_depth_sweep(sweep, os.path.join(args.output, "depth_sweep.png"))
+    for run in runs:
+        if run["name"] == LONG_RUN:
+            print("\n" + trajectory_table(trajectory(run)))
+            plot_trajectory(run, os.path.join(args.output, "trajectory.png"))
         plots = (run["report"] or {}).get("plots", {})
         for plot in ("kl_per_unit", "latent_pca"):
-            if plot in plots:
+            if plot in plots and len(run["config"].model.latent_dims) == 5:
                 shutil.copyfile(os.path.join(run["directory"], "evaluation", plots[plot]),
                                 os.path.join(args.output, f"{run['name']}_{plot}.png"))
 

@@ -4,8 +4,9 @@
 #     bash docs/mnist_study.sh [DATA_DIR]        (default ../shared/data)
 #
 # Each `lvae train` checkpoints after every epoch; running this script again skips finished
-# runs and continues an interrupted one where it stopped. Runs live in runs/study/ (git-ignored);
-# docs/results.md quotes their reports.
+# runs and continues an interrupted one where it stopped, then evaluates every model that has no
+# report yet. Runs live in runs/study/ (git-ignored); docs/results.md quotes their reports
+# (collected by docs/collect_results.py).
 set -euo pipefail
 DATA_DIR="${1:-../shared/data}"
 PAPER=recipes/mnist_paper.py
@@ -32,4 +33,16 @@ for depth in 1 2 3 4 5; do
             --set "model.inference=$inference" --set "model.latent_dims=$latent" \
             --set "model.hidden_dims=$hidden" --workdir "runs/study/depth${depth}_$inference"
     done
+done
+
+# Evaluation (the paper's protocol: importance-weighted L_k on the 10,000 test digits, batch-norm
+# statistics recomputed over the training set). L_5000 for the 5-layer models (~15 min each on
+# 2 cores), L_1000 for the depth sweep. report.json is written last, so a killed evaluation reruns.
+evaluate() {  # name, samples
+    local report="runs/study/$1/evaluation/report.json"
+    [[ -f $report ]] || lvae evaluate "runs/study/$1/model.keras" --samples "$2" --bn-statistics recompute
+}
+for name in lvae5_bn_wu vae5 vae5_bn vae5_bn_wu; do evaluate "$name" 5000; done
+for depth in 1 2 3 4 5; do
+    for inference in ladder bottom_up; do evaluate "depth${depth}_$inference" 1000; done
 done
