@@ -5,8 +5,8 @@ every 100 epochs (runs/study/lvae5_long/snapshots/epoch_N.npz). Run from the
 repository root:
 
     python docs/snapshot_to_model.py runs/study/lvae5_long snapshots/epoch_300.npz
-    lvae evaluate runs/study/lvae5_long/snapshots/epoch_300.keras --samples 1000 \\
-        --max-examples 1000 --bn-statistics recompute \\
+    lvae evaluate runs/study/lvae5_long/snapshots/epoch_300.keras --dataset mnist \\
+        --data-dir ../shared/data --samples 1000 --max-examples 1000 --bn-statistics recompute \\
         --output runs/study/lvae5_long/snapshots/epoch_300_evaluation
 
 The model is written next to the checkpoint (epoch_300.keras), atomically.
