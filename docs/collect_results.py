@@ -24,6 +24,7 @@ from keras_lvae._files import atomic_write, read_csv
 
 LONG_RUN = "lvae5_long"
 SNAPSHOT = re.compile(r"epoch_(\d+)_evaluation$")
+DEPTH_RUN = re.compile(r"depth(\d)_(ladder|bottom_up)")
 
 
 def _load_report(path):
@@ -141,7 +142,7 @@ def depth_sweep(runs):
     """{inference: {depth: report}} of the depth{N}_{inference} runs that are evaluated."""
     sweep = {}
     for run in runs:
-        match = re.fullmatch(r"depth(\d)_(ladder|bottom_up)", run["name"])
+        match = DEPTH_RUN.fullmatch(run["name"])
         if match and run["report"]:
             sweep.setdefault(match.group(2), {})[int(match.group(1))] = run["report"]
     return sweep
@@ -234,7 +235,7 @@ def plot_trajectory(run, path):
         epochs = sorted(run["snapshots"])
         axes.plot(epochs, [run["snapshots"][e]["log_likelihood"][
             f"L_{run['snapshots'][e]['settings']['samples']}"]["mean"] for e in epochs],
-            marker="o", label="snapshot L_k")
+            marker="o", label="snapshots: L_k on part of the test set")
     axes.axhline(-81.74, color="gray", linestyle="--", label="paper, after fine-tuning")
     axes.set_xlabel("epoch")
     axes.set_ylabel("nats")
@@ -252,10 +253,13 @@ def main(argv=None):
     runs = [load_run(os.path.join(args.runs, name)) for name in sorted(os.listdir(args.runs))
             if os.path.isfile(os.path.join(args.runs, name, "config.json"))]
     os.makedirs(args.output, exist_ok=True)
-    print(RUNS_HEADER)
-    for run in runs:
-        print(run_row(run))
-    print("\n" + kl_table(runs))
+    depth_runs = [run for run in runs if DEPTH_RUN.fullmatch(run["name"])]
+    for group in ([run for run in runs if run not in depth_runs], depth_runs):
+        print(RUNS_HEADER)
+        for run in group:
+            print(run_row(run))
+        print()
+    print(kl_table(runs))
     sweep = depth_sweep(runs)
     if sweep:
         print("\n" + depth_table(sweep))
