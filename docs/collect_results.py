@@ -3,7 +3,7 @@
 Reads each run's config.json, history.csv and evaluation/report.json (written by
 `lvae evaluate`), prints the markdown tables (runs, KL per layer, depth sweep,
 the long run's trajectory), copies the per-unit KL heatmaps and latent PCA plots
-into docs/results/ and draws the depth sweep and the trajectory. Run from the
+and every report.json into docs/results/ and draws the depth sweep and the trajectory. Run from the
 repository root after docs/mnist_study.sh and the evaluations:
 
     python docs/collect_results.py [--runs runs/study] [--output docs/results]
@@ -268,6 +268,9 @@ def main(argv=None):
         if run["name"] == LONG_RUN:
             print("\n" + trajectory_table(trajectory(run)))
             plot_trajectory(run, os.path.join(args.output, "trajectory.png"))
+        if run["report"]:
+            shutil.copyfile(os.path.join(run["directory"], "evaluation", "report.json"),
+                            os.path.join(args.output, f"{run['name']}_report.json"))
         plots = (run["report"] or {}).get("plots", {})
         for plot in ("kl_per_unit", "latent_pca"):
             if plot in plots and len(run["config"].model.latent_dims) == 5:

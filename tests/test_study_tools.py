@@ -68,5 +68,6 @@ def test_collect_results_quotes_reports_and_histories(run, tmp_path, capsys):
     assert "| VAE+BN+WU, test L_k | – |" in out
     assert (f"| 2 | {sum(history['seconds']) / 3600:.2f} | {-history['val_nelbo'][-1]:.2f} | "
             f"{l4['mean']:.2f} ± {l4['standard_error']:.2f} (k=4, 40 digits) |") in out
+    assert json.loads((tmp_path / "out" / "depth2_ladder_report.json").read_text()) == report
     assert plots.png_size(tmp_path / "out" / "depth_sweep.png") == (500, 350)
     assert plots.png_size(tmp_path / "out" / "trajectory.png") == (600, 350)
