@@ -2,9 +2,10 @@
 
 Reads each run's config.json, history.csv and evaluation/report.json (written by
 `lvae evaluate`), prints the markdown tables (runs, KL per layer, depth sweep,
-the long run's trajectory), copies the per-unit KL heatmaps and latent PCA plots
-and every report.json into docs/results/ and draws the depth sweep and the trajectory. Run from the
-repository root after docs/mnist_study.sh and the evaluations:
+the long run's trajectory), copies every report.json and the 5-layer runs'
+per-unit KL heatmaps and latent PCA plots into docs/results/, and draws the depth
+sweep and the trajectory. Run from the repository root after
+docs/mnist_study.sh and the evaluations:
 
     python docs/collect_results.py [--runs runs/study] [--output docs/results]
 """
