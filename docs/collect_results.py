@@ -139,6 +139,35 @@ def kl_table(runs):
     return "\n".join(lines)
 
 
+def paired_difference(run, baseline):
+    """Mean ± standard error over test digits of run's L_k minus baseline's (same digits, same k).
+
+    The two models' bounds on each digit are correlated, so this is much more precise than
+    comparing the two means with their own standard errors.
+    """
+    k = run["report"]["settings"]["samples"]
+    if (baseline["report"]["settings"]["samples"] != k
+            or baseline["report"]["num_examples"] != run["report"]["num_examples"]):
+        raise ValueError(f"{run['name']} and {baseline['name']} were evaluated differently")
+    a, b = (read_csv(os.path.join(r["directory"], "evaluation", "per_example.csv"))[f"L_{k}"]
+            for r in (run, baseline))
+    differences = [x - y for x, y in zip(a, b)]
+    return statistics.fmean(differences), statistics.stdev(differences) / len(differences) ** 0.5
+
+
+def paired_table(runs, reference="lvae5_bn_wu"):
+    """The reference run's L_k minus each other evaluated 5-layer run's, paired per digit."""
+    by_name = {run["name"]: run for run in runs if run["report"]}
+    if reference not in by_name:
+        return ""
+    lines = [f"| {reference} − run | test L_k difference (paired over digits) |", "|---|---|"]
+    for name, run in by_name.items():
+        if name != reference and not DEPTH_RUN.fullmatch(name):
+            mean, error = paired_difference(by_name[reference], run)
+            lines.append(f"| {name} ({describe(run['config'])}) | {mean:+.2f} ± {error:.2f} |")
+    return "\n".join(lines)
+
+
 def depth_sweep(runs):
     """{inference: {depth: report}} of the depth{N}_{inference} runs that are evaluated."""
     sweep = {}
@@ -261,6 +290,7 @@ def main(argv=None):
             print(run_row(run))
         print()
     print(kl_table(runs))
+    print("\n" + paired_table(runs))
     sweep = depth_sweep(runs)
     if sweep:
         print("\n" + depth_table(sweep))

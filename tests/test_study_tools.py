@@ -71,3 +71,26 @@ def test_collect_results_quotes_reports_and_histories(run, tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "depth2_ladder_report.json").read_text()) == report
     assert plots.png_size(tmp_path / "out" / "depth_sweep.png") == (500, 350)
     assert plots.png_size(tmp_path / "out" / "trajectory.png") == (600, 350)
+
+
+def test_paired_difference_matches_numpy(tmp_path):
+    """Per-digit L_k differences of two evaluations: mean and standard error (ddof 1)."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(-85, 10, size=200)
+    values = {"a": base + rng.normal(0.3, 0.5, size=200), "b": base}
+    runs = {}
+    for name, column in values.items():
+        directory = tmp_path / name / "evaluation"
+        directory.mkdir(parents=True)
+        (directory / "per_example.csv").write_text(
+            "L_1,L_50\n" + "".join(f"{v - 5},{v}\n" for v in column))
+        runs[name] = {"name": name, "directory": str(tmp_path / name),
+                      "report": {"settings": {"samples": 50}, "num_examples": 200}}
+    collect = _script("collect_results")
+    mean, error = collect.paired_difference(runs["a"], runs["b"])
+    differences = values["a"] - values["b"]
+    assert mean == pytest.approx(differences.mean(), abs=1e-9)
+    assert error == pytest.approx(differences.std(ddof=1) / np.sqrt(200), rel=1e-9)
+    runs["b"]["report"]["settings"]["samples"] = 100
+    with pytest.raises(ValueError, match="a and b were evaluated differently"):
+        collect.paired_difference(runs["a"], runs["b"])
