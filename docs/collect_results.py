@@ -21,7 +21,8 @@ from functools import cache
 
 from keras_lvae import config as config_lib
 from keras_lvae import data
-from keras_lvae._files import atomic_write, read_csv
+from keras_lvae._files import read_csv
+from keras_lvae.plots import _figure, _save  # headless Agg figures, atomic PNG writes
 
 LONG_RUN = "lvae5_long"
 SNAPSHOT = re.compile(r"epoch_(\d+)_evaluation$")
@@ -67,14 +68,14 @@ def describe(config):
     return name
 
 
+def importance_weighted(report):
+    """{mean, standard_error} of the report's L_k (k = its number of importance samples)."""
+    return report["log_likelihood"][f"L_{report['settings']['samples']}"]
+
+
 def bound(report, key):
     value = report["log_likelihood"][key]
     return f"{value['mean']:.2f} ± {value['standard_error']:.2f}"
-
-
-def timed_epochs(history):
-    """The measured epoch times (s) of a history; epochs without one are left out."""
-    return [s for s in history.get("seconds", []) if not math.isnan(s)]
 
 
 @cache
@@ -85,7 +86,7 @@ def _training_images(dataset, data_dir, validation_size):
 
 def training_speed(run):
     """'T min; median s/epoch; samples/s' over the epochs that carry a time."""
-    seconds = timed_epochs(run["history"])
+    seconds = [s for s in run["history"].get("seconds", []) if not math.isnan(s)]
     if not seconds:
         return "not recorded"
     d = run["config"].data
@@ -187,8 +188,7 @@ def depth_table(sweep):
         cells = []
         for depth in depths:
             report = reports.get(depth)
-            k = report and report["settings"]["samples"]
-            cells.append(f"{report['log_likelihood'][f'L_{k}']['mean']:.2f}" if report else "–")
+            cells.append(f"{importance_weighted(report)['mean']:.2f}" if report else "–")
         lines.append(f"| {label}, test L_k | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -225,28 +225,13 @@ def trajectory_table(rows):
     return "\n".join(lines)
 
 
-def _figure(width, height):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(figure, path):
-    with atomic_write(path, "wb") as file:
-        figure.savefig(file, format="png")
-
-
 def plot_depth_sweep(sweep, path):
     figure = _figure(5, 3.5)
     axes = figure.add_subplot()
     for inference, label in (("ladder", "LVAE+BN+WU"), ("bottom_up", "VAE+BN+WU")):
         reports = sweep.get(inference, {})
         depths = sorted(reports)
-        values = [reports[d]["log_likelihood"][f"L_{reports[d]['settings']['samples']}"]["mean"]
-                  for d in depths]
+        values = [importance_weighted(reports[d])["mean"] for d in depths]
         axes.plot(depths, values, marker="o", label=label)
     axes.set_xlabel("stochastic layers")
     axes.set_ylabel("test L_k (nats)")
@@ -263,8 +248,7 @@ def plot_trajectory(run, path):
     axes.plot(history["epoch"], [-v for v in history["val_nelbo"]], label="test L_1 (moving BN)")
     if run["snapshots"]:
         epochs = sorted(run["snapshots"])
-        axes.plot(epochs, [run["snapshots"][e]["log_likelihood"][
-            f"L_{run['snapshots'][e]['settings']['samples']}"]["mean"] for e in epochs],
+        axes.plot(epochs, [importance_weighted(run["snapshots"][e])["mean"] for e in epochs],
             marker="o", label="snapshots: L_k on part of the test set")
     axes.axhline(-81.74, color="gray", linestyle="--", label="paper, after fine-tuning")
     axes.set_xlabel("epoch")
