@@ -1,13 +1,19 @@
 """Collect the study's numbers for docs/results.md from runs/study/*/.
 
 Reads each run's config.json, history.csv and evaluation/report.json (written by
-`lvae evaluate`), prints the markdown tables (runs, KL per layer, depth sweep,
-the long run's trajectory), copies every report.json and the 5-layer runs'
-per-unit KL heatmaps and latent PCA plots into docs/results/, and draws the depth
-sweep and the trajectory. Run from the repository root after
-docs/mnist_study.sh and the evaluations:
+`lvae evaluate`), prints the markdown tables (runs, KL per layer, paired
+differences, depth sweep, the long run's trajectory), and draws the depth sweep
+and the trajectory. Run from the repository root after docs/mnist_study.sh and
+the evaluations:
 
-    python docs/collect_results.py [--runs runs/study] [--output docs/results]
+    python docs/collect_results.py [--runs runs/study ...] [--output docs/results]
+
+Every run's record (config.json, history.csv, evaluation/report.json and
+per_example.csv) is archived in docs/results/archive/<name>/, and the 5-layer runs'
+per-unit KL heatmaps and latent PCA plots are copied to docs/results/. The
+archive is read after the --runs directories, so the tables keep the runs whose
+working directories are gone (a run found in several places is taken from the
+first).
 """
 
 import argparse
@@ -25,6 +31,9 @@ from keras_lvae._files import read_csv
 from keras_lvae.plots import _figure, _save  # headless Agg figures, atomic PNG writes
 
 LONG_RUN = "lvae5_long"
+ARCHIVE = "archive"  # under --output
+RECORD = ("config.json", "history.csv", os.path.join("evaluation", "report.json"),
+          os.path.join("evaluation", "per_example.csv"))
 SNAPSHOT = re.compile(r"epoch_(\d+)_evaluation$")
 DEPTH_RUN = re.compile(r"depth(\d)_(ladder|bottom_up)")
 
@@ -39,12 +48,14 @@ def _load_report(path):
 def load_run(directory):
     """{name, config, history, report, snapshots} of one run directory.
 
+    `history` is {} if history.csv is absent (runs archived without it);
     `report` is None if the run has not been evaluated; `snapshots` maps epoch ->
     report of the snapshots/epoch_N_evaluation/ directories (the long run's).
     """
     with open(os.path.join(directory, "config.json")) as file:
         config = config_lib.from_dict(json.load(file))
-    history = read_csv(os.path.join(directory, "history.csv"))
+    history_path = os.path.join(directory, "history.csv")
+    history = read_csv(history_path) if os.path.isfile(history_path) else {}
     snapshots = {}
     snapshot_dir = os.path.join(directory, "snapshots")
     if os.path.isdir(snapshot_dir):
@@ -59,13 +70,22 @@ def load_run(directory):
 
 
 def describe(config):
-    """LVAE / VAE with +BN and +WU as in the paper's tables."""
+    """LVAE / VAE with +BN and +WU as in the paper's tables, +FT with a fine-tuning stage."""
     name = "LVAE" if config.model.inference == "ladder" else "VAE"
     if config.model.batch_norm:
         name += "+BN"
     if config.train.warmup_epochs:
         name += "+WU"
+    if config.fine_tune.epochs:
+        name += "+FT"
     return name
+
+
+def epochs(run):
+    """Finished epochs: the history's last, else (no history archived) the configured total."""
+    if run["history"]:
+        return int(run["history"]["epoch"][-1])
+    return run["config"].train.epochs + run["config"].fine_tune.epochs
 
 
 def importance_weighted(report):
@@ -86,6 +106,8 @@ def _training_images(dataset, data_dir, validation_size):
 
 def training_speed(run):
     """'T min; median s/epoch; samples/s' over the epochs that carry a time."""
+    if not run["history"]:
+        return "not archived"
     seconds = [s for s in run["history"].get("seconds", []) if not math.isnan(s)]
     if not seconds:
         return "not recorded"
@@ -109,7 +131,7 @@ def run_row(run):
     """One row of the runs table."""
     config, report = run["config"], run["report"]
     cells = [run["name"], describe(config), str(len(config.model.latent_dims)),
-             str(len(run["history"]["epoch"])), training_speed(run)]
+             str(epochs(run)), training_speed(run)]
     if report is None:
         return "| " + " | ".join(cells + ["not evaluated"] * 5) + " |"
     k = report["settings"]["samples"]
@@ -150,23 +172,61 @@ def paired_difference(run, baseline):
     if (baseline["report"]["settings"]["samples"] != k
             or baseline["report"]["num_examples"] != run["report"]["num_examples"]):
         raise ValueError(f"{run['name']} and {baseline['name']} were evaluated differently")
-    a, b = (read_csv(os.path.join(r["directory"], "evaluation", "per_example.csv"))[f"L_{k}"]
-            for r in (run, baseline))
+    a, b = (read_csv(_per_example(r))[f"L_{k}"] for r in (run, baseline))
     differences = [x - y for x, y in zip(a, b)]
     return statistics.fmean(differences), statistics.stdev(differences) / len(differences) ** 0.5
 
 
-def paired_table(runs, reference="lvae5_bn_wu"):
-    """The reference run's L_k minus each other evaluated 5-layer run's, paired per digit."""
-    by_name = {run["name"]: run for run in runs if run["report"]}
-    if reference not in by_name:
-        return ""
-    lines = [f"| {reference} − run | test L_k difference (paired over digits) |", "|---|---|"]
-    for name, run in by_name.items():
-        if name != reference and not DEPTH_RUN.fullmatch(name):
-            mean, error = paired_difference(by_name[reference], run)
-            lines.append(f"| {name} ({describe(run['config'])}) | {mean:+.2f} ± {error:.2f} |")
+def _per_example(run):
+    return os.path.join(run["directory"], "evaluation", "per_example.csv")
+
+
+def paired_table(runs, pairs):
+    """Paired L_k differences (first minus second) for the (name, name) `pairs` whose runs
+    both have per-digit results; pairs with a missing run or file are left out."""
+    by_name = {run["name"]: run for run in runs
+               if run["report"] and os.path.isfile(_per_example(run))}
+    lines = ["| run − baseline | models | test L_k difference (paired over digits) |",
+             "|---|---|---|"]
+    for name, baseline in pairs:
+        if name in by_name and baseline in by_name:
+            mean, error = paired_difference(by_name[name], by_name[baseline])
+            models = f"{describe(by_name[name]['config'])} − {describe(by_name[baseline]['config'])}"
+            lines.append(f"| {name} − {baseline} | {models} | {mean:+.2f} ± {error:.2f} |")
     return "\n".join(lines)
+
+
+def study_pairs(runs):
+    """The comparisons of docs/results.md: the 5-layer LVAE against each 5-layer VAE, and
+    LVAE against VAE at every depth of the sweep."""
+    names = {run["name"] for run in runs}
+    pairs = [("lvae5_bn_wu", name) for name in ("vae5", "vae5_bn", "vae5_bn_wu")]
+    pairs += [(f"depth{d}_ladder", f"depth{d}_bottom_up") for d in range(1, 6)]
+    return [pair for pair in pairs if set(pair) <= names]
+
+
+def load_runs(directories):
+    """Every run (a folder with config.json) under `directories`; the first of a name wins."""
+    runs = {}
+    for directory in directories:
+        if not os.path.isdir(directory):
+            continue
+        for name in sorted(os.listdir(directory)):
+            if name not in runs and os.path.isfile(os.path.join(directory, name, "config.json")):
+                runs[name] = load_run(os.path.join(directory, name))
+    return [runs[name] for name in sorted(runs)]
+
+
+def archive(run, archive_dir):
+    """Copy the run's record (RECORD files it has) to archive_dir/<name>/, unless it is there."""
+    target = os.path.join(archive_dir, run["name"])
+    if os.path.abspath(run["directory"]) == os.path.abspath(target):
+        return
+    for relative in RECORD:
+        source = os.path.join(run["directory"], relative)
+        if os.path.isfile(source):
+            os.makedirs(os.path.dirname(os.path.join(target, relative)), exist_ok=True)
+            shutil.copyfile(source, os.path.join(target, relative))
 
 
 def depth_sweep(runs):
@@ -199,6 +259,8 @@ def trajectory(run, every=100):
     Hours add up the epochs whose time history.csv recorded; `untimed` counts the
     others (epochs from before history.csv had a seconds column)."""
     history = run["history"]
+    if not history:
+        return []
     seconds = history.get("seconds", [math.nan] * len(history["epoch"]))
     rows, elapsed, untimed = [], 0.0, 0
     for index, epoch in enumerate(history["epoch"]):
@@ -247,9 +309,14 @@ def plot_trajectory(run, path):
     axes = figure.add_subplot()
     axes.plot(history["epoch"], [-v for v in history["val_nelbo"]], label="test L_1 (moving BN)")
     if run["snapshots"]:
-        epochs = sorted(run["snapshots"])
-        axes.plot(epochs, [importance_weighted(run["snapshots"][e])["mean"] for e in epochs],
-            marker="o", label="snapshots: L_k on part of the test set")
+        snapshot_epochs = sorted(run["snapshots"])
+        axes.plot(snapshot_epochs,
+                  [importance_weighted(run["snapshots"][e])["mean"] for e in snapshot_epochs],
+                  marker="o", label="snapshots: L_k on part of the test set")
+    if run["report"]:
+        k = run["report"]["settings"]["samples"]
+        axes.plot([epochs(run)], [importance_weighted(run["report"])["mean"]], marker="*",
+                  markersize=10, linestyle="none", label=f"final test L_{k} (all digits)")
     axes.axhline(-81.74, color="gray", linestyle="--", label="paper, after fine-tuning")
     axes.set_xlabel("epoch")
     axes.set_ylabel("nats")
@@ -261,11 +328,12 @@ def plot_trajectory(run, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default="runs/study")
+    parser.add_argument("--runs", action="append",
+                        help="a folder of run directories (repeatable; default runs/study)")
     parser.add_argument("--output", default="docs/results")
     args = parser.parse_args(argv)
-    runs = [load_run(os.path.join(args.runs, name)) for name in sorted(os.listdir(args.runs))
-            if os.path.isfile(os.path.join(args.runs, name, "config.json"))]
+    archive_dir = os.path.join(args.output, ARCHIVE)
+    runs = load_runs([*(args.runs or ["runs/study"]), archive_dir])
     os.makedirs(args.output, exist_ok=True)
     depth_runs = [run for run in runs if DEPTH_RUN.fullmatch(run["name"])]
     for group in ([run for run in runs if run not in depth_runs], depth_runs):
@@ -274,23 +342,22 @@ def main(argv=None):
             print(run_row(run))
         print()
     print(kl_table(runs))
-    print("\n" + paired_table(runs))
+    print("\n" + paired_table(runs, study_pairs(runs)))
     sweep = depth_sweep(runs)
     if sweep:
         print("\n" + depth_table(sweep))
         plot_depth_sweep(sweep, os.path.join(args.output, "depth_sweep.png"))
     for run in runs:
-        if run["name"] == LONG_RUN:
+        if run["name"] == LONG_RUN and run["history"]:
             print("\n" + trajectory_table(trajectory(run)))
             plot_trajectory(run, os.path.join(args.output, "trajectory.png"))
-        if run["report"]:
-            shutil.copyfile(os.path.join(run["directory"], "evaluation", "report.json"),
-                            os.path.join(args.output, f"{run['name']}_report.json"))
+        archive(run, archive_dir)
         plots = (run["report"] or {}).get("plots", {})
         for plot in ("kl_per_unit", "latent_pca"):
-            if plot in plots and len(run["config"].model.latent_dims) == 5:
-                shutil.copyfile(os.path.join(run["directory"], "evaluation", plots[plot]),
-                                os.path.join(args.output, f"{run['name']}_{plot}.png"))
+            source = os.path.join(run["directory"], "evaluation", plots.get(plot, ""))
+            five_layers = len(run["config"].model.latent_dims) == 5
+            if plot in plots and os.path.isfile(source) and five_layers:
+                shutil.copyfile(source, os.path.join(args.output, f"{run['name']}_{plot}.png"))
 
 
 if __name__ == "__main__":

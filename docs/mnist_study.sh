@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
 # The MNIST study of docs/results.md: every run, resumable. Run from the repository root:
 #
-#     bash docs/mnist_study.sh [DATA_DIR]        (default ../shared/data)
+#     bash docs/mnist_study.sh [DATA_DIR [RUN ...]]     (default ../shared/data, every run)
 #
 # Each `lvae train` checkpoints after every epoch; running this script again skips finished
 # runs and continues an interrupted one where it stopped, then evaluates every model that has no
-# report yet. Runs live in runs/study/ (git-ignored); docs/results.md quotes their reports
-# (collected by docs/collect_results.py).
+# report yet. Naming RUNs (for example `vae5_bn depth2_ladder`) trains and evaluates only those.
+# Runs live in $RUNS (default runs/study, git-ignored; a directory outside the checkout survives
+# a fresh clone); docs/results.md quotes their reports (collected by docs/collect_results.py).
 set -euo pipefail
 DATA_DIR="${1:-../shared/data}"
+shift || true
+RUNS="${RUNS:-runs/study}"
 PAPER=recipes/mnist_paper.py
 COMMON=(--set "data.data_dir=$DATA_DIR" --set fine_tune.epochs=0 --set train.eval_samples=0)
+
+selected() {  # name: is this run wanted?
+    [[ ${#SELECTED[@]} -eq 0 ]] && return 0
+    local name
+    for name in "${SELECTED[@]}"; do [[ $name == "$1" ]] && return 0; done
+    return 1
+}
+SELECTED=("$@")
 
 # 5-layer models at an equal budget: 100 epochs, warm-up over the first 20 (the paper's tenth).
 five_layer() {  # name, extra settings...
     local name=$1; shift
-    lvae train "$PAPER" "${COMMON[@]}" --set train.epochs=100 "$@" --workdir "runs/study/$name"
+    selected "$name" || return 0
+    lvae train "$PAPER" "${COMMON[@]}" --set train.epochs=100 "$@" --workdir "$RUNS/$name"
 }
 five_layer lvae5_bn_wu --set train.warmup_epochs=20
 five_layer vae5 --set model.inference=bottom_up --set model.batch_norm=false --set train.warmup_epochs=0
@@ -29,20 +41,23 @@ for depth in 1 2 3 4 5; do
     latent=$(IFS=,; echo "${LATENT[*]:0:$depth}")
     hidden=$(IFS=,; echo "${HIDDEN[*]:0:$depth}")
     for inference in ladder bottom_up; do
+        selected "depth${depth}_$inference" || continue
         lvae train "$PAPER" "${COMMON[@]}" --set train.epochs=30 --set train.warmup_epochs=3 \
             --set "model.inference=$inference" --set "model.latent_dims=$latent" \
-            --set "model.hidden_dims=$hidden" --workdir "runs/study/depth${depth}_$inference"
+            --set "model.hidden_dims=$hidden" --workdir "$RUNS/depth${depth}_$inference"
     done
 done
 
 # Evaluation (the paper's protocol: importance-weighted L_k on the 10,000 test digits, batch-norm
-# statistics recomputed over the training set). L_5000 for the 5-layer models (~15 min each on
-# 2 cores), L_1000 for the depth sweep. report.json is written last, so a killed evaluation reruns.
+# statistics recomputed over the training set). L_1000 for the depth sweep first (minutes each),
+# then L_5000 for the 5-layer models (~15 min each on 2 cores). report.json is written last, so
+# a killed evaluation reruns.
 evaluate() {  # name, samples
-    local report="runs/study/$1/evaluation/report.json"
-    [[ -f $report ]] || lvae evaluate "runs/study/$1/model.keras" --samples "$2" --bn-statistics recompute
+    selected "$1" || return 0
+    local report="$RUNS/$1/evaluation/report.json"
+    [[ -f $report ]] || lvae evaluate "$RUNS/$1/model.keras" --samples "$2" --bn-statistics recompute
 }
-for name in lvae5_bn_wu vae5 vae5_bn vae5_bn_wu; do evaluate "$name" 5000; done
 for depth in 1 2 3 4 5; do
     for inference in ladder bottom_up; do evaluate "depth${depth}_$inference" 1000; done
 done
+for name in lvae5_bn_wu vae5 vae5_bn vae5_bn_wu; do evaluate "$name" 5000; done

@@ -2,13 +2,17 @@
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
 
 import keras
 import numpy as np
 import pytest
 
+import keras_lvae
 import keras_lvae_cli
+from keras_lvae import config as config_lib
 from keras_lvae import plots, training
 from keras_lvae._files import read_csv
 
@@ -68,9 +72,27 @@ def test_collect_results_quotes_reports_and_histories(run, tmp_path, capsys):
     assert "| VAE+BN+WU, test L_k | – |" in out
     assert (f"| 2 | {sum(history['seconds']) / 3600:.2f} | {-history['val_nelbo'][-1]:.2f} | "
             f"{l4['mean']:.2f} ± {l4['standard_error']:.2f} (k=4, 40 digits) |") in out
-    assert json.loads((tmp_path / "out" / "depth2_ladder_report.json").read_text()) == report
+    archived = tmp_path / "out" / "archive" / "depth2_ladder"
+    assert json.loads((archived / "evaluation" / "report.json").read_text()) == report
+    assert (archived / "history.csv").read_text() == (run / "history.csv").read_text()
+    assert (archived / "evaluation" / "per_example.csv").is_file()
     assert plots.png_size(tmp_path / "out" / "depth_sweep.png") == (500, 350)
     assert plots.png_size(tmp_path / "out" / "trajectory.png") == (600, 350)
+
+    # The working directories gone, the archive gives the same rows; a run archived without
+    # its history keeps its numbers and says so; the sweep's pair is compared digit by digit.
+    (archived.parent / "depth2_bottom_up").mkdir()
+    shutil.copytree(archived / "evaluation", archived.parent / "depth2_bottom_up" / "evaluation")
+    (archived.parent / "depth2_bottom_up" / "config.json").write_text(
+        (run / "config.json").read_text().replace('"ladder"', '"bottom_up"'))
+    _script("collect_results").main(["--runs", str(tmp_path / "gone"),
+                                     "--output", str(tmp_path / "out")])
+    again = capsys.readouterr().out
+    assert row in again.splitlines()
+    bottom_up = next(line for line in again.splitlines()
+                     if line.startswith("| depth2_bottom_up |"))
+    assert "| VAE+BN+WU | 2 | 2 | not archived |" in bottom_up
+    assert "| depth2_ladder − depth2_bottom_up | LVAE+BN+WU − VAE+BN+WU | +0.00 ± 0.00 |" in again
 
 
 def test_paired_difference_matches_numpy(tmp_path):
@@ -94,3 +116,66 @@ def test_paired_difference_matches_numpy(tmp_path):
     runs["b"]["report"]["settings"]["samples"] = 100
     with pytest.raises(ValueError, match="a and b were evaluated differently"):
         collect.paired_difference(runs["a"], runs["b"])
+
+
+def test_continue_saved_model_writes_a_resumable_checkpoint(run, tmp_path):
+    """A run continued from an export: the export's weights, Adam's moments from the
+    gradients (one step: m = g and v = g**2 after bias correction), the optimizer step of
+    the given epoch; `training.train` then resumes after that epoch."""
+    model = keras.saving.load_model(run / "model.keras")
+    export_dir = keras_lvae.export_saved_model(model, str(tmp_path / "served"))
+    config = config_lib.override(TINY, ["train.epochs=3", "train.eval_samples=0"])
+    continue_saved_model = _script("continue_saved_model").continue_saved_model
+    workdir = tmp_path / "continued"
+    step = continue_saved_model(export_dir, config, str(workdir), epoch=2, moment_steps=1)
+    assert step == 2 * 9  # mnist_5k: 4,500 digits in batches of 500
+
+    restored = training.build_model(config, 9)
+    restored.build((None, 28, 28, 1))
+    training.compile_model(restored, config, 9)
+    assert training.restore_checkpoint(restored, workdir / "checkpoint.npz") == 2
+    for got, want in zip(restored.weights, model.weights):
+        np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.path)
+    optimizer = restored.optimizer
+    assert int(optimizer.iterations.numpy()) == 18
+    for variable in restored.trainable_variables:
+        index = optimizer._get_variable_index(variable)
+        m, v = optimizer._momentums[index].numpy(), optimizer._velocities[index].numpy()
+        np.testing.assert_allclose(v, m ** 2, rtol=1e-4, atol=1e-12, err_msg=variable.path)
+    assert any(np.abs(optimizer._momentums[i].numpy()).max() > 0
+               for i in range(len(restored.trainable_variables)))
+
+    summary = training.train(config, str(workdir), log=lambda message: None)
+    assert summary["start_epoch"] == 2 and read_csv(workdir / "history.csv")["epoch"] == [3.0]
+    with pytest.raises(FileExistsError, match="workdir: .* already holds a checkpoint"):
+        continue_saved_model(export_dir, config, str(workdir), epoch=2)
+    with pytest.raises(ValueError, match="epoch: expected fewer than the run's 3 \\+ 0 epochs"):
+        continue_saved_model(export_dir, config, str(tmp_path / "other"), epoch=3)
+    wider = config_lib.override(config, ["model.hidden_dims=64,16"])
+    with pytest.raises(ValueError, match="saved_model_dir: .* has shape"):
+        continue_saved_model(export_dir, wider, str(tmp_path / "other"), epoch=2)
+
+
+def test_mnist_study_runs_only_the_named_runs(tmp_path):
+    """mnist_study.sh with run names trains and evaluates just those, in $RUNS; a run with a
+    report is not evaluated again. `lvae` is replaced by a stub that records its arguments."""
+    stub = tmp_path / "bin" / "lvae"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
+    stub.chmod(0o755)
+    runs, calls = tmp_path / "study", tmp_path / "calls.txt"
+    (runs / "vae5_bn" / "evaluation").mkdir(parents=True)
+    (runs / "vae5_bn" / "evaluation" / "report.json").write_text("{}")
+    env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "RUNS": str(runs),
+           "CALLS": str(calls)}
+    subprocess.run(["bash", "docs/mnist_study.sh", "DATA", "vae5_bn", "depth2_ladder"],
+                   cwd=REPO, env=env, check=True)
+    lines = calls.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["train", "train", "evaluate"]
+    assert lines[0].endswith(f"--set model.inference=bottom_up --set train.warmup_epochs=0 "
+                             f"--workdir {runs}/vae5_bn")
+    assert "data.data_dir=DATA" in lines[0] and "--set train.epochs=100" in lines[0]
+    assert "--set model.latent_dims=64,32 --set model.hidden_dims=512,256" in lines[1]
+    assert lines[1].endswith(f"--workdir {runs}/depth2_ladder")
+    assert lines[2] == (f"evaluate {runs}/depth2_ladder/model.keras --samples 1000 "
+                        "--bn-statistics recompute")
