@@ -165,17 +165,22 @@ def test_mnist_study_runs_only_the_named_runs(tmp_path):
     stub.chmod(0o755)
     runs, calls = tmp_path / "study", tmp_path / "calls.txt"
     (runs / "vae5_bn" / "evaluation").mkdir(parents=True)
+    (runs / "lvae5_long").mkdir()
     (runs / "vae5_bn" / "evaluation" / "report.json").write_text("{}")
+    (runs / "lvae5_long" / "checkpoint.npz").write_text("")  # so no warm start is made
     env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "RUNS": str(runs),
            "CALLS": str(calls)}
-    subprocess.run(["bash", "docs/mnist_study.sh", "DATA", "vae5_bn", "depth2_ladder"],
-                   cwd=REPO, env=env, check=True)
+    subprocess.run(["bash", "docs/mnist_study.sh", "DATA", "vae5_bn", "depth2_ladder",
+                    "lvae5_long"], cwd=REPO, env=env, check=True)
     lines = calls.read_text().splitlines()
-    assert [line.split()[0] for line in lines] == ["train", "train", "evaluate"]
+    assert [line.split()[0] for line in lines] == ["train"] * 3 + ["evaluate"] * 2
     assert lines[0].endswith(f"--set model.inference=bottom_up --set train.warmup_epochs=0 "
                              f"--workdir {runs}/vae5_bn")
     assert "data.data_dir=DATA" in lines[0] and "--set train.epochs=100" in lines[0]
     assert "--set model.latent_dims=64,32 --set model.hidden_dims=512,256" in lines[1]
     assert lines[1].endswith(f"--workdir {runs}/depth2_ladder")
-    assert lines[2] == (f"evaluate {runs}/depth2_ladder/model.keras --samples 1000 "
-                        "--bn-statistics recompute")
+    assert "--set train.epochs=530" in lines[2] and "--set fine_tune.epochs=80" in lines[2]
+    assert lines[2].endswith(f"--workdir {runs}/lvae5_long")
+    assert lines[3:] == [f"evaluate {runs}/{name}/model.keras --samples {k} "
+                         "--bn-statistics recompute"
+                         for name, k in (("depth2_ladder", 1000), ("lvae5_long", 5000))]
