@@ -27,7 +27,7 @@ from functools import cache
 
 from keras_lvae import config as config_lib
 from keras_lvae import data
-from keras_lvae._files import read_csv
+from keras_lvae._files import atomic_write, read_csv
 from keras_lvae.plots import _figure, _save  # headless Agg figures, atomic PNG writes
 
 LONG_RUN = "lvae5_long"
@@ -326,30 +326,59 @@ def plot_trajectory(run, path):
     _save(figure, path)
 
 
+def study_tables(runs):
+    """{name: markdown table} of everything docs/results.md quotes, in the page's order."""
+    depth_runs = [run for run in runs if DEPTH_RUN.fullmatch(run["name"])]
+    tables = {}
+    for name, group in (("runs", [run for run in runs if run not in depth_runs]),
+                        ("depth_runs", depth_runs)):
+        tables[name] = "\n".join([RUNS_HEADER] + [run_row(run) for run in group])
+    tables["kl"] = kl_table(runs)
+    tables["paired"] = paired_table(runs, study_pairs(runs))
+    sweep = depth_sweep(runs)
+    if sweep:
+        tables["depth"] = depth_table(sweep)
+    for run in runs:
+        if run["name"] == LONG_RUN and run["history"]:
+            tables["trajectory"] = trajectory_table(trajectory(run))
+    return tables
+
+
+MARKED = re.compile(r"(<!-- BEGIN (\w+) -->\n)(.*?)(<!-- END \2 -->)", re.DOTALL)
+
+
+def fill_markdown(path, tables):
+    """Replace each `<!-- BEGIN name -->` ... `<!-- END name -->` block of the page at `path`
+    with tables[name] (blocks without a table keep their text); written atomically."""
+    with open(path) as file:
+        text = file.read()
+    def fill(match):
+        table = tables.get(match.group(2))
+        body = match.group(3) if table is None else table + "\n"
+        return match.group(1) + body + match.group(4)
+    with atomic_write(path) as file:
+        file.write(MARKED.sub(fill, text))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", action="append",
                         help="a folder of run directories (repeatable; default runs/study)")
     parser.add_argument("--output", default="docs/results")
+    parser.add_argument("--markdown", help="a page (docs/results.md) whose marked blocks to fill")
     args = parser.parse_args(argv)
     archive_dir = os.path.join(args.output, ARCHIVE)
     runs = load_runs([*(args.runs or ["runs/study"]), archive_dir])
     os.makedirs(args.output, exist_ok=True)
-    depth_runs = [run for run in runs if DEPTH_RUN.fullmatch(run["name"])]
-    for group in ([run for run in runs if run not in depth_runs], depth_runs):
-        print(RUNS_HEADER)
-        for run in group:
-            print(run_row(run))
-        print()
-    print(kl_table(runs))
-    print("\n" + paired_table(runs, study_pairs(runs)))
+    tables = study_tables(runs)
+    print("\n\n".join(tables.values()))
+    if args.markdown:
+        fill_markdown(args.markdown, tables)
     sweep = depth_sweep(runs)
     if sweep:
-        print("\n" + depth_table(sweep))
         plot_depth_sweep(sweep, os.path.join(args.output, "depth_sweep.png"))
     for run in runs:
         if run["name"] == LONG_RUN and run["history"]:
-            print("\n" + trajectory_table(trajectory(run)))
             plot_trajectory(run, os.path.join(args.output, "trajectory.png"))
         archive(run, archive_dir)
         plots = (run["report"] or {}).get("plots", {})

@@ -85,9 +85,15 @@ def test_collect_results_quotes_reports_and_histories(run, tmp_path, capsys):
     shutil.copytree(archived / "evaluation", archived.parent / "depth2_bottom_up" / "evaluation")
     (archived.parent / "depth2_bottom_up" / "config.json").write_text(
         (run / "config.json").read_text().replace('"ladder"', '"bottom_up"'))
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n<!-- BEGIN depth -->\nold\n<!-- END depth -->\nkept\n"
+                    "<!-- BEGIN nothing -->\nstays\n<!-- END nothing -->\n")
     _script("collect_results").main(["--runs", str(tmp_path / "gone"),
-                                     "--output", str(tmp_path / "out")])
+                                     "--output", str(tmp_path / "out"), "--markdown", str(page)])
     again = capsys.readouterr().out
+    depth = next(block for block in again.split("\n\n") if block.startswith("| stochastic"))
+    assert page.read_text() == (f"# Results\n<!-- BEGIN depth -->\n{depth}\n<!-- END depth -->"
+                                "\nkept\n<!-- BEGIN nothing -->\nstays\n<!-- END nothing -->\n")
     assert row in again.splitlines()
     bottom_up = next(line for line in again.splitlines()
                      if line.startswith("| depth2_bottom_up |"))
