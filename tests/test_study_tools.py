@@ -190,3 +190,15 @@ def test_mnist_study_runs_only_the_named_runs(tmp_path):
     assert lines[3:] == [f"evaluate {runs}/{name}/model.keras --samples {k} "
                          "--bn-statistics recompute"
                          for name, k in (("depth2_ladder", 1000), ("lvae5_long", 5000))]
+
+
+def test_snapshot_watch_copies_the_wanted_epochs(tmp_path):
+    take_snapshot = _script("snapshot_watch").take_snapshot
+    assert take_snapshot(str(tmp_path), {2}) is None  # no checkpoint yet
+    for epoch, copied in ((1, False), (2, True)):
+        np.savez(tmp_path / "checkpoint.npz", epoch=np.int64(epoch), v0000=np.full(3, epoch))
+        assert take_snapshot(str(tmp_path), {2, 5}) == epoch
+        assert (tmp_path / "snapshots" / f"epoch_{epoch}.npz").exists() == copied
+    with np.load(tmp_path / "snapshots" / "epoch_2.npz") as stored:
+        assert int(stored["epoch"]) == 2 and stored["v0000"].tolist() == [2, 2, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "snapshots"]
