@@ -55,10 +55,13 @@ LONG=(recipes/mnist_paper.py --set "data.data_dir=$DATA_DIR" --set train.warmup_
       --set train.epochs=530 --set train.eval_samples=0 --set fine_tune.epochs=80
       --set fine_tune.mc_samples=1 --set fine_tune.iw_samples=1
       --set fine_tune.decay_every_epochs=10 --set fine_tune.decay_factor=0.6)
+SNAPSHOTS=(300 400 500 530)  # checkpoint copies for the trajectory, evaluated below
 if selected lvae5_long; then
     [[ -f $RUNS/lvae5_long/checkpoint.npz ]] || python docs/continue_saved_model.py \
         saved_models/mnist_lvae/1 "${LONG[@]}" --epoch 200 --workdir "$RUNS/lvae5_long"
+    python docs/snapshot_watch.py "$RUNS/lvae5_long" --epochs "$(IFS=,; echo "${SNAPSHOTS[*]}")" &
     lvae train "${LONG[@]}" --workdir "$RUNS/lvae5_long"
+    wait  # the watcher stops once the run is past its last epoch
 fi
 
 # Evaluation (the paper's protocol: importance-weighted L_k on the 10,000 test digits, batch-norm
@@ -74,3 +77,13 @@ for depth in 1 2 3 4 5; do
     for inference in ladder bottom_up; do evaluate "depth${depth}_$inference" 1000; done
 done
 for name in lvae5_bn_wu vae5 vae5_bn vae5_bn_wu lvae5_long; do evaluate "$name" 5000; done
+# The long run's snapshots: L_1000 on the first 1,000 test digits (a trend, minutes each).
+if selected lvae5_long; then
+    for epoch in "${SNAPSHOTS[@]}"; do
+        snapshot="$RUNS/lvae5_long/snapshots/epoch_$epoch"
+        [[ -f $snapshot.npz && ! -f ${snapshot}_evaluation/report.json ]] || continue
+        python docs/snapshot_to_model.py "$RUNS/lvae5_long" "snapshots/epoch_$epoch.npz"
+        lvae evaluate "$snapshot.keras" --dataset mnist --data-dir "$DATA_DIR" --samples 1000 \
+            --max-examples 1000 --bn-statistics recompute --output "${snapshot}_evaluation"
+    done
+fi

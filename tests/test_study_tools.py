@@ -173,7 +173,8 @@ def test_mnist_study_runs_only_the_named_runs(tmp_path):
     (runs / "vae5_bn" / "evaluation").mkdir(parents=True)
     (runs / "lvae5_long").mkdir()
     (runs / "vae5_bn" / "evaluation" / "report.json").write_text("{}")
-    (runs / "lvae5_long" / "checkpoint.npz").write_text("")  # so no warm start is made
+    # A finished long run: no warm start is made and the snapshot watcher stops at once.
+    np.savez(runs / "lvae5_long" / "checkpoint.npz", epoch=np.int64(610))
     env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "RUNS": str(runs),
            "CALLS": str(calls)}
     subprocess.run(["bash", "docs/mnist_study.sh", "DATA", "vae5_bn", "depth2_ladder",
