@@ -50,12 +50,12 @@ done
 
 # The long run towards the paper's -81.74 nats: the 5-layer LVAE+BN+WU shipped in
 # saved_models/mnist_lvae/1 (200 epochs of recipes/mnist_serving.py, the settings of lvae5_bn_wu)
-# continued to epoch 530 at learning rate 1e-3, then 80 epochs with the rate x0.6 every 10.
+# continued to epoch 510 at learning rate 1e-3, then 80 epochs with the rate x0.6 every 10.
 LONG=(recipes/mnist_paper.py --set "data.data_dir=$DATA_DIR" --set train.warmup_epochs=20
-      --set train.epochs=530 --set train.eval_samples=0 --set fine_tune.epochs=80
+      --set train.epochs=510 --set train.eval_samples=0 --set fine_tune.epochs=80
       --set fine_tune.mc_samples=1 --set fine_tune.iw_samples=1
       --set fine_tune.decay_every_epochs=10 --set fine_tune.decay_factor=0.6)
-SNAPSHOTS=(300 400 500 530)  # checkpoint copies for the trajectory, evaluated below
+SNAPSHOTS=(300 400 500 510)  # checkpoint copies for the trajectory, evaluated below
 if selected lvae5_long; then
     [[ -f $RUNS/lvae5_long/checkpoint.npz ]] || python docs/continue_saved_model.py \
         saved_models/mnist_lvae/1 "${LONG[@]}" --epoch 200 --workdir "$RUNS/lvae5_long"

@@ -5,7 +5,7 @@ through copies taken at some epochs (snapshots/epoch_N.npz in its workdir), each
 turned into a model by snapshot_to_model.py and evaluated. Start it beside the
 run, from the repository root; it stops once the run is past the last wanted epoch:
 
-    python docs/snapshot_watch.py runs/study/lvae5_long --epochs 300,400,500,530
+    python docs/snapshot_watch.py runs/study/lvae5_long --epochs 300,400,500,510
 
 The run replaces its checkpoint atomically, so a copy is always whole; each
 snapshot is written atomically too.
