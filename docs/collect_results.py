@@ -9,7 +9,7 @@ the evaluations:
     python docs/collect_results.py [--runs runs/study ...] [--output docs/results]
 
 Every run's record (config.json, history.csv, evaluation/report.json and
-per_example.csv) is archived in docs/results/archive/<name>/, and the 5-layer runs'
+per_example.csv, and the reports of the long run's snapshots) is archived in docs/results/archive/<name>/, and the 5-layer runs'
 per-unit KL heatmaps and latent PCA plots are copied to docs/results/. The
 archive is read after the --runs directories, so the tables keep the runs whose
 working directories are gone (a run found in several places is taken from the
@@ -218,11 +218,14 @@ def load_runs(directories):
 
 
 def archive(run, archive_dir):
-    """Copy the run's record (RECORD files it has) to archive_dir/<name>/, unless it is there."""
+    """Copy the run's record (the RECORD files it has, and its snapshots' reports) to
+    archive_dir/<name>/, unless it is there."""
     target = os.path.join(archive_dir, run["name"])
     if os.path.abspath(run["directory"]) == os.path.abspath(target):
         return
-    for relative in RECORD:
+    snapshots = [os.path.join("snapshots", f"epoch_{epoch}_evaluation", "report.json")
+                 for epoch in run["snapshots"]]
+    for relative in [*RECORD, *snapshots]:
         source = os.path.join(run["directory"], relative)
         if os.path.isfile(source):
             os.makedirs(os.path.dirname(os.path.join(target, relative)), exist_ok=True)

@@ -76,6 +76,8 @@ def test_collect_results_quotes_reports_and_histories(run, tmp_path, capsys):
     assert json.loads((archived / "evaluation" / "report.json").read_text()) == report
     assert (archived / "history.csv").read_text() == (run / "history.csv").read_text()
     assert (archived / "evaluation" / "per_example.csv").is_file()
+    assert (tmp_path / "out" / "archive" / "lvae5_long" / "snapshots" / "epoch_2_evaluation" /
+            "report.json").is_file()
     assert plots.png_size(tmp_path / "out" / "depth_sweep.png") == (500, 350)
     assert plots.png_size(tmp_path / "out" / "trajectory.png") == (600, 350)
 
