@@ -9,8 +9,9 @@ the evaluations:
     python docs/collect_results.py [--runs runs/study ...] [--output docs/results]
 
 Every run's record (config.json, history.csv, evaluation/report.json and
-per_example.csv, and the reports of the long run's snapshots) is archived in docs/results/archive/<name>/, and the 5-layer runs'
-per-unit KL heatmaps and latent PCA plots are copied to docs/results/. The
+per_example.csv, and the reports of the long run's snapshots) is archived in
+docs/results/archive/<name>/, and the 5-layer runs' per-unit KL heatmaps and
+latent PCA plots are copied to docs/results/. The
 archive is read after the --runs directories, so the tables keep the runs whose
 working directories are gone (a run found in several places is taken from the
 first).
@@ -329,8 +330,9 @@ def plot_trajectory(run, path):
     _save(figure, path)
 
 
-def study_tables(runs):
-    """{name: markdown table} of everything docs/results.md quotes, in the page's order."""
+def study_tables(runs, sweep):
+    """{name: markdown table} of everything docs/results.md quotes, in the page's order;
+    `sweep` is depth_sweep(runs)."""
     depth_runs = [run for run in runs if DEPTH_RUN.fullmatch(run["name"])]
     tables = {}
     for name, group in (("runs", [run for run in runs if run not in depth_runs]),
@@ -338,7 +340,6 @@ def study_tables(runs):
         tables[name] = "\n".join([RUNS_HEADER] + [run_row(run) for run in group])
     tables["kl"] = kl_table(runs)
     tables["paired"] = paired_table(runs, study_pairs(runs))
-    sweep = depth_sweep(runs)
     if sweep:
         tables["depth"] = depth_table(sweep)
     for run in runs:
@@ -373,11 +374,11 @@ def main(argv=None):
     archive_dir = os.path.join(args.output, ARCHIVE)
     runs = load_runs([*(args.runs or ["runs/study"]), archive_dir])
     os.makedirs(args.output, exist_ok=True)
-    tables = study_tables(runs)
+    sweep = depth_sweep(runs)
+    tables = study_tables(runs, sweep)
     print("\n\n".join(tables.values()))
     if args.markdown:
         fill_markdown(args.markdown, tables)
-    sweep = depth_sweep(runs)
     if sweep:
         plot_depth_sweep(sweep, os.path.join(args.output, "depth_sweep.png"))
     for run in runs:

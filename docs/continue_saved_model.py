@@ -22,7 +22,6 @@ import os
 import sys
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_lvae import config as config_lib
@@ -85,13 +84,14 @@ def continue_saved_model(saved_model_dir, config, workdir, epoch, moment_steps=5
     model = training.build_model(config, steps_per_epoch)
     model.build(train_ds.element_spec.shape)
     training.compile_model(model, config, steps_per_epoch)
-    model.optimizer.build(model.trainable_variables)
-    load_saved_weights(model, saved_model_dir)
     optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    load_saved_weights(model, saved_model_dir)
     moments = estimate_adam_moments(config, model, train_ds, moment_steps)
     for variable, (m, v) in zip(model.trainable_variables, moments):
-        optimizer._momentums[optimizer._get_variable_index(variable)].assign(m)
-        optimizer._velocities[optimizer._get_variable_index(variable)].assign(v)
+        index = optimizer._get_variable_index(variable)
+        optimizer._momentums[index].assign(m)
+        optimizer._velocities[index].assign(v)
     optimizer.iterations.assign(epoch * steps_per_epoch)
     training.prepare_workdir(config, workdir)
     training.save_checkpoint(model, os.path.join(workdir, training.CHECKPOINT_FILE), epoch)
@@ -100,7 +100,8 @@ def continue_saved_model(saved_model_dir, config, workdir, epoch, moment_steps=5
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("saved_model", help="an exported version folder, e.g. saved_models/mnist_lvae/1")
+    parser.add_argument("saved_model",
+                        help="an exported version folder, e.g. saved_models/mnist_lvae/1")
     parser.add_argument("recipe", help="the run's recipe (its settings must match the export's)")
     parser.add_argument("--set", action="append", default=[], dest="settings",
                         metavar="SECTION.FIELD=VALUE")
