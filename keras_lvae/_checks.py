@@ -23,6 +23,15 @@ def non_negative_int(name, value):
     return value
 
 
+def optional_int(name, value):
+    """Return `value` if it is an int or None (a seed), else raise ValueError naming `name`."""
+    if value is not None and not _is_int(value):
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected an int or None, received {value!r}."
+        )
+    return value
+
+
 def positive_int_tuple(name, value):
     """Return `value` as a tuple if it is a non-empty sequence of positive ints."""
     if (
@@ -46,3 +55,13 @@ def one_of(name, value, choices):
             f"received {value!r}."
         )
     return value
+
+
+def one_per_layer(name, value, layers_name, layers):
+    """Refuse `value` unless it has one entry per entry of `layers` (one per stochastic layer)."""
+    if len(value) != len(layers):
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected one entry per stochastic layer "
+            f"({len(layers)}, as in `{layers_name}`={list(layers)}), received {len(value)}: "
+            f"{list(value)}."
+        )

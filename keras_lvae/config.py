@@ -25,9 +25,8 @@ import os
 import typing
 from typing import Literal, Optional
 
-from keras_lvae import data
-
-INFERENCE_TYPES = ("ladder", "bottom_up")
+from keras_lvae import _checks, data
+from keras_lvae.models.ladder_vae import INFERENCE_TYPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +67,8 @@ class TrainConfig:
     skip_nonfinite_steps: bool = False  # skip (and count) steps with NaN/Inf loss or gradients
     eval_samples: int = 100            # k of the test L_k printed at the end; 0 skips it
     sample_every_epochs: int = 1       # prior-sample images in TensorBoard; 0 never
+    keep_epochs: Optional[tuple[int, ...]] = None  # keep snapshots/epoch_<N>.npz of these epochs
+    keep_every_epochs: int = 0         # ... and of every N-th epoch; 0 never
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +114,7 @@ SECTIONS = {field.name: field.type for field in dataclasses.fields(Config)}
 _POSITIVE = {"data.batch_size", "model.dense_per_block", "train.epochs", "train.mc_samples",
              "train.iw_samples", "fine_tune.mc_samples", "fine_tune.iw_samples",
              "fine_tune.decay_every_epochs", "tune.max_trials", "tune.epochs_per_trial",
-             "tune.retrain_epochs", "tune.seed"}
+             "tune.retrain_epochs", "tune.seed", "train.keep_epochs"}
 _MAY_BE_ZERO = {"tune.warmup_epochs"}  # the one list of ints that may hold 0
 
 
@@ -194,11 +195,8 @@ def validate(config):
         raise ValueError(f"Invalid value for `data.dataset`: expected one of "
                          f"{data.list_datasets()}, received {config.data.dataset!r}.")
     model = config.model
-    if len(model.hidden_dims) != len(model.latent_dims):
-        raise ValueError(
-            f"Invalid value for `model.hidden_dims`: expected one width per stochastic layer "
-            f"({len(model.latent_dims)}, as in model.latent_dims={list(model.latent_dims)}), "
-            f"received {list(model.hidden_dims)}.")
+    _checks.one_per_layer("model.hidden_dims", model.hidden_dims, "model.latent_dims",
+                          model.latent_dims)
     if config.fine_tune.decay_factor > 1:
         raise ValueError("Invalid value for `fine_tune.decay_factor`: expected a number in "
                          f"(0, 1], received {config.fine_tune.decay_factor!r}.")

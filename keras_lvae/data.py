@@ -347,7 +347,7 @@ def _load_split(name, split, spec, data_dir):
 
 
 def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuffle=None, seed=0,
-                 with_labels=False, validation_size=0):
+                 with_labels=False, validation_size=0, epochs=None):
     """A batched tf.data pipeline of float32 images [batch, H, W, 1] in [0, 1].
 
     Args:
@@ -364,6 +364,12 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
         seed: seeds shuffling and dynamic binarization.
         with_labels: yield `(images, labels)`.
         validation_size: number of training images held out as "validation".
+        epochs: None for one epoch that reshuffles on every iteration, or
+            `(first, last)` for a resumable stream of epochs first + 1 ... last
+            (0-based: epoch indices first ... last - 1), each shuffled and binarized
+            as a function of (seed, epoch) alone, so a run resumed at epoch k sees
+            exactly the data the uninterrupted run saw. Pass the batches per epoch
+            (cardinality // (last - first)) to `fit(steps_per_epoch=...)`.
     """
     spec = _spec(name)
     _checks.positive_int("batch_size", batch_size)
@@ -377,7 +383,8 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
         binarize = False
     return make_pipeline(images, labels if with_labels else None, batch_size,
                          shuffle=training if shuffle is None else shuffle,
-                         drop_remainder=training, dynamic_binarization=binarize, seed=seed)
+                         drop_remainder=training, dynamic_binarization=binarize, seed=seed,
+                         epochs=epochs)
 
 
 def _binarizes(spec, binarize):
@@ -409,17 +416,29 @@ def binarize_once(images, seed=TEST_BINARIZATION_SEED):
 
 
 def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynamic_binarization,
-                  seed=0):
+                  seed=0, epochs=None):
     """Batches of images [batch, H, W, 1] (and labels), optionally re-binarized every epoch.
 
     Images are stored as uint8 (grey levels x 255, exact for 8-bit data) so that
     `cache()` holds a quarter of the bytes; per-batch seeds come from
     `tf.data.Dataset.random`, re-drawn each epoch, so epochs differ while a fixed
-    `seed` reproduces the run.
+    `seed` reproduces the run. `epochs=(first, last)`: the resumable stream of
+    `load_dataset`.
     """
     grey = np.round(np.asarray(images, np.float32) * 255.0).astype(np.uint8)[..., None]
     exact = np.array_equal(grey[..., 0].astype(np.float32) / 255.0, images)
     elements = grey if exact else np.asarray(images, np.float32)[..., None]
+
+    def finish(x, y, batch_seed):
+        x = tf.cast(x, tf.float32) / 255.0 if exact else x
+        if dynamic_binarization:
+            noise = tf.random.stateless_uniform(tf.shape(x), seed=batch_seed)
+            x = tf.cast(noise < x, tf.float32)
+        return x if labels is None else (x, y)
+
+    if epochs is not None:
+        return _epoch_stream(elements, labels, batch_size, shuffle, drop_remainder, seed, epochs,
+                             finish)
     ds = tf.data.Dataset.from_tensor_slices(
         elements if labels is None else (elements, labels)).cache()
     if shuffle:
@@ -427,14 +446,42 @@ def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynami
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
-    def finish(batch, batch_seed):
+    def split(batch, batch_seed):
         x, y = (batch, None) if labels is None else batch
-        x = tf.cast(x, tf.float32) / 255.0 if exact else x
-        if dynamic_binarization:
-            noise = tf.random.stateless_uniform(tf.shape(x), seed=batch_seed)
-            x = tf.cast(noise < x, tf.float32)
-        return x if labels is None else (x, y)
+        return finish(x, y, batch_seed)
 
     return (tf.data.Dataset.zip((ds, seeds))
-            .map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+            .map(split, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def _epoch_stream(elements, labels, batch_size, shuffle, drop_remainder, seed, epochs, finish):
+    """Epochs first ... last - 1 back to back; epoch e's order and noise depend on (seed, e)."""
+    first, last = epochs
+    _checks.non_negative_int("epochs[0]", first)
+    if not (isinstance(last, int) and last > first):
+        raise ValueError("Invalid value for argument `epochs`: expected (first, last) with "
+                         f"0 <= first < last, received {epochs!r}.")
+    count = len(elements)
+    batches = count // batch_size if drop_remainder else -(-count // batch_size)
+    images = tf.constant(elements)
+    label_tensor = None if labels is None else tf.constant(labels)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.range(count, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=epoch_seed)
+        indices = tf.data.Dataset.from_tensor_slices(order).batch(
+            batch_size, drop_remainder=drop_remainder)
+
+        def gather(index, batch_indices):
+            y = None if label_tensor is None else tf.gather(label_tensor, batch_indices)
+            batch_seed = tf.random.experimental.stateless_fold_in(epoch_seed, index)
+            return finish(tf.gather(images, batch_indices), y, batch_seed)
+
+        return indices.enumerate().map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+    stream = tf.data.Dataset.range(first, last).flat_map(one_epoch)
+    return (stream.apply(tf.data.experimental.assert_cardinality((last - first) * batches))
             .prefetch(tf.data.AUTOTUNE))

@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_lvae import _checks
-from keras_lvae.models.ladder_vae import unpack_inputs
+from keras_lvae.inputs import unpack
 
 # Rows (examples x samples) evaluated in one pass. Measured on the paper's MNIST
 # model (benchmarks/iw_throughput.py): 4,096 rows keep the activations near the
@@ -151,9 +151,9 @@ def _batches(data, batch_size):
     """Yield float32 batches of images from an array or a batched tf.data.Dataset."""
     if isinstance(data, tf.data.Dataset):
         for element in data:
-            yield tf.convert_to_tensor(unpack_inputs(element), dtype=tf.float32)
+            yield tf.convert_to_tensor(unpack(element), dtype=tf.float32)
         return
-    x = unpack_inputs(data)
+    x = unpack(data)
     x = np.asarray(x, dtype=np.float32)
     for start in range(0, len(x), batch_size):
         yield tf.convert_to_tensor(x[start:start + batch_size])

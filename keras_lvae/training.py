@@ -4,24 +4,35 @@ A run's working directory holds:
 
     config.json      the resolved configuration (keras_lvae.config.from_dict reads it)
     history.csv      one row per finished epoch: its wall time and the logged metrics
-    checkpoint.npz   every model and optimizer variable after the last finished epoch
+    checkpoint.npz   every model and optimizer variable after the last finished epoch,
+                     each under its key (its path without the model's name)
+    snapshots/       epoch_<N>.npz: copies of the checkpoint kept at the epochs that
+                     `train.keep_epochs` / `train.keep_every_epochs` select
     tensorboard/     per-epoch scalars (train/, validation/; loss, nelbo, kl_layer_<i>,
                      beta, ...) and a grid of prior samples (samples/)
     model.keras      the trained model, written when the run ends
 
-Running again in the same directory resumes from the checkpoint: the optimizer
-step (and so the warm-up's beta and the learning rate), the Adam moments, the
-batch-norm statistics and the noise generators' states continue; at most the
+Running again in the same directory resumes from the checkpoint: the model's
+step counter (and so the warm-up's beta), the optimizer's step (the learning
+rate) and moments, the batch-norm statistics and the noise generators' states
+continue, and each epoch's data order and binarization depend on (seed, epoch)
+alone, so a resumed run continues exactly as the uninterrupted run would (bit
+for bit with `tf.config.experimental.enable_op_determinism()`); at most the
 epoch that was interrupted is lost. A resumed run may change only the settings
 in `RESUMABLE_KEYS` (for example `train.epochs`, to train for longer) and, until
 fine-tuning has started, the `fine_tune` section.
 """
 
+import functools
 import json
+import logging
 import os
+import re
+import shutil
 import sys
 import time
 import warnings
+import zipfile
 
 import keras
 import numpy as np
@@ -36,60 +47,167 @@ from keras_lvae.schedules import step_decay
 
 # Settings that may differ between a run and its resumption.
 RESUMABLE_KEYS = ("data.data_dir", "train.epochs", "train.eval_samples", "train.jit_compile",
-                  "train.sample_every_epochs", "train.strategy", "fine_tune.epochs")
+                  "train.sample_every_epochs", "train.strategy", "train.keep_epochs",
+                  "train.keep_every_epochs", "fine_tune.epochs")
 CONFIG_FILE, HISTORY_FILE, CHECKPOINT_FILE, MODEL_FILE = (
     "config.json", "history.csv", "checkpoint.npz", "model.keras")
 TENSORBOARD_DIR = "tensorboard"
 
 
 # ------------------------------------------------------------------ checkpoints
-def _state_variables(model):
-    """Every variable a resumed run needs, in a fixed order: weights, batch-norm
-    statistics, noise generators' states, then the optimizer's step and moments."""
-    return list(model.trainable_variables) + list(model.non_trainable_variables) + list(
-        model.optimizer.variables)
+FORMAT_KEY, EPOCH_KEY = "__format__", "__epoch__"
+CHECKPOINT_FORMAT = 2  # 1: keras-lvae 0.1's arrays v0000, v0001, ... restored by position
+SNAPSHOT_DIR = "snapshots"
+
+
+OPTIMIZER_PREFIX = "optimizer/"
+
+
+def _key(path, model):
+    """A model variable's checkpoint key: its path without the model's own name, which
+    Keras makes unique per process (`ladder_vae_3/...`)."""
+    return path[len(model.name) + 1:] if path.startswith(model.name + "/") else path
+
+
+def _optimizer_key(path, model):
+    """An optimizer variable's key: `optimizer/` and its path after the optimizer's name,
+    without the model's name in slot names (`adam/ladder_vae_<path>_momentum`)."""
+    name = path.split("/", 1)[-1]
+    return OPTIMIZER_PREFIX + name.removeprefix(model.name + "_")
+
+
+def state_variables(model, with_optimizer=True):
+    """{key: variable} of every variable a resumed run needs: weights, batch-norm
+    statistics, the step counter, noise generators' states and (with_optimizer)
+    the optimizer's step and moments (keys starting with `optimizer/`)."""
+    pairs = [(_key(v.path, model), v)
+             for v in list(model.trainable_variables) + list(model.non_trainable_variables)]
+    if with_optimizer:
+        pairs += [(_optimizer_key(v.path, model), v) for v in model.optimizer.variables]
+    keyed = {}
+    for key, variable in pairs:
+        if key in keyed:
+            raise RuntimeError(f"two variables share the checkpoint key {key!r}; give their "
+                               "layers distinct names")
+        keyed[key] = variable
+    return keyed
 
 
 def save_checkpoint(model, path, epoch):
-    """Write every state variable of `model` and the finished `epoch` to `path` atomically."""
-    arrays = {f"v{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(_state_variables(model))}
+    """Write every state variable of `model` (by key) and the finished `epoch` to `path`,
+    atomically."""
+    arrays = {key: np.asarray(v.numpy()) for key, v in state_variables(model).items()}
     with atomic_write(path, "wb") as file:
-        np.savez(file, epoch=np.int64(epoch), **arrays)
+        np.savez(file, **{FORMAT_KEY: np.int64(CHECKPOINT_FORMAT), EPOCH_KEY: np.int64(epoch)},
+                 **arrays)
+
+
+def _unreadable(path, error):
+    snapshots = kept_snapshots(os.path.dirname(os.path.abspath(path)))
+    fallback = (f"; kept snapshots to fall back on: {', '.join(snapshots)} (copy one to "
+                f"{CHECKPOINT_FILE})" if snapshots else "")
+    return ValueError(f"checkpoint {path!r} is unreadable, truncated or corrupt "
+                      f"({type(error).__name__}: {error}){fallback}")
+
+
+def _read(path):
+    """{name: array} of the checkpoint file at `path`, or a ValueError naming it."""
+    try:
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise _unreadable(path, error) from None
 
 
 def checkpoint_epoch(path):
     """The finished epoch stored in the checkpoint at `path`, or 0 if there is none."""
     if not os.path.isfile(path):
         return 0
-    with np.load(path) as stored:
-        return int(stored["epoch"])
+    stored = _read(path)
+    return int(stored[EPOCH_KEY] if EPOCH_KEY in stored else stored.get("epoch", 0))
 
 
-def restore_checkpoint(model, path):
-    """Load the checkpoint at `path` into the compiled, built `model`; return its epoch."""
-    if not model.optimizer.built:
+def kept_snapshots(workdir):
+    """Paths of the snapshots kept in `workdir` (train.keep_epochs), oldest first."""
+    folder = os.path.join(workdir, SNAPSHOT_DIR)
+    if not os.path.isdir(folder):
+        return []
+    names = [n for n in os.listdir(folder) if re.fullmatch(r"epoch_\d+\.npz", n)]
+    return [os.path.join(folder, n) for n in sorted(names, key=lambda n: int(n[6:-4]))]
+
+
+def restore_checkpoint(model, path, with_optimizer=True):
+    """Load the checkpoint at `path` into the built `model` (compiled, if
+    `with_optimizer`); return its epoch.
+
+    Arrays are matched to variables by key; missing or unexpected keys and shape
+    mismatches are refused, naming them. A keras-lvae 0.1 checkpoint (arrays
+    restored by position) is read once with a shape check; the next save
+    writes it by name.
+    """
+    if with_optimizer and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    variables = _state_variables(model)
-    with np.load(path) as stored:
-        values = [stored[f"v{i:04d}"] for i in range(len(stored.files) - 1)]
-        epoch = int(stored["epoch"])
+    stored = _read(path)
+    if FORMAT_KEY not in stored:
+        return _restore_positional(model, path, stored, with_optimizer)
+    epoch = int(stored.pop(EPOCH_KEY))
+    stored.pop(FORMAT_KEY)
+    variables = state_variables(model, with_optimizer)
+    if not with_optimizer:
+        stored = {k: v for k, v in stored.items() if not k.startswith(OPTIMIZER_PREFIX)}
+    missing = sorted(set(variables) - set(stored))
+    unexpected = sorted(set(stored) - set(variables))
+    wrong = sorted(k for k in set(variables) & set(stored)
+                   if tuple(variables[k].shape) != stored[k].shape)
+    if missing or unexpected or wrong:
+        def some(keys):
+            return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        problems = [f"missing {some(missing)}" if missing else "",
+                    f"unexpected {some(unexpected)}" if unexpected else "",
+                    f"other shapes for {some(wrong)}" if wrong else ""]
+        raise ValueError(f"checkpoint {path!r} does not match this model "
+                         f"({'; '.join(p for p in problems if p)}); use a new --workdir")
+    for key, variable in variables.items():
+        variable.assign(stored[key])
+    return epoch
+
+
+def _restore_positional(model, path, stored, with_optimizer):
+    """Restore a keras-lvae 0.1 checkpoint: arrays v0000, ... in the order trainable,
+    non-trainable (without the later `trained_steps`), optimizer variables."""
+    if not with_optimizer:
+        raise ValueError(f"checkpoint {path!r} is in keras-lvae 0.1's positional format, "
+                         "which needs the run's optimizer: resume the run with `lvae train` "
+                         "once (it rewrites the checkpoint by name), then try again")
+    variables = [v for v in list(model.trainable_variables) + list(model.non_trainable_variables)
+                 if v is not model.trained_steps] + list(model.optimizer.variables)
+    values = [stored[f"v{i:04d}"] for i in range(len(stored) - 1)]
     if len(values) != len(variables) or any(
             tuple(v.shape) != value.shape for v, value in zip(variables, values)):
-        raise ValueError(f"checkpoint {path!r} does not match this configuration "
-                         f"({len(values)} stored variables, the model has {len(variables)}); "
-                         "use a new --workdir")
+        raise ValueError(f"checkpoint {path!r} (keras-lvae 0.1's positional format) does not "
+                         f"match this configuration ({len(values)} stored variables, the model "
+                         f"has {len(variables)}); use a new --workdir")
     for variable, value in zip(variables, values):
         variable.assign(value)
-    return epoch
+    model.trained_steps.assign(model.optimizer.iterations)  # 0.1's warm-up clock
+    logging.getLogger(__name__).warning(
+        "read %s in keras-lvae 0.1's positional format; the next save writes it by name", path)
+    return int(stored["epoch"])
 
 
 # ------------------------------------------------------------------ callbacks
 class HistoryCSV(keras.callbacks.Callback):
     """Rewrites `path` (atomically) after every epoch with all rows so far.
 
-    Columns: `epoch`, `seconds` (wall time of the epoch, validation included) and
-    the logged metrics. `rows` are the rows of earlier epochs ({column: values});
+    Columns: `epoch` (1-based), `seconds` (wall time of the epoch, validation
+    included), then the logged metrics sorted by name, the same order in every
+    run and resumption. `rows` are the rows of earlier epochs ({column: values});
     a column that earlier rows lack is NaN there.
+
+    Not `keras.callbacks.CSVLogger(append=True)`: it fixes its columns at the first
+    epoch it sees, so a resumed run whose stage logs other metrics (fine-tuning,
+    skipped steps) would append misaligned rows; it cannot drop the rows of an
+    epoch that the checkpoint did not keep; and it has no wall-time column.
     """
 
     def __init__(self, path, rows=None):
@@ -106,18 +224,40 @@ class HistoryCSV(keras.callbacks.Callback):
         done = len(self.rows.get("epoch", []))
         for key in set(row) | set(self.rows):
             self.rows.setdefault(key, [float("nan")] * done).append(row.get(key, float("nan")))
+        order = ["epoch", "seconds"] + sorted(set(self.rows) - {"epoch", "seconds"})
+        self.rows = {key: self.rows[key] for key in order}
         write_csv(self.path, self.rows)
 
 
-class Checkpoint(keras.callbacks.Callback):
-    """Saves the training state to `path` after every epoch (`save_checkpoint`)."""
+def keeps_epoch(epoch, keep_epochs=None, keep_every_epochs=0):
+    """Whether `train.keep_epochs` / `train.keep_every_epochs` keep a snapshot of `epoch`.
 
-    def __init__(self, path):
+    Example:
+    >>> [e for e in range(1, 11) if keeps_epoch(e, keep_epochs=(2, 3), keep_every_epochs=5)]
+    [2, 3, 5, 10]
+    """
+    return epoch in (keep_epochs or ()) or bool(keep_every_epochs and epoch % keep_every_epochs == 0)
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves the training state to `path` after every epoch (`save_checkpoint`) and keeps
+    a copy, `snapshots/epoch_<N>.npz` beside it, of the epochs that `keep(N)` selects."""
+
+    def __init__(self, path, keep=lambda epoch: False):
         super().__init__()
-        self.path = path
+        self.path, self.keep = path, keep
 
     def on_epoch_end(self, epoch, logs=None):
         save_checkpoint(self.model, self.path, epoch + 1)
+        if self.keep(epoch + 1):
+            snapshot = snapshot_path(os.path.dirname(self.path), epoch + 1)
+            with atomic_write(snapshot, "wb") as file, open(self.path, "rb") as source:
+                shutil.copyfileobj(source, file)
+
+
+def snapshot_path(workdir, epoch):
+    """Where `Checkpoint` keeps the snapshot of `epoch` in `workdir`."""
+    return os.path.join(workdir, SNAPSHOT_DIR, f"epoch_{epoch}.npz")
 
 
 class PriorSamplesSummary(keras.callbacks.Callback):
@@ -146,7 +286,8 @@ class PriorSamplesSummary(keras.callbacks.Callback):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         with self._writer.as_default():
-            tf.summary.image("prior_samples", mosaic[None], step=epoch + 1)
+            # The step of Keras' scalars of the same epoch (0-based).
+            tf.summary.image("prior_samples", mosaic[None], step=epoch)
         self._writer.flush()
 
     def on_train_end(self, logs=None):
@@ -165,11 +306,11 @@ def strategy_for(name):
             raise ValueError("train.strategy=multi_worker needs the cluster in the TF_CONFIG "
                              "environment variable (see the README)")
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        cluster = json.loads(os.environ["TF_CONFIG"])
-        task = cluster.get("task", {})
-        has_chief = bool(cluster.get("cluster", {}).get("chief"))
-        chief = task.get("type") == "chief" or (
-            not has_chief and task.get("type") == "worker" and task.get("index") == 0)
+        # TF's rule: the chief task, or worker 0 of a cluster without one.
+        resolver = strategy.cluster_resolver
+        chief = resolver.task_type == "chief" or (
+            resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
         return strategy, chief
     return tf.distribute.get_strategy(), True
 
@@ -208,38 +349,44 @@ def _differences(old, new):
     return [f"{s}.{k}" for s in a for k in a[s] if a[s][k] != b[s][k]]
 
 
-def _data_seed(seed, start_epoch):
-    """A fresh run shuffles with `seed`; a run resumed at epoch e with a seed derived
-    from (seed, e), so it does not replay the first epochs' order and noise."""
-    if start_epoch == 0:
-        return seed
-    return int(np.random.SeedSequence([seed, start_epoch]).generate_state(1)[0] % 2**31)
-
-
-def datasets(config, start_epoch=0):
+def datasets(config, epochs=None):
     """(train, validation, test) tf.data pipelines of `config.data`.
 
-    The training data's order and binarization come from `train.seed` and, for a
-    resumed run, the epoch it resumes at. Raises ValueError if a batch is larger
+    The training data's order and binarization come from `train.seed`. With
+    `epochs=(first, last)` the training pipeline is `load_dataset`'s resumable
+    stream of those epochs (a resumed run sees the data the uninterrupted run
+    saw); without, one reshuffling epoch. Raises ValueError if a batch is larger
     than the training set.
     """
     # These pipelines shuffle themselves; Keras' note about fit(shuffle=True) is noise.
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     d, t = config.data, config.train
     load = dict(data_dir=d.data_dir, validation_size=d.validation_size)
-    train_ds = data.load_dataset(d.dataset, "train", batch_size=d.batch_size,
-                                 seed=_data_seed(t.seed, start_epoch), **load)
-    if int(train_ds.cardinality()) == 0:
-        raise ValueError(f"data.batch_size={d.batch_size} is larger than the training set")
+    train_ds = _training_data(config, epochs)
     validation_ds = data.load_dataset(d.dataset, d.validation_split, batch_size=d.batch_size,
                                       seed=t.seed, **load)
     test_ds = validation_ds if d.validation_split == "test" else data.load_dataset(
         d.dataset, "test", batch_size=d.batch_size, seed=t.seed, **load)
-    if t.strategy == "multi_worker":  # each worker takes its share of every global batch
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return tuple(ds.with_options(options) for ds in (train_ds, validation_ds, test_ds))
-    return train_ds, validation_ds, test_ds
+    return (train_ds, *(_sharded(config, ds) for ds in (validation_ds, test_ds)))
+
+
+def _training_data(config, epochs=None):
+    d = config.data
+    train_ds = data.load_dataset(d.dataset, "train", batch_size=d.batch_size,
+                                 seed=config.train.seed, epochs=epochs, data_dir=d.data_dir,
+                                 validation_size=d.validation_size)
+    if int(train_ds.cardinality()) == 0:
+        raise ValueError(f"data.batch_size={d.batch_size} is larger than the training set")
+    return _sharded(config, train_ds)
+
+
+def _sharded(config, ds):
+    if config.train.strategy != "multi_worker":
+        return ds
+    # Each worker takes its share of every global batch.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 def prepare_workdir(config, workdir):
@@ -283,8 +430,13 @@ def train(config, workdir, log=print):
     resumed_from = start_epoch
     total_epochs = t.epochs + f.epochs
     keras.utils.set_random_seed(t.seed)
-    train_ds, validation_ds, test_ds = datasets(config, start_epoch)
-    steps_per_epoch = int(train_ds.cardinality())
+    # Stages still to train: (first epoch, last epoch, fine-tuning settings or None).
+    stages = [(0, t.epochs, None)] + ([(t.epochs, total_epochs, f)] if f.epochs else [])
+    stages = [(max(first, start_epoch), last, ft) for first, last, ft in stages
+              if start_epoch < last]
+    first, last = stages[0][:2] if stages else (start_epoch, start_epoch + 1)  # shapes only
+    train_ds, validation_ds, test_ds = datasets(config, epochs=(first, last))
+    steps_per_epoch = int(train_ds.cardinality()) // (last - first)
     log(f"{d.dataset}: {steps_per_epoch} steps of {d.batch_size} images per epoch, "
         f"validation on the {d.validation_split} split, warm-up over {t.warmup_epochs} epochs")
 
@@ -301,20 +453,19 @@ def train(config, workdir, log=print):
     rows = read_csv(history_path) if start_epoch and os.path.isfile(history_path) else {}
     rows = {key: values[:start_epoch] for key, values in rows.items()}  # drop unsaved epochs
     log_dir = os.path.join(workdir, TENSORBOARD_DIR)
+    keep = functools.partial(keeps_epoch, keep_epochs=t.keep_epochs,
+                             keep_every_epochs=t.keep_every_epochs)
     callbacks = [
         HistoryCSV(history_path, rows),
-        Checkpoint(checkpoint_path),  # after the history row, so a resume can trim it
+        Checkpoint(checkpoint_path, keep),  # after the history row, so a resume can trim it
         keras.callbacks.TensorBoard(log_dir, write_graph=False),
         PriorSamplesSummary(os.path.join(log_dir, "samples"), every=t.sample_every_epochs,
                             seed=t.seed),
     ] if chief else []
     verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs
-    stages = [(0, t.epochs, None)]
-    if f.epochs:
-        stages.append((t.epochs, total_epochs, f))
-    for first, last, fine_tune in stages:
-        if start_epoch >= last:
-            continue
+    for index, (first, last, fine_tune) in enumerate(stages):
+        if index:  # the first stage's stream is already loaded
+            train_ds = _training_data(config, epochs=(first, last))
         if fine_tune is not None:
             log(f"fine-tuning: {fine_tune.mc_samples} Monte Carlo x {fine_tune.iw_samples} "
                 f"importance samples, learning rate x{fine_tune.decay_factor} every "
@@ -322,9 +473,8 @@ def train(config, workdir, log=print):
             with strategy.scope():
                 model.mc_samples, model.iw_samples = fine_tune.mc_samples, fine_tune.iw_samples
                 compile_model(model, config, steps_per_epoch, optimizer=model.optimizer)
-        model.fit(train_ds, validation_data=validation_ds, epochs=last,
-                  initial_epoch=max(first, start_epoch), callbacks=callbacks, verbose=verbose)
-        start_epoch = last
+        model.fit(train_ds, validation_data=validation_ds, epochs=last, initial_epoch=first,
+                  steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
 
     result = model.evaluate(test_ds, return_dict=True, verbose=0)  # every worker takes part
     summary = {"model": model, "history": callbacks[0].rows if chief else {},

@@ -49,7 +49,7 @@ def test_overrides_are_parsed_by_the_field_type(setting, section, field, value):
     ("train.learning_rate=-1", "`train.learning_rate`: expected positive values"),
     ("train.warmup_epochs=-1", "`train.warmup_epochs`: expected non-negative values"),
     ("model.latent_dims=8,0", "`model.latent_dims`: expected positive values"),
-    ("model.latent_dims=8,4", "`model.hidden_dims`: expected one width per stochastic layer"),
+    ("model.latent_dims=8,4", "`model.hidden_dims`: expected one entry per stochastic layer"),
     ("data.dataset=cifar", "`data.dataset`: expected one of ['binarized_mnist'"),
     ("fine_tune.decay_factor=1.5", "`fine_tune.decay_factor`: expected a number in (0, 1]"),
     ("tune.inference=ladder,vae", "`tune.inference`: expected values from"),

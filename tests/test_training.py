@@ -1,5 +1,6 @@
 """Runs from a Config: checkpoints, resume after a kill, the files a run writes."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_lvae
 from keras_lvae import training
 from keras_lvae._files import read_csv
 from keras_lvae.config import Config, DataConfig, ModelConfig, TrainConfig, override
@@ -61,8 +63,72 @@ def test_checkpoint_restores_every_variable(tmp_path):
     assert int(fresh.optimizer.iterations.numpy()) == 8
 
     other = _build(override(TINY, ["model.latent_dims=8", "model.hidden_dims=32"]))
-    with pytest.raises(ValueError, match="does not match this configuration"):
+    with pytest.raises(ValueError, match=r"does not match this model \(unexpected decoder_block_1"):
         training.restore_checkpoint(other, path)
+
+
+def test_checkpoint_keys_are_variable_paths_and_equal_shapes_cannot_swap(tmp_path):
+    """Arrays are stored by key and matched by key: a file whose arrays come in another
+    order (moving mean and variance of one batch norm have the same shape) restores
+    each to its own variable; a missing or an unexpected key is refused by name."""
+    model = _build(TINY)
+    model.fit(np.random.default_rng(0).random((64, 28, 28, 1)).round().astype("float32"),
+              batch_size=16, epochs=1, verbose=0)
+    path = tmp_path / "checkpoint.npz"
+    training.save_checkpoint(model, path, epoch=1)
+    with np.load(path) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    mean_key = "encoder_block_1/batch_norm_0/moving_mean"
+    assert mean_key in arrays and "optimizer/iteration" in arrays and "trained_steps" in arrays
+    assert "encoder_head_1_seed_generator/seed_generator_state" in arrays
+    np.savez(path, **dict(reversed(list(arrays.items()))))  # another order
+    fresh = _build(TINY)
+    training.restore_checkpoint(fresh, path)
+    for key, variable in training.state_variables(fresh).items():
+        np.testing.assert_array_equal(variable.numpy(), arrays[key], err_msg=key)
+
+    missing = {k: v for k, v in arrays.items() if k != mean_key}
+    np.savez(path, **missing)
+    with pytest.raises(ValueError, match=f"missing {mean_key}"):
+        training.restore_checkpoint(_build(TINY), path)
+    np.savez(path, **arrays, **{"encoder_block_9/kernel": np.zeros(3)})
+    with pytest.raises(ValueError, match="unexpected encoder_block_9/kernel"):
+        training.restore_checkpoint(_build(TINY), path)
+
+
+def test_positional_checkpoint_of_version_0_1_is_read_once(tmp_path):
+    """keras-lvae 0.1 stored arrays by position; they are read with a shape check, and the
+    next save writes them by key. Reference values: the same model saved by 0.1."""
+    legacy = REPO / "tests" / "data" / "v0.1.0"
+    x = (np.random.default_rng(0).random((32, 12)) < 0.5).astype("float32")
+    model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(8, 4), seed=1,
+                                 warmup_steps=4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model(x)
+    assert training.restore_checkpoint(model, legacy / "checkpoint.npz") == 2
+    with pytest.warns(UserWarning, match="predates the model.s step counter"):
+        saved = keras.saving.load_model(legacy / "model.keras")
+    for got, want in zip(model.weights, saved.weights):
+        if "seed_generator" not in got.path and "trained_steps" not in got.path:  # not in 0.1
+            np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.path)
+    assert int(model.optimizer.iterations) == int(model.trained_steps) == 8
+    np.testing.assert_allclose(model(x), np.load(legacy / "reconstruction.npy"), atol=1e-6)
+    training.save_checkpoint(model, tmp_path / "checkpoint.npz", 2)
+    with np.load(tmp_path / "checkpoint.npz") as stored:
+        assert "trained_steps" in stored.files
+
+
+def test_a_corrupt_checkpoint_names_itself_and_the_snapshots(tmp_path):
+    path = tmp_path / "checkpoint.npz"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "snapshots").mkdir()
+    (tmp_path / "snapshots" / "epoch_10.npz").write_bytes(b"")
+    (tmp_path / "snapshots" / "epoch_5.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"checkpoint .*checkpoint.npz.* is unreadable.*"
+                                         r"epoch_5.npz, .*epoch_10.npz"):
+        training.checkpoint_epoch(path)
+    with pytest.raises(ValueError, match="is unreadable"):
+        training.restore_checkpoint(_build(TINY), path)
 
 
 def _event_tags(directory):
@@ -94,7 +160,7 @@ def test_train_writes_every_file_and_tensorboard_scalars_and_images(tmp_path, ca
         assert train_tags[tag] == [0, 1], tag
     assert validation_tags["epoch_nelbo"] == [0, 1]
     samples = _event_tags(tmp_path / "tensorboard" / "samples")
-    assert samples == {"prior_samples": [1, 2]}
+    assert samples == {"prior_samples": [0, 1]}  # the step of the epoch's scalars
     assert "test L_5:" in capsys.readouterr().out
 
 
@@ -181,3 +247,46 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
     beta = np.minimum(1.0, np.arange(epochs * steps) / (warmup_epochs * steps))
     np.testing.assert_allclose(history["beta"], beta.reshape(epochs, steps).mean(axis=1),
                                rtol=1e-5)
+
+
+EXACT_RESUME = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+tf.config.experimental.enable_op_determinism()
+from keras_lvae import training
+from keras_lvae.config import Config, DataConfig, ModelConfig, TrainConfig, override
+
+config = Config(data=DataConfig(dataset="mnist_5k", batch_size=500),
+                model=ModelConfig(latent_dims=(8, 4), hidden_dims=(32, 16)),
+                train=TrainConfig(epochs=3, warmup_epochs=2, eval_samples=0, seed=3,
+                                  sample_every_epochs=0))
+quiet = lambda message: None
+whole = training.train(override(config, ["train.keep_every_epochs=1"]), sys.argv[1], log=quiet)
+training.train(override(config, ["train.epochs=1"]), sys.argv[2], log=quiet)  # stops after 1
+resumed = training.train(config, sys.argv[2], log=quiet)
+weights = [np.array_equal(a, b) for a, b in zip(whole["model"].get_weights(),
+                                                resumed["model"].get_weights())]
+print(json.dumps({"whole": whole["history"], "resumed": resumed["history"],
+                  "same_weights": all(weights), "start": resumed["start_epoch"]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_resumed_run_ends_exactly_as_the_uninterrupted_run(tmp_path):
+    """With op determinism and a fixed seed, stopping after epoch 1 and resuming gives the
+    weights and history of the run that was never stopped, bit for bit (each epoch's data
+    depend on (seed, epoch) alone; the checkpoint holds every state). The uninterrupted
+    run also keeps a snapshot of every epoch (train.keep_every_epochs=1)."""
+    result = subprocess.run([sys.executable, "-c", EXACT_RESUME, str(tmp_path / "whole"),
+                             str(tmp_path / "resumed")], cwd=REPO, capture_output=True,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["start"] == 1 and report["same_weights"]
+    for column in ("nelbo", "val_nelbo", "beta", "loss"):
+        assert report["resumed"][column] == report["whole"][column], column
+    snapshots = training.kept_snapshots(str(tmp_path / "whole"))
+    assert [os.path.basename(p) for p in snapshots] == [f"epoch_{e}.npz" for e in (1, 2, 3)]
+    assert [training.checkpoint_epoch(p) for p in snapshots] == [1, 2, 3]
+    assert not (tmp_path / "resumed" / "snapshots").exists()

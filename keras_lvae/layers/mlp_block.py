@@ -14,6 +14,7 @@ class MLPBlock(keras.layers.Layer):
         batch_norm: normalise after each dense layer (the dense layer then has
             no bias, which batch norm's offset replaces).
         negative_slope: slope of the leaky ReLU for negative inputs.
+        seed: int or None; seeds the initial weights (dense layer j uses seed + j).
 
     Call arguments:
         inputs: tensor of shape [batch, features].
@@ -28,14 +29,18 @@ class MLPBlock(keras.layers.Layer):
     (3, 8)
     """
 
-    def __init__(self, units, depth=2, batch_norm=True, negative_slope=0.1, **kwargs):
+    def __init__(self, units, depth=2, batch_norm=True, negative_slope=0.1, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.units = _checks.positive_int("units", units)
         self.depth = _checks.positive_int("depth", depth)
         self.batch_norm = bool(batch_norm)
         self.negative_slope = float(negative_slope)
+        self.seed = _checks.optional_int("seed", seed)
         self.dense_layers = [
-            keras.layers.Dense(units, use_bias=not self.batch_norm, name=f"dense_{i}")
+            keras.layers.Dense(
+                units, use_bias=not self.batch_norm, name=f"dense_{i}",
+                kernel_initializer=keras.initializers.GlorotUniform(
+                    None if seed is None else seed + i))
             for i in range(depth)
         ]
         self.norm_layers = (
@@ -71,5 +76,6 @@ class MLPBlock(keras.layers.Layer):
             depth=self.depth,
             batch_norm=self.batch_norm,
             negative_slope=self.negative_slope,
+            seed=self.seed,
         )
         return config

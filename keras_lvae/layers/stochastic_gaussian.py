@@ -19,7 +19,8 @@ class StochasticGaussian(keras.layers.Layer):
         units: number of latent units.
         batch_norm: batch-normalise the two heads (the paper's code does).
         variance_floor: added to the softplus output.
-        seed: int or None, seeds the layer's `keras.random.SeedGenerator`.
+        seed: int or None; seeds the initial weights and the layer's
+            `keras.random.SeedGenerator` (its samples).
 
     Call arguments:
         inputs: deterministic features of shape [batch, features].
@@ -46,13 +47,16 @@ class StochasticGaussian(keras.layers.Layer):
                 f"received {variance_floor!r}."
             )
         self.variance_floor = float(variance_floor)
-        self.seed = seed
+        self.seed = _checks.optional_int("seed", seed)
         # Mean and variance heads as one Dense (and one batch norm) of 2 * units:
         # the same maths as two heads with half the ops, which matters on CPU.
-        self.dense = keras.layers.Dense(2 * units, use_bias=not self.batch_norm, name="dense")
+        self.dense = keras.layers.Dense(
+            2 * units, use_bias=not self.batch_norm, name="dense",
+            kernel_initializer=keras.initializers.GlorotUniform(seed))
         if self.batch_norm:
             self.norm = batch_normalization(name="batch_norm")
-        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+        # Named after the layer: checkpoints key variables by path.
+        self.seed_generator = keras.random.SeedGenerator(seed, name=f"{self.name}_seed_generator")
 
     def build(self, input_shape):
         self.dense.build(input_shape)

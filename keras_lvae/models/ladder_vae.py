@@ -1,31 +1,28 @@
-import inspect
 import math
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_lvae import _checks, distributions, losses
+from keras_lvae import _checks, densities, distributions, inputs
 from keras_lvae.layers import LadderMerge, MLPBlock, StochasticGaussian
 from keras_lvae.schedules import check_warmup_steps, warmup_beta
 
 INFERENCE_TYPES = ("ladder", "bottom_up")
 LIKELIHOODS = ("bernoulli", "gaussian")
 
-
-def unpack_inputs(data):
-    """The images of a dataset element: `x`, `(x, ...)` or `{"image": x, ...}`."""
-    if isinstance(data, dict):
-        if "image" not in data:
-            raise ValueError(
-                "Invalid dataset element: expected a dict with an 'image' key, "
-                f"received keys {sorted(data)}."
-            )
-        return data["image"]
-    if isinstance(data, (tuple, list)):
-        return data[0]
-    return data
+# Offsets added to `seed` so that every group of layers draws its own stream: layer i of
+# a group gets seed + offset + i (layer counts stay far below 1000).
+ENCODER_SEED_OFFSET = 0
+DECODER_SEED_OFFSET = 1000
+TOP_DOWN_SEED_OFFSET = 2000
+GENERATION_SEED_OFFSET = 3000
+OUTPUT_SEED_OFFSET = 4000
+# Weight initialisation uses its own streams, so that seeding it leaves the sampling
+# noise of earlier versions unchanged.
+INITIALIZER_SEED_OFFSET = 10000
 
 
 def _checked_positive_int_property(name):
@@ -37,35 +34,6 @@ def _checked_positive_int_property(name):
         setattr(self, "_" + name, _checks.positive_int(name, value))
 
     return property(get, set)
-
-
-def _check_data(name, data, batch_size):
-    """Refuse empty arrays or datasets and batch sizes below 1, naming the argument."""
-    if batch_size is not None:
-        _checks.positive_int("batch_size", batch_size)
-    if isinstance(data, tf.data.Dataset):
-        if int(data.cardinality()) == 0:
-            raise ValueError(f"Invalid value for argument `{name}`: expected a dataset with at "
-                             "least one batch, received an empty dataset.")
-        return
-    images = unpack_inputs(data)
-    if hasattr(images, "shape") and len(images.shape) and images.shape[0] == 0:
-        raise ValueError(f"Invalid value for argument `{name}`: expected at least one example, "
-                         f"received an array of shape {tuple(images.shape)}.")
-
-
-def _run_counting_batches(method, kind, name, *args, **kwargs):
-    """Call fit/evaluate and raise if no batch ran (e.g. a dataset of unknown size that
-    turned out empty), instead of returning metrics of nothing."""
-    batches = []
-    counter = keras.callbacks.LambdaCallback(
-        **{f"on_{kind}_batch_end": lambda batch, logs=None: batches.append(batch)})
-    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), counter]
-    result = method(*args, **kwargs)
-    if not batches:
-        raise ValueError(f"Invalid value for argument `{name}`: expected data with at least one "
-                         "batch, received data that yielded none.")
-    return result
 
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
@@ -97,6 +65,9 @@ class LadderVAE(keras.Model):
         share_top_down: ladder only; the inference top-down path uses the
             generative p(z_i | z_{i+1}) parameters (True) or its own (False).
         warmup_steps: KL weight beta = min(1, step / warmup_steps); 0 means beta = 1.
+            The step is the model's own `trained_steps` counter (training steps
+            taken, saved with the model), so a recompile or a new optimizer
+            continues the warm-up where it was.
         skip_nonfinite_steps: when a training step's loss or a gradient is NaN
             or Inf (e.g. a batch with NaN pixels), skip the update, restore the
             batch-norm statistics, leave the metrics alone and count the step
@@ -108,7 +79,10 @@ class LadderVAE(keras.Model):
             ELBO; k > 1 trains on the importance-weighted bound L_k (the paper's
             fine-tuning uses 10 and 10). During warm-up beta scales
             log p(z) - log q(z) inside each importance weight.
-        seed: int or None; seeds every sampling layer.
+        seed: int or None. An int makes the model reproducible: it seeds the
+            weight initialisation and every sampling layer (training noise,
+            `generate`, evaluation). Data order and binarization are the data
+            pipeline's own seed (`keras_lvae.data.load_dataset(seed=...)`).
 
     Inputs are images of any fixed shape with values in [0, 1]; dataset
     elements may be `x`, `(x, y)` or `{"image": x, ...}`. Calling the model
@@ -146,12 +120,7 @@ class LadderVAE(keras.Model):
         super().__init__(**kwargs)
         self.latent_dims = _checks.positive_int_tuple("latent_dims", latent_dims)
         self.hidden_dims = _checks.positive_int_tuple("hidden_dims", hidden_dims)
-        if len(self.hidden_dims) != len(self.latent_dims):
-            raise ValueError(
-                "Invalid value for argument `hidden_dims`: expected one width per stochastic "
-                f"layer ({len(self.latent_dims)}, as in `latent_dims`={list(self.latent_dims)}), "
-                f"received {len(self.hidden_dims)}: {list(self.hidden_dims)}."
-            )
+        _checks.one_per_layer("hidden_dims", self.hidden_dims, "latent_dims", self.latent_dims)
         self.inference = _checks.one_of("inference", inference, INFERENCE_TYPES)
         self.dense_per_block = _checks.positive_int("dense_per_block", dense_per_block)
         self.likelihood = _checks.one_of("likelihood", likelihood, LIKELIHOODS)
@@ -161,42 +130,48 @@ class LadderVAE(keras.Model):
         self.mc_samples = mc_samples
         self.iw_samples = iw_samples
         self.skip_nonfinite_steps = bool(skip_nonfinite_steps)
-        self._nan_inputs_allowed = False  # True while tracing a guarded train step
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(
-                f"Invalid value for argument `seed`: expected an int or None, received {seed!r}."
-            )
-        self.seed = seed
+        self.seed = _checks.optional_int("seed", seed)
         self.num_layers = len(self.latent_dims)
 
-        def block(i, name):
-            return MLPBlock(
-                self.hidden_dims[i], self.dense_per_block, self.batch_norm, name=f"{name}_{i + 1}"
-            )
+        def offset_seed(offset):
+            return None if seed is None else seed + offset
+
+        def block(i, name, offset):
+            # 16 seeds a block: dense j of block i starts from seed + offset + 16 i + j.
+            block_seed = offset_seed(INITIALIZER_SEED_OFFSET + offset + 16 * i)
+            return MLPBlock(self.hidden_dims[i], self.dense_per_block, self.batch_norm,
+                            seed=block_seed, name=f"{name}_{i + 1}")
 
         def head(i, name, offset):
-            layer_seed = None if seed is None else seed + offset + i
-            return StochasticGaussian(
-                self.latent_dims[i], self.batch_norm, seed=layer_seed, name=f"{name}_{i + 1}"
-            )
+            return StochasticGaussian(self.latent_dims[i], self.batch_norm,
+                                      seed=offset_seed(offset + i), name=f"{name}_{i + 1}")
 
         lower = range(self.num_layers - 1)
         # Index i of encoder_* produces z_{i+1}; of decoder_* / top_down_* it maps
         # z_{i+2} to the parameters of z_{i+1} (1-based names as in the paper).
-        self.encoder_blocks = [block(i, "encoder_block") for i in range(self.num_layers)]
-        self.encoder_heads = [head(i, "encoder_head", 0) for i in range(self.num_layers)]
-        self.decoder_blocks = [block(i, "decoder_block") for i in lower]
-        self.decoder_heads = [head(i, "decoder_head", 1000) for i in lower]
+        self.encoder_blocks = [block(i, "encoder_block", ENCODER_SEED_OFFSET)
+                               for i in range(self.num_layers)]
+        self.encoder_heads = [head(i, "encoder_head", ENCODER_SEED_OFFSET)
+                              for i in range(self.num_layers)]
+        self.decoder_blocks = [block(i, "decoder_block", DECODER_SEED_OFFSET) for i in lower]
+        self.decoder_heads = [head(i, "decoder_head", DECODER_SEED_OFFSET) for i in lower]
         self.separate_top_down = self.inference == "ladder" and not self.share_top_down
         if self.separate_top_down:
-            self.top_down_blocks = [block(i, "top_down_block") for i in lower]
-            self.top_down_heads = [head(i, "top_down_head", 2000) for i in lower]
+            self.top_down_blocks = [block(i, "top_down_block", TOP_DOWN_SEED_OFFSET)
+                                    for i in lower]
+            self.top_down_heads = [head(i, "top_down_head", TOP_DOWN_SEED_OFFSET)
+                                   for i in lower]
         if self.inference == "ladder":
             self.merge = LadderMerge(name="ladder_merge")
-        self.output_block = block(0, "output_block")
+        self.output_block = block(0, "output_block", OUTPUT_SEED_OFFSET)
         self.seed_generator = keras.random.SeedGenerator(
-            None if seed is None else seed + 3000, name="generation_seed_generator"
-        )
+            offset_seed(GENERATION_SEED_OFFSET), name="generation_seed_generator")
+        # The warm-up follows this counter, not the optimizer's step, so that a new
+        # optimizer (a second training stage, a recompile, a reload) keeps beta where
+        # training left it. Saved with the model and in checkpoints.
+        self.trained_steps = self.add_weight(
+            shape=(), dtype="int64", initializer="zeros", trainable=False,
+            aggregation="only_first_replica", name="trained_steps")
 
         mean = keras.metrics.Mean
         self.loss_tracker = mean(name="loss")
@@ -214,7 +189,7 @@ class LadderVAE(keras.Model):
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
         if isinstance(input_shape, dict):  # Keras passes a dict of shapes for dict elements
-            input_shape = unpack_inputs(input_shape)
+            input_shape = inputs.unpack(input_shape)
         input_shape = tuple(input_shape)
         if len(input_shape) < 2 or any(d is None for d in input_shape[1:]):
             raise ValueError(
@@ -223,12 +198,14 @@ class LadderVAE(keras.Model):
             )
         self.feature_shape = tuple(int(d) for d in input_shape[1:])
         self.num_features = math.prod(self.feature_shape)
+        output_seed = None if self.seed is None else self.seed + OUTPUT_SEED_OFFSET
         if self.likelihood == "bernoulli":
-            self.output_head = keras.layers.Dense(self.num_features, name="output_logits")
+            self.output_head = keras.layers.Dense(
+                self.num_features, kernel_initializer=keras.initializers.GlorotUniform(output_seed),
+                name="output_logits")
         else:
             self.output_head = StochasticGaussian(
-                self.num_features, batch_norm=False, name="output_gaussian"
-            )
+                self.num_features, batch_norm=False, seed=output_seed, name="output_gaussian")
 
         encoder_input = self.num_features
         for i in range(self.num_layers):
@@ -247,67 +224,15 @@ class LadderVAE(keras.Model):
         self.output_head.build((None, self.hidden_dims[0]))
 
     # ----------------------------------------------------------- input checks
-    def _prepare(self, x):
+    def _prepare(self, x, allow_nan=False):
         """Checked, flattened float32 inputs of shape [batch, num_features]."""
-        x = unpack_inputs(x)
+        x = inputs.unpack(x)
         if not hasattr(x, "shape"):
             x = np.asarray(x)
         if not self.built:
             self.build(tuple(x.shape))
-        shape = tuple(x.shape)
-        if len(shape) != len(self.feature_shape) + 1 or tuple(shape[1:]) != self.feature_shape:
-            raise ValueError(
-                f"Invalid input `x`: expected shape (batch, {', '.join(map(str, self.feature_shape))})"
-                f" (the shape this model was built with), received {shape}."
-            )
-        dtype = str(getattr(x, "dtype", ""))
-        if not any(kind in dtype for kind in ("float", "int", "bool")) or "complex" in dtype:
-            raise ValueError(
-                "Invalid input `x`: expected real numbers (a float, int or bool array), "
-                f"received dtype {dtype or type(x).__name__}."
-            )
-        x = ops.cast(x, "float32")
-        if self.likelihood == "bernoulli":
-            x = self._check_unit_interval(x, allow_nan=self._nan_inputs_allowed)
-        elif not self._nan_inputs_allowed:
-            x = self._check_finite(x)
-        return ops.reshape(x, (-1, self.num_features))
-
-    @staticmethod
-    def _require(x, valid, message):
-        """x if `valid` (a boolean tensor) holds: a ValueError now when eager, else a
-        runtime assertion in the traced step (XLA compiles it to a no-op)."""
-        if tf.executing_eagerly():
-            if not bool(valid):
-                raise ValueError(message)
-            return x
-        with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
-            return tf.identity(x)
-
-    def _check_finite(self, x):
-        return self._require(x, ops.all(ops.isfinite(x)),
-                             "Invalid input `x`: expected finite values, received NaN or Inf.")
-
-    def _check_unit_interval(self, x, allow_nan=False):
-        """x, checked to lie in [0, 1]; NaN fails too unless `allow_nan` (the guarded
-        train step lets NaN through to skip the step)."""
-        if allow_nan:
-            valid = ops.logical_not(ops.any(ops.logical_or(x < 0.0, x > 1.0)))
-        else:
-            valid = ops.all(ops.logical_and(x >= 0.0, x <= 1.0))
-        return self._require(x, valid, (
-            "Invalid input `x`: the Bernoulli likelihood needs values in [0, 1] "
-            "(scale images by 1/255), received values outside [0, 1]"
-            + ("." if allow_nan else " or NaN.")))
-
-    def _check_latent(self, z):
-        shape = tuple(z.shape)
-        if len(shape) != 2 or shape[-1] != self.latent_dims[0]:
-            raise ValueError(
-                f"Invalid input `z_1`: expected shape (batch, {self.latent_dims[0]}), "
-                f"received {shape}."
-            )
-        return ops.cast(z, "float32")
+        return inputs.images(x, self.feature_shape, unit_interval=self.likelihood == "bernoulli",
+                             allow_nan=allow_nan)
 
     # ---------------------------------------------------------------- passes
     def _prior_params(self, i, z_above, training):
@@ -400,8 +325,8 @@ class LadderVAE(keras.Model):
     def _log_px(self, x, z_1, training):
         params = self._output_params(z_1, training)
         if self.likelihood == "bernoulli":
-            return losses.bernoulli_log_prob(x, params)
-        return losses.gaussian_log_prob(x, *params)
+            return densities.bernoulli_log_prob(x, params)
+        return densities.gaussian_log_prob(x, *params)
 
     def _unflatten(self, x_flat):
         return ops.reshape(x_flat, (-1,) + self.feature_shape)
@@ -431,8 +356,8 @@ class LadderVAE(keras.Model):
         """log p(z) - log q(z | x) per row, summed over the layers (one sample each)."""
         # p_mean is None for the top layer: the standard normal prior.
         return sum(
-            losses.gaussian_log_prob(t["z"], t["p_mean"], t["p_variance"])
-            - losses.gaussian_log_prob(t["z"], t["q_mean"], t["q_variance"])
+            densities.gaussian_log_prob(t["z"], t["p_mean"], t["p_variance"])
+            - densities.gaussian_log_prob(t["z"], t["q_mean"], t["q_variance"])
             for t in trace
         )
 
@@ -457,7 +382,7 @@ class LadderVAE(keras.Model):
         trace, log_px = self._sample(self._prepare(x), 1, training, seed)
         return self._elbo_terms(trace, log_px)
 
-    def training_objective(self, x, beta=1.0, training=False):
+    def training_objective(self, x, beta=1.0, training=False, allow_nan=False):
         """Per-example training loss with `mc_samples` x `iw_samples` samples.
 
         Returns `(loss, terms)`: `loss` has shape [batch]; `terms` are the ELBO
@@ -465,10 +390,11 @@ class LadderVAE(keras.Model):
         `iw_samples` = 1 the loss is reconstruction + beta * KL (analytic KL
         where `elbo_terms` uses it); with k > 1 it is -L_k with importance
         weights log p(x|z) + beta * (log p(z) - log q(z|x)); both are averaged
-        over the `mc_samples`. `train_step` minimises the batch mean.
+        over the `mc_samples`. `train_step` minimises the batch mean. `allow_nan`
+        lets NaN inputs through (the guarded train step then skips the step).
         """
         mc, iw = self.mc_samples, self.iw_samples
-        trace, log_px = self._sample(self._prepare(x), mc * iw, training)
+        trace, log_px = self._sample(self._prepare(x, allow_nan), mc * iw, training)
         terms = self._elbo_terms(trace, log_px)
 
         def per_example(values):  # [samples * batch] -> [samples, batch]
@@ -498,7 +424,7 @@ class LadderVAE(keras.Model):
         kls = []
         for i, t in enumerate(trace):
             if self.inference == "ladder" or i == self.num_layers - 1:
-                kl = losses.gaussian_kl_per_unit(
+                kl = densities.gaussian_kl_per_unit(
                     t["q_mean"], t["q_variance"], t["p_mean"], t["p_variance"])
             else:  # z_{i+1} was drawn after z_i: no closed form given it
                 kl = distributions.normal_log_prob(t["z"], t["q_mean"], t["q_variance"]) - (
@@ -541,7 +467,7 @@ class LadderVAE(keras.Model):
     def decode(self, z_1):
         """Mean of p(x | z_1) (probabilities for Bernoulli), shaped like the inputs."""
         self._require_built("decode")
-        z_1 = self._check_latent(z_1)
+        z_1 = inputs.latent(z_1, self.latent_dims[0])
         return self._unflatten(self._output_mean(self._output_params(z_1, training=False)))
 
     def generate(self, num_samples, seed=None):
@@ -616,29 +542,26 @@ class LadderVAE(keras.Model):
         self.beta_tracker.update_state(beta)
 
     def train_step(self, data):
-        x = unpack_inputs(data)
-        # Beta from the optimizer's step tensor: correct inside a compiled step.
-        beta = warmup_beta(self.optimizer.iterations, self.warmup_steps)
+        x = inputs.unpack(data)
+        # Beta from the model's own step counter, a tensor: correct inside a compiled step
+        # and unchanged by a new optimizer.
+        beta = warmup_beta(self.trained_steps, self.warmup_steps)
         guard = self.skip_nonfinite_steps
         if guard:  # what a skipped step must put back: the forward pass updates them
             statistics = [v for v in self.non_trainable_variables if "moving_" in v.path]
             saved = [tf.identity(v.value) for v in statistics]
-        self._nan_inputs_allowed = guard
-        try:
-            with tf.GradientTape() as tape:
-                loss, terms = self.training_objective(x, beta=beta, training=True)
-                loss = ops.mean(loss)
-                if self.losses:
-                    loss = loss + ops.sum(self.losses)
-                # Gradients are summed over replicas, so each replica's loss is divided
-                # by their number; scale_loss applies mixed-precision loss scaling.
-                replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                scaled_loss = self.optimizer.scale_loss(loss / replicas)
-        finally:
-            self._nan_inputs_allowed = False
+        with tf.GradientTape() as tape:
+            loss, terms = self.training_objective(x, beta=beta, training=True, allow_nan=guard)
+            loss = ops.mean(loss)
+            if self.losses:
+                loss = loss + ops.sum(self.losses)
+            # Gradients are summed over replicas, so each replica's loss is divided
+            # by their number; scale_loss applies mixed-precision loss scaling.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled_loss = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         if not guard:
-            self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+            self._apply(gradients, loss)
             return self._record(loss, terms, beta)
 
         checked = [loss]
@@ -651,7 +574,7 @@ class LadderVAE(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
         def update():
-            self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+            self._apply(gradients, loss)
             self._update_trackers(loss, terms, beta)
             return tf.constant(0.0)
 
@@ -663,27 +586,56 @@ class LadderVAE(keras.Model):
         self.skipped_tracker.update_state(tf.cond(finite, update, skip))
         return self._logs()
 
-    def fit(self, *args, **kwargs):
-        """`keras.Model.fit`, refusing empty data and non-positive batch sizes."""
-        arguments = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs).arguments
-        _check_data("x", arguments.get("x"), arguments.get("batch_size"))
-        if arguments.get("validation_data") is not None:
-            _check_data("validation_data", arguments["validation_data"],
-                        arguments.get("validation_batch_size"))
-        return _run_counting_batches(super().fit, "train", "x", *args, **kwargs)
+    def _apply(self, gradients, loss):
+        """Apply the update and count the step (after the loss, so only a step that
+        received a batch counts: Keras may start a step that finds no data)."""
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        with tf.control_dependencies([loss]):
+            self.trained_steps.assign_add(1)
 
-    def evaluate(self, *args, **kwargs):
+    def fit(self, x=None, *args, **kwargs):
+        """`keras.Model.fit`, refusing empty data and non-positive batch sizes.
+
+        Data whose size is unknown up front is refused after the fact if it
+        yielded no batch (Keras would return an empty history).
+        """
+        inputs.check_data("x", x, kwargs.get("batch_size"))
+        inputs.check_data("validation_data", kwargs.get("validation_data"),
+                          kwargs.get("validation_batch_size"))
+        history = super().fit(x, *args, **kwargs)
+        # Keras logs nothing for an epoch that received no batch.
+        if not history.history and kwargs.get("epochs", 1) > kwargs.get("initial_epoch", 0):
+            raise inputs.no_batch_error("x")
+        return history
+
+    def evaluate(self, x=None, *args, **kwargs):
         """`keras.Model.evaluate`, refusing empty data and non-positive batch sizes."""
-        if kwargs.get("_use_cached_eval_dataset"):  # fit's validation: checked by fit
-            return super().evaluate(*args, **kwargs)
-        arguments = inspect.signature(keras.Model.evaluate).bind(self, *args, **kwargs).arguments
-        _check_data("x", arguments.get("x"), arguments.get("batch_size"))
-        return _run_counting_batches(super().evaluate, "test", "x", *args, **kwargs)
+        validation = kwargs.get("_use_cached_eval_dataset", False)  # fit's validation pass
+        if not validation:
+            inputs.check_data("x", x, kwargs.get("batch_size"))
+        result = super().evaluate(x, *args, **kwargs)
+        if int(self.nelbo_tracker.count.numpy()) == 0:  # no batch ran
+            raise inputs.no_batch_error("validation_data" if validation else "x")
+        return result
 
     def test_step(self, data):
-        terms = self.elbo_terms(unpack_inputs(data), training=False)
+        terms = self.elbo_terms(inputs.unpack(data), training=False)
         # Validation reports the true bound (beta = 1), comparable across runs.
         return self._record(ops.mean(terms["nelbo"]), terms, ops.ones((), "float32"))
+
+    def load_own_variables(self, store):
+        """Load the model's own variables (`trained_steps`) from a `.keras` file.
+
+        Files written before the model kept its step counter (keras-lvae 0.1) hold
+        none; such a model was saved at the end of its training, so its warm-up is
+        taken as finished.
+        """
+        if len(store.keys()) == 0:
+            warnings.warn("This .keras file predates the model's step counter; its warm-up "
+                          "is taken as finished (trained_steps = warmup_steps).", stacklevel=2)
+            self.trained_steps.assign(self.warmup_steps)
+            return
+        super().load_own_variables(store)
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,119 @@
+"""Input checks of the model's public methods: one place, so the maths stays readable.
+
+Each check names the argument, what was expected and what was received. In eager
+code a failed check raises ValueError at once; inside a traced step it becomes a
+runtime assertion (XLA compiles it to a no-op).
+"""
+
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_lvae import _checks
+
+
+def unpack(data):
+    """The images of a dataset element: `x`, `(x, ...)` or `{"image": x, ...}`.
+
+    Example:
+    >>> unpack({"image": 1, "label": 2}), unpack((3, 4)), unpack(5)
+    (1, 3, 5)
+    """
+    if isinstance(data, dict):
+        if "image" not in data:
+            raise ValueError(
+                "Invalid dataset element: expected a dict with an 'image' key, "
+                f"received keys {sorted(data)}."
+            )
+        return data["image"]
+    if isinstance(data, (tuple, list)):
+        return data[0]
+    return data
+
+
+def check_data(name, data, batch_size=None):
+    """Refuse empty arrays or datasets and batch sizes below 1, naming the argument.
+
+    Data whose size is unknown (a filtered dataset, a generator) passes; the
+    model's `fit` and `evaluate` refuse it afterwards if it yielded no batch.
+    """
+    if batch_size is not None:
+        _checks.positive_int("batch_size", batch_size)
+    if data is None:
+        return
+    if isinstance(data, tf.data.Dataset):
+        if int(data.cardinality()) == 0:
+            raise ValueError(f"Invalid value for argument `{name}`: expected a dataset with at "
+                             "least one batch, received an empty dataset.")
+        return
+    images = unpack(data)
+    if hasattr(images, "shape") and len(images.shape) and images.shape[0] == 0:
+        raise ValueError(f"Invalid value for argument `{name}`: expected at least one example, "
+                         f"received an array of shape {tuple(images.shape)}.")
+
+
+def no_batch_error(name):
+    """The error for data that turned out to yield no batch."""
+    return ValueError(f"Invalid value for argument `{name}`: expected data with at least one "
+                      "batch, received data that yielded none.")
+
+
+def require(x, valid, message):
+    """`x` if `valid` (a boolean tensor) holds: ValueError now when eager, else a runtime
+    assertion in the traced step."""
+    if tf.executing_eagerly():
+        if not bool(valid):
+            raise ValueError(message)
+        return x
+    with tf.control_dependencies([tf.debugging.Assert(valid, [message])]):
+        return tf.identity(x)
+
+
+def images(x, feature_shape, unit_interval, allow_nan=False):
+    """Checked float32 images, flattened to [batch, prod(feature_shape)].
+
+    Args:
+        x: an array or tensor of shape (batch, *feature_shape), real-valued.
+        feature_shape: the shape the model was built with, without the batch.
+        unit_interval: values must lie in [0, 1] (a Bernoulli likelihood);
+            otherwise they must be finite.
+        allow_nan: let NaN through (the guarded train step skips such steps).
+    """
+    if not hasattr(x, "shape"):
+        x = np.asarray(x)
+    shape = tuple(x.shape)
+    if len(shape) != len(feature_shape) + 1 or tuple(shape[1:]) != tuple(feature_shape):
+        raise ValueError(
+            f"Invalid input `x`: expected shape (batch, {', '.join(map(str, feature_shape))})"
+            f" (the shape this model was built with), received {shape}."
+        )
+    dtype = str(getattr(x, "dtype", ""))
+    if not any(kind in dtype for kind in ("float", "int", "bool")) or "complex" in dtype:
+        raise ValueError(
+            "Invalid input `x`: expected real numbers (a float, int or bool array), "
+            f"received dtype {dtype or type(x).__name__}."
+        )
+    x = ops.cast(x, "float32")
+    if unit_interval:
+        if allow_nan:
+            valid = ops.logical_not(ops.any(ops.logical_or(x < 0.0, x > 1.0)))
+        else:
+            valid = ops.all(ops.logical_and(x >= 0.0, x <= 1.0))
+        x = require(x, valid, (
+            "Invalid input `x`: the Bernoulli likelihood needs values in [0, 1] "
+            "(scale images by 1/255), received values outside [0, 1]"
+            + ("." if allow_nan else " or NaN.")))
+    elif not allow_nan:
+        x = require(x, ops.all(ops.isfinite(x)),
+                    "Invalid input `x`: expected finite values, received NaN or Inf.")
+    return ops.reshape(x, (-1, int(np.prod(feature_shape))))
+
+
+def latent(z, units):
+    """`z` as float32 after checking its shape is (batch, units)."""
+    shape = tuple(z.shape)
+    if len(shape) != 2 or shape[-1] != units:
+        raise ValueError(
+            f"Invalid input `z_1`: expected shape (batch, {units}), received {shape}."
+        )
+    return ops.cast(z, "float32")
