@@ -54,17 +54,15 @@ def run_tune(args):
 
 
 def _run_config(model_path):
-    """The Config in the config.json next to `model_path`, or None."""
-    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), training.CONFIG_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as file:
-        return config_lib.from_dict(json.load(file))
+    """The Config of the run that `model_path` (a .keras file or a checkpoint) belongs to,
+    or None."""
+    workdir = training.run_folder(model_path)
+    return None if workdir is None else training.load_run_config(workdir)
 
 
 def _dataset_arguments(args):
     """Fill --dataset, --data-dir and --validation-size from the run's config.json."""
-    run = _run_config(args.model)
+    run = _run_config(resolve_model_path(args.model))
     if args.dataset is None:
         if run is None:
             raise ValueError(f"--dataset is needed: there is no {training.CONFIG_FILE} next to "
@@ -81,8 +79,7 @@ def run_sample(args):
     from keras_lvae import plots
 
     model = _load_ladder_vae(args.model)
-    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.model)),
-                                         "samples.png")
+    output = args.output or _output_beside(args.model, "samples.png")
     if not output.endswith(".png"):
         raise ValueError(f"--output: expected a .png path, received {output!r}")
     plots.plot_prior_samples(model, output, num_samples=args.num_samples, seed=args.seed)
@@ -90,14 +87,43 @@ def run_sample(args):
     return 0
 
 
-def _load_ladder_vae(path):
-    """The LadderVAE saved at `path`, or a ValueError naming MODEL."""
+def resolve_model_path(path):
+    """The file that MODEL names: a .keras file, a checkpoint or kept snapshot (.npz), or a
+    run folder (its model.keras, else its checkpoint.npz while it trains)."""
+    if os.path.isdir(path):
+        for name in (training.MODEL_FILE, training.CHECKPOINT_FILE):
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise ValueError(f"MODEL: the folder {path!r} holds no {training.MODEL_FILE} or "
+                         f"{training.CHECKPOINT_FILE} (not a run folder)")
     if not os.path.isfile(path):
-        raise ValueError(f"MODEL: no such file {path!r}")
+        raise ValueError(f"MODEL: no such file or folder {path!r}")
+    return path
+
+
+def _load_ladder_vae(path):
+    """The LadderVAE saved at `path` (see `resolve_model_path`), or a ValueError naming MODEL."""
+    path = resolve_model_path(path)
+    if path.endswith(".npz"):
+        model, epoch = training.model_from_checkpoint(path)
+        print(f"{path}: the model after epoch {epoch}")
+        return model
+    if not path.endswith(".keras"):
+        raise ValueError(f"MODEL: expected a .keras file, a checkpoint (.npz) or a run folder, "
+                         f"received {path!r}")
     model = keras.saving.load_model(path)
     if not isinstance(model, keras_lvae.LadderVAE):
         raise ValueError(f"MODEL: expected a saved LadderVAE, received a {type(model).__name__}")
     return model
+
+
+def _output_beside(model_path, suffix):
+    """Default output path next to MODEL: `<folder>/<suffix>` for a model.keras or a run
+    folder, `<folder>/<stem>_<suffix>` for another file (snapshots/epoch_300_evaluation)."""
+    path = resolve_model_path(model_path)
+    folder, name = os.path.split(os.path.abspath(path))
+    stem = os.path.splitext(name)[0]
+    return os.path.join(folder, suffix if name == training.MODEL_FILE else f"{stem}_{suffix}")
 
 
 def _versions():
@@ -119,7 +145,7 @@ def run_evaluate(args):
         raise ValueError(f"--history: no such file {args.history!r}")
     model = _load_ladder_vae(args.model)
     _dataset_arguments(args)
-    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.model)), "evaluation")
+    output = args.output or _output_beside(args.model, "evaluation")
     os.makedirs(output, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     binarize = None if model.likelihood == "bernoulli" else False  # the dataset's protocol
@@ -153,8 +179,8 @@ def run_evaluate(args):
     written = {}
     if not args.no_plots:
         start = time.perf_counter()
-        history_path = args.history or os.path.join(os.path.dirname(os.path.abspath(args.model)),
-                                                    "history.csv")
+        run = training.run_folder(resolve_model_path(args.model))
+        history_path = args.history or os.path.join(run or "", training.HISTORY_FILE)
         shown = images[:2000]  # enough points for the PCA scatter
         figures = {
             "prior_samples": lambda p: plots.plot_prior_samples(model, p, seed=args.seed),
@@ -175,7 +201,7 @@ def run_evaluate(args):
 
     k = args.samples
     report = {
-        "model": os.path.abspath(args.model),
+        "model": os.path.abspath(resolve_model_path(args.model)),
         "dataset": args.dataset,
         "split": args.split,
         "num_examples": bounds["num_examples"],

@@ -28,7 +28,11 @@ from keras_lvae.models.ladder_vae import LadderVAE
 DPI = 100
 
 
-def _figure(width, height):
+def new_figure(width, height):
+    """A headless (Agg) matplotlib figure of `width` x `height` inches at 100 dpi.
+
+    For figures of your own beside ours; `save_figure` writes it. Needs matplotlib.
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -41,7 +45,7 @@ def _figure(width, height):
     return figure
 
 
-def _save(figure, path):
+def save_figure(figure, path):
     """Write the figure as PNG to `path` atomically; return the path."""
     with atomic_write(path, "wb") as file:
         figure.savefig(file, format="png", dpi=DPI)
@@ -95,10 +99,10 @@ def _image_grid(axes, images, columns):
 def plot_prior_samples(model, path, *, num_samples=100, seed=0):
     """A grid of `generate(num_samples, seed)` images (10 per row); 800 x 800 px."""
     images = as_images(model.generate(num_samples, seed=seed), model.feature_shape)
-    figure = _figure(8, 8)
+    figure = new_figure(8, 8)
     _image_grid(figure.add_axes((0.01, 0.01, 0.98, 0.94)), images, columns=10)
     figure.suptitle(f"{num_samples} samples from the prior (seed {seed})")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_reconstructions(model, images, path, *, num_images=10):
@@ -109,16 +113,16 @@ def plot_reconstructions(model, images, path, *, num_images=10):
                          "received none.")
     pairs = np.concatenate([as_images(inputs, model.feature_shape),
                             as_images(model(inputs), model.feature_shape)])
-    figure = _figure(8, 2)
+    figure = new_figure(8, 2)
     _image_grid(figure.add_axes((0.01, 0.01, 0.98, 0.84)), pairs, columns=len(inputs))
     figure.suptitle("inputs (top) and reconstructions from the posterior means (bottom)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_kl_per_layer(diagnostics, path):
     """Bar chart of KL(q || p) per stochastic layer, from `latent_diagnostics`; 600 x 400 px."""
     kls = [layer["kl"] for layer in diagnostics]
-    figure = _figure(6, 4)
+    figure = new_figure(6, 4)
     axes = figure.add_subplot()
     names = [f"z_{i + 1}" for i in range(len(kls))]
     axes.bar(names, kls, color="tab:blue")
@@ -129,7 +133,7 @@ def plot_kl_per_layer(diagnostics, path):
     axes.set_ylabel("KL(q || p) [nats]")
     axes.set_title("KL per layer (active: unit KL > threshold)")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_kl_heatmaps(diagnostics, path):
@@ -141,7 +145,7 @@ def plot_kl_heatmaps(diagnostics, path):
     from matplotlib.ticker import MaxNLocator
 
     num = len(diagnostics)
-    figure = _figure(8, num + 1)
+    figure = new_figure(8, num + 1)
     grid = figure.add_gridspec(num, 2, width_ratios=(40, 1))
     floor = 1e-4
     top = max(floor * 10, max(float(np.max(layer["kl_per_unit"])) for layer in diagnostics))
@@ -157,7 +161,7 @@ def plot_kl_heatmaps(diagnostics, path):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.colorbar(image, cax=figure.add_subplot(grid[:, 1]), label="KL [nats]")
     figure.suptitle("KL per latent unit (units on the x axis)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_latent_pca(model, images, path, *, labels=None):
@@ -176,7 +180,7 @@ def plot_latent_pca(model, images, path, *, labels=None):
     if labels is not None:  # ten classes get distinct colours; more get a colour ramp
         colours = (dict(c=labels, cmap="tab10", vmin=-0.5, vmax=9.5) if labels.max() < 10
                    else dict(c=labels, cmap="viridis"))
-    figure = _figure(3.2 * len(samples), 3.4)
+    figure = new_figure(3.2 * len(samples), 3.4)
     for i, z in enumerate(samples):
         centred = z - z.mean(0)
         _, singular, vectors = np.linalg.svd(centred, full_matrices=False)
@@ -190,7 +194,7 @@ def plot_latent_pca(model, images, path, *, labels=None):
         axes.tick_params(labelsize=7)
     figure.suptitle("PCA of posterior samples" + (", coloured by label" if labels is not None else ""))
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_training_curves(history, path):
@@ -205,7 +209,7 @@ def plot_training_curves(history, path):
                          "dict with a non-empty 'nelbo' series, received "
                          f"{sorted(history) if isinstance(history, dict) else type(history).__name__}.")
     epochs = np.arange(1, len(history["nelbo"]) + 1)
-    figure = _figure(12, 4)
+    figure = new_figure(12, 4)
     elbo, kl, beta = (figure.add_subplot(1, 3, i) for i in (1, 2, 3))
     elbo.plot(epochs, history["nelbo"], label="train")
     if "val_nelbo" in history:
@@ -222,4 +226,4 @@ def plot_training_curves(history, path):
         beta.plot(epochs, history["beta"])
     beta.set(xlabel="epoch", ylabel="beta", title="KL warm-up weight", ylim=(-0.05, 1.05))
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -195,6 +195,47 @@ def _restore_positional(model, path, stored, with_optimizer):
     return int(stored["epoch"])
 
 
+def read_history(path):
+    """The {column: [values per epoch]} of a run's history.csv."""
+    return read_csv(path)
+
+
+def run_folder(path):
+    """The run folder (holding config.json) of a checkpoint or snapshot at `path`, or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    for candidate in (folder, os.path.dirname(folder)):  # checkpoint.npz, snapshots/epoch_N.npz
+        if os.path.isfile(os.path.join(candidate, CONFIG_FILE)):
+            return candidate
+    return None
+
+
+def load_run_config(workdir):
+    """The Config in `workdir`/config.json."""
+    with open(os.path.join(workdir, CONFIG_FILE)) as file:
+        return config_lib.from_dict(json.load(file))
+
+
+def model_from_checkpoint(path):
+    """The model of a run's checkpoint or kept snapshot (`path`), for evaluation or export.
+
+    The architecture comes from the run's config.json (beside the checkpoint, or
+    above its snapshots/ folder); weights, batch-norm statistics and the step
+    counter from the checkpoint. Returns (model, epoch).
+
+    Example: `model, epoch = model_from_checkpoint("runs/lvae5/snapshots/epoch_300.npz")`
+    """
+    workdir = run_folder(path)
+    if workdir is None:
+        raise ValueError(f"checkpoint {path!r} is not inside a run folder: there is no "
+                         f"{CONFIG_FILE} beside it or above its {SNAPSHOT_DIR}/ folder, so its "
+                         "architecture is unknown; pass the run's model.keras instead")
+    config = load_run_config(workdir)
+    model = build_model(config, steps_per_epoch=1)  # the step counter is restored
+    model.build((None, *data.image_shape(config.data.dataset)))
+    epoch = restore_checkpoint(model, path, with_optimizer=False)
+    return model, epoch
+
+
 # ------------------------------------------------------------------ callbacks
 class HistoryCSV(keras.callbacks.Callback):
     """Rewrites `path` (atomically) after every epoch with all rows so far.

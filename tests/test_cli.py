@@ -186,7 +186,7 @@ def test_evaluate_bad_arguments(trained_run, tmp_path, capsys, args, message):
     (["--set", "train.epoch=3"], "unknown key `train.epoch`; did you mean `train.epochs`?"),
     (["--set", "train.epochs=three"], "`train.epochs` expects an int, received 'three'"),
     (["--set", "model.latent_dims=8,x"], "`model.latent_dims` expects a comma-separated list"),
-    (["--set", "model.latent_dims=8,4"], "`model.hidden_dims`: expected one width per"),
+    (["--set", "model.latent_dims=8,4"], "`model.hidden_dims`: expected one entry per"),
     (["--set", "data.dataset=cifar"], "`data.dataset`: expected one of"),
     (["--set", "train.epochs"], "expected SECTION.FIELD=VALUE"),
 ])

@@ -1,4 +1,5 @@
-"""The scripts behind docs/results.md: snapshot_to_model.py and collect_results.py."""
+"""The scripts of experiments/mnist_study: collect_results.py, continue_saved_model.py and
+mnist_study.sh."""
 
 import importlib.util
 import json
@@ -14,14 +15,15 @@ import keras_lvae
 import keras_lvae_cli
 from keras_lvae import config as config_lib
 from keras_lvae import plots, training
-from keras_lvae._files import read_csv
 
-from .conftest import REPO
-from .test_training import TINY
+from ..conftest import REPO
+from ..test_training import TINY
+
+STUDY = REPO / "experiments" / "mnist_study"
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "docs" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, STUDY / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -37,18 +39,28 @@ def run(tmp_path_factory):
     return workdir
 
 
-def test_snapshot_to_model_rebuilds_the_saved_model(run):
-    output, epoch = _script("snapshot_to_model").snapshot_to_model(str(run), "checkpoint.npz")
-    assert epoch == 2 and output == str(run / "checkpoint.keras")
-    rebuilt, saved = (keras.saving.load_model(p) for p in (output, run / "model.keras"))
-    def names(model):  # without the model's own (uniquified) name
-        return [v.path.split("/", 1)[-1] for v in model.variables]
-    assert names(rebuilt) == names(saved)
-    for a, b in zip(rebuilt.variables, saved.variables):
+def test_a_checkpoint_is_the_saved_model_and_lvae_evaluates_it(run):
+    """What replaced snapshot_to_model.py: the public `model_from_checkpoint` and `lvae
+    evaluate CHECKPOINT` (the run's config.json gives the architecture and data)."""
+    rebuilt, epoch = training.model_from_checkpoint(str(run / "checkpoint.npz"))
+    saved = keras.saving.load_model(run / "model.keras")
+    assert epoch == 2
+    assert len(rebuilt.weights) == len(saved.weights)
+    for a, b in zip(rebuilt.weights, saved.weights):
+        assert a.path.split("/", 1)[1] == b.path.split("/", 1)[1]
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-    assert int(rebuilt.optimizer.iterations.numpy()) == int(saved.optimizer.iterations.numpy())
-    with pytest.raises(ValueError, match="checkpoint: expected an existing .npz file"):
-        _script("snapshot_to_model").snapshot_to_model(str(run), "missing.npz")
+    assert keras_lvae_cli.main(["evaluate", str(run / "checkpoint.npz"), "--samples", "4",
+                                "--max-examples", "40", "--no-plots"]) == 0
+    report = json.loads((run / "checkpoint_evaluation" / "report.json").read_text())
+    reference = json.loads((run / "evaluation" / "report.json").read_text())
+    # The same model with other noise (the checkpoint keeps the generators' states): the
+    # bounds agree within their standard errors.
+    got, want = (r["log_likelihood"]["L_4"] for r in (report, reference))
+    assert abs(got["mean"] - want["mean"]) < 2 * (got["standard_error"] + want["standard_error"])
+    lone = run.parent / "lone.npz"
+    shutil.copy(run / "checkpoint.npz", lone)
+    with pytest.raises(ValueError, match="is not inside a run folder"):
+        training.model_from_checkpoint(str(lone))
 
 
 def test_collect_results_quotes_reports_and_histories(run, tmp_path, capsys):
@@ -65,7 +77,7 @@ def test_collect_results_quotes_reports_and_histories(run, tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.startswith("| depth2_ladder |"))
     assert f"| {l1['mean']:.2f} ± {l1['standard_error']:.2f} |" in row
     assert f"| {l4['mean']:.2f} ± {l4['standard_error']:.2f} (k=4) |" in row
-    history = read_csv(run / "history.csv")
+    history = training.read_history(run / "history.csv")
     samples_per_second = 4500 // 500 * 500 / float(np.median(history["seconds"]))
     assert f"{samples_per_second:,.0f} samples/s" in row
     assert f"| LVAE+BN+WU, test L_k | {l4['mean']:.2f} |" in out  # the sweep's one run
@@ -154,7 +166,7 @@ def test_continue_saved_model_writes_a_resumable_checkpoint(run, tmp_path):
                for i in range(len(restored.trainable_variables)))
 
     summary = training.train(config, str(workdir), log=lambda message: None)
-    assert summary["start_epoch"] == 2 and read_csv(workdir / "history.csv")["epoch"] == [3.0]
+    assert summary["start_epoch"] == 2 and training.read_history(workdir / "history.csv")["epoch"] == [3.0]
     with pytest.raises(FileExistsError, match="workdir: .* already holds a checkpoint"):
         continue_saved_model(export_dir, config, str(workdir), epoch=2)
     with pytest.raises(ValueError, match="epoch: expected fewer than the run's 3 \\+ 0 epochs"):
@@ -175,11 +187,11 @@ def test_mnist_study_runs_only_the_named_runs(tmp_path):
     (runs / "vae5_bn" / "evaluation").mkdir(parents=True)
     (runs / "lvae5_long").mkdir()
     (runs / "vae5_bn" / "evaluation" / "report.json").write_text("{}")
-    # A finished long run: no warm start is made and the snapshot watcher stops at once.
+    # A finished long run: no warm start is made.
     np.savez(runs / "lvae5_long" / "checkpoint.npz", epoch=np.int64(590))
     env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "RUNS": str(runs),
            "CALLS": str(calls)}
-    subprocess.run(["bash", "docs/mnist_study.sh", "DATA", "vae5_bn", "depth2_ladder",
+    subprocess.run(["bash", "experiments/mnist_study/mnist_study.sh", "DATA", "vae5_bn", "depth2_ladder",
                     "lvae5_long"], cwd=REPO, env=env, check=True)
     lines = calls.read_text().splitlines()
     assert [line.split()[0] for line in lines] == ["train"] * 3 + ["evaluate"] * 2
@@ -189,19 +201,8 @@ def test_mnist_study_runs_only_the_named_runs(tmp_path):
     assert "--set model.latent_dims=64,32 --set model.hidden_dims=512,256" in lines[1]
     assert lines[1].endswith(f"--workdir {runs}/depth2_ladder")
     assert "--set train.epochs=510" in lines[2] and "--set fine_tune.epochs=80" in lines[2]
+    assert "--set train.keep_epochs=300,400,500,510" in lines[2]
     assert lines[2].endswith(f"--workdir {runs}/lvae5_long")
     assert lines[3:] == [f"evaluate {runs}/{name}/model.keras --samples {k} "
                          "--bn-statistics recompute"
                          for name, k in (("depth2_ladder", 1000), ("lvae5_long", 5000))]
-
-
-def test_snapshot_watch_copies_the_wanted_epochs(tmp_path):
-    take_snapshot = _script("snapshot_watch").take_snapshot
-    assert take_snapshot(str(tmp_path), {2}) is None  # no checkpoint yet
-    for epoch, copied in ((1, False), (2, True)):
-        np.savez(tmp_path / "checkpoint.npz", epoch=np.int64(epoch), v0000=np.full(3, epoch))
-        assert take_snapshot(str(tmp_path), {2, 5}) == epoch
-        assert (tmp_path / "snapshots" / f"epoch_{epoch}.npz").exists() == copied
-    with np.load(tmp_path / "snapshots" / "epoch_2.npz") as stored:
-        assert int(stored["epoch"]) == 2 and stored["v0000"].tolist() == [2, 2, 2]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "snapshots"]

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The MNIST study of docs/results.md: every run, resumable. Run from the repository root:
+# The MNIST study of experiments/mnist_study/README.md: every run, resumable. Run from the repository root:
 #
-#     bash docs/mnist_study.sh [DATA_DIR [RUN ...]]     (default ../shared/data, every run)
+#     bash experiments/mnist_study/mnist_study.sh [DATA_DIR [RUN ...]]     (default ../shared/data, every run)
 #
 # Each `lvae train` checkpoints after every epoch; running this script again skips finished
 # runs and continues an interrupted one where it stopped, then evaluates every model that has no
 # report yet. Naming RUNs (for example `vae5_bn depth2_ladder`) trains and evaluates only those.
 # Runs live in $RUNS (default runs/study, git-ignored; a directory outside the checkout survives
-# a fresh clone); docs/results.md quotes their reports (collected by docs/collect_results.py).
+# a fresh clone); experiments/mnist_study/README.md quotes their reports (collected by experiments/mnist_study/collect_results.py).
 set -euo pipefail
 DATA_DIR="${1:-../shared/data}"
 shift || true
@@ -54,14 +54,13 @@ done
 LONG=(recipes/mnist_paper.py --set "data.data_dir=$DATA_DIR" --set train.warmup_epochs=20
       --set train.epochs=510 --set train.eval_samples=0 --set fine_tune.epochs=80
       --set fine_tune.mc_samples=1 --set fine_tune.iw_samples=1
-      --set fine_tune.decay_every_epochs=10 --set fine_tune.decay_factor=0.6)
-SNAPSHOTS=(300 400 500 510)  # checkpoint copies for the trajectory, evaluated below
+      --set fine_tune.decay_every_epochs=10 --set fine_tune.decay_factor=0.6
+      --set train.keep_epochs=300,400,500,510)  # snapshots/epoch_N.npz for the trajectory
+SNAPSHOTS=(300 400 500 510)
 if selected lvae5_long; then
-    [[ -f $RUNS/lvae5_long/checkpoint.npz ]] || python docs/continue_saved_model.py \
+    [[ -f $RUNS/lvae5_long/checkpoint.npz ]] || python experiments/mnist_study/continue_saved_model.py \
         saved_models/mnist_lvae/1 "${LONG[@]}" --epoch 200 --workdir "$RUNS/lvae5_long"
-    python docs/snapshot_watch.py "$RUNS/lvae5_long" --epochs "$(IFS=,; echo "${SNAPSHOTS[*]}")" &
     lvae train "${LONG[@]}" --workdir "$RUNS/lvae5_long"
-    wait  # the watcher stops once the run is past its last epoch
 fi
 
 # Evaluation (the paper's protocol: importance-weighted L_k on the 10,000 test digits, batch-norm
@@ -82,8 +81,7 @@ if selected lvae5_long; then
     for epoch in "${SNAPSHOTS[@]}"; do
         snapshot="$RUNS/lvae5_long/snapshots/epoch_$epoch"
         [[ -f $snapshot.npz && ! -f ${snapshot}_evaluation/report.json ]] || continue
-        python docs/snapshot_to_model.py "$RUNS/lvae5_long" "snapshots/epoch_$epoch.npz"
-        lvae evaluate "$snapshot.keras" --dataset mnist --data-dir "$DATA_DIR" --samples 1000 \
+        lvae evaluate "$snapshot.npz" --samples 1000 \
             --max-examples 1000 --bn-statistics recompute --output "${snapshot}_evaluation"
     done
 fi

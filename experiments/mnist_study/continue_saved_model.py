@@ -1,6 +1,9 @@
 """Start a resumable `lvae train` run from the weights of an exported SavedModel.
 
-docs/results.md's long run continues the model shipped in saved_models/mnist_lvae/1
+An experiment of this study, not library code: it writes Adam's private slot
+variables (`_momentums`, `_velocities`), which a Keras release may rename.
+
+experiments/mnist_study/README.md's long run continues the model shipped in saved_models/mnist_lvae/1
 (200 epochs of recipes/mnist_serving.py) instead of training those epochs again.
 A SavedModel holds the weights and batch-norm statistics but not Adam's moments,
 so they are re-estimated: `--moment-steps` steps at learning rate 0 (the weights
@@ -9,7 +12,7 @@ Adam does. The workdir then holds config.json and a checkpoint after `--epoch`
 (the optimizer's step set to epoch x steps per epoch, so the warm-up is over),
 and `lvae train` with the same settings resumes it. Run from the repository root:
 
-    python docs/continue_saved_model.py saved_models/mnist_lvae/1 recipes/mnist_paper.py \\
+    python experiments/mnist_study/continue_saved_model.py saved_models/mnist_lvae/1 recipes/mnist_paper.py \\
         --epoch 200 --set data.data_dir=../shared/data --set train.warmup_epochs=20 \\
         --set train.epochs=1000 --set fine_tune.epochs=0 --workdir runs/study/lvae5_long
     lvae train recipes/mnist_paper.py --set data.data_dir=../shared/data \\
@@ -35,12 +38,15 @@ def load_saved_weights(model, saved_model_dir):
 
     loaded = tf.saved_model.load(saved_model_dir)
     stored = {key(v.name): v for v in getattr(loaded, "model_variables", [])}
-    missing = [w.path for w in model.weights if key(w.path) not in stored]
+    # Noise generators start from the run's seed; the step counter is set by the caller.
+    weights = [w for w in model.weights
+               if "seed_generator" not in w.path and "trained_steps" not in w.path]
+    missing = [w.path for w in weights if key(w.path) not in stored]
     if missing:
         raise ValueError(f"saved_model_dir: {saved_model_dir!r} has no variable for "
                          f"{len(missing)} of the model's {len(model.weights)} weights "
                          f"(first: {missing[0]}); is it an export of this architecture?")
-    for weight in model.weights:
+    for weight in weights:
         value = stored[key(weight.path)].numpy()
         if tuple(weight.shape) != value.shape:
             raise ValueError(f"saved_model_dir: {weight.path} has shape {value.shape}, the "
@@ -79,7 +85,7 @@ def continue_saved_model(saved_model_dir, config, workdir, epoch, moment_steps=5
     if os.path.exists(os.path.join(workdir, training.CHECKPOINT_FILE)):
         raise FileExistsError(f"workdir: {workdir!r} already holds a checkpoint")
     keras.utils.set_random_seed(config.train.seed)
-    train_ds, _, _ = training.datasets(config, start_epoch=epoch)
+    train_ds, _, _ = training.datasets(config, epochs=(epoch, epoch + 1))
     steps_per_epoch = int(train_ds.cardinality())
     model = training.build_model(config, steps_per_epoch)
     model.build(train_ds.element_spec.shape)
@@ -93,6 +99,7 @@ def continue_saved_model(saved_model_dir, config, workdir, epoch, moment_steps=5
         optimizer._momentums[index].assign(m)
         optimizer._velocities[index].assign(v)
     optimizer.iterations.assign(epoch * steps_per_epoch)
+    model.trained_steps.assign(epoch * steps_per_epoch)
     training.prepare_workdir(config, workdir)
     training.save_checkpoint(model, os.path.join(workdir, training.CHECKPOINT_FILE), epoch)
     return int(optimizer.iterations.numpy())

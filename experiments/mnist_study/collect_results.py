@@ -1,17 +1,17 @@
-"""Collect the study's numbers for docs/results.md from runs/study/*/.
+"""Collect the study's numbers for experiments/mnist_study/README.md from runs/study/*/.
 
 Reads each run's config.json, history.csv and evaluation/report.json (written by
 `lvae evaluate`), prints the markdown tables (runs, KL per layer, paired
 differences, depth sweep, the long run's trajectory), and draws the depth sweep
-and the trajectory. Run from the repository root after docs/mnist_study.sh and
+and the trajectory. Run from the repository root after experiments/mnist_study/mnist_study.sh and
 the evaluations:
 
-    python docs/collect_results.py [--runs runs/study ...] [--output docs/results]
+    python experiments/mnist_study/collect_results.py [--runs runs/study ...] [--output experiments/mnist_study/results]
 
 Every run's record (config.json, history.csv, evaluation/report.json and
 per_example.csv, and the reports of the long run's snapshots) is archived in
-docs/results/archive/<name>/, and the 5-layer runs' per-unit KL heatmaps and
-latent PCA plots are copied to docs/results/. The
+experiments/mnist_study/results/archive/<name>/, and the 5-layer runs' per-unit KL heatmaps and
+latent PCA plots are copied to experiments/mnist_study/results/. The
 archive is read after the --runs directories, so the tables keep the runs whose
 working directories are gone (a run found in several places is taken from the
 first).
@@ -28,8 +28,8 @@ from functools import cache
 
 from keras_lvae import config as config_lib
 from keras_lvae import data
-from keras_lvae._files import atomic_write, read_csv
-from keras_lvae.plots import _figure, _save  # headless Agg figures, atomic PNG writes
+from keras_lvae.plots import new_figure, save_figure  # headless figures, atomic PNG writes
+from keras_lvae.training import read_history
 
 LONG_RUN = "lvae5_long"
 ARCHIVE = "archive"  # under --output
@@ -56,7 +56,7 @@ def load_run(directory):
     with open(os.path.join(directory, "config.json")) as file:
         config = config_lib.from_dict(json.load(file))
     history_path = os.path.join(directory, "history.csv")
-    history = read_csv(history_path) if os.path.isfile(history_path) else {}
+    history = read_history(history_path) if os.path.isfile(history_path) else {}
     snapshots = {}
     snapshot_dir = os.path.join(directory, "snapshots")
     if os.path.isdir(snapshot_dir):
@@ -173,7 +173,7 @@ def paired_difference(run, baseline):
     if (baseline["report"]["settings"]["samples"] != k
             or baseline["report"]["num_examples"] != run["report"]["num_examples"]):
         raise ValueError(f"{run['name']} and {baseline['name']} were evaluated differently")
-    a, b = (read_csv(_per_example(r))[f"L_{k}"] for r in (run, baseline))
+    a, b = (read_history(_per_example(r))[f"L_{k}"] for r in (run, baseline))
     differences = [x - y for x, y in zip(a, b)]
     return statistics.fmean(differences), statistics.stdev(differences) / len(differences) ** 0.5
 
@@ -198,7 +198,7 @@ def paired_table(runs, pairs):
 
 
 def study_pairs(runs):
-    """The comparisons of docs/results.md: the 5-layer LVAE against each 5-layer VAE, and
+    """The comparisons of experiments/mnist_study/README.md: the 5-layer LVAE against each 5-layer VAE, and
     LVAE against VAE at every depth of the sweep."""
     names = {run["name"] for run in runs}
     pairs = [("lvae5_bn_wu", name) for name in ("vae5", "vae5_bn", "vae5_bn_wu")]
@@ -292,7 +292,7 @@ def trajectory_table(rows):
 
 
 def plot_depth_sweep(sweep, path):
-    figure = _figure(5, 3.5)
+    figure = new_figure(5, 3.5)
     axes = figure.add_subplot()
     for inference, label in (("ladder", "LVAE+BN+WU"), ("bottom_up", "VAE+BN+WU")):
         reports = sweep.get(inference, {})
@@ -304,12 +304,12 @@ def plot_depth_sweep(sweep, path):
     axes.set_xticks(range(1, 6))
     axes.legend()
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_trajectory(run, path):
     history = run["history"]
-    figure = _figure(6, 3.5)
+    figure = new_figure(6, 3.5)
     axes = figure.add_subplot()
     axes.plot(history["epoch"], [-v for v in history["val_nelbo"]], label="test L_1 (moving BN)")
     if run["snapshots"]:
@@ -327,11 +327,11 @@ def plot_trajectory(run, path):
     axes.set_ylim(-95, -80)
     axes.legend()
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def study_tables(runs, sweep):
-    """{name: markdown table} of everything docs/results.md quotes, in the page's order;
+    """{name: markdown table} of everything experiments/mnist_study/README.md quotes, in the page's order;
     `sweep` is depth_sweep(runs)."""
     depth_runs = [run for run in runs if DEPTH_RUN.fullmatch(run["name"])]
     tables = {}
@@ -360,16 +360,18 @@ def fill_markdown(path, tables):
         table = tables.get(match.group(2))
         body = match.group(3) if table is None else table + "\n"
         return match.group(1) + body + match.group(4)
-    with atomic_write(path) as file:
+    partial = path + ".partial"  # never a half-written page
+    with open(partial, "w") as file:
         file.write(MARKED.sub(fill, text))
+    os.replace(partial, path)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", action="append",
                         help="a folder of run directories (repeatable; default runs/study)")
-    parser.add_argument("--output", default="docs/results")
-    parser.add_argument("--markdown", help="a page (docs/results.md) whose marked blocks to fill")
+    parser.add_argument("--output", default="experiments/mnist_study/results")
+    parser.add_argument("--markdown", help="a page (experiments/mnist_study/README.md) whose marked blocks to fill")
     args = parser.parse_args(argv)
     archive_dir = os.path.join(args.output, ARCHIVE)
     runs = load_runs([*(args.runs or ["runs/study"]), archive_dir])
