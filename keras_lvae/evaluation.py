@@ -54,48 +54,69 @@ def log_likelihood(model, data, num_samples=5000, *, batch_size=100, chunk_size=
     if chunk_size is not None:
         _checks.positive_int("chunk_size", chunk_size)
 
-    chunk_logsumexp = _chunk_function(model, jit_compile)
+    bound_of_batch = _bound_function(model, jit_compile)
     results = []
     for batch in _batches(data, batch_size):
         if not model.built:
             model(batch)
         rows = int(batch.shape[0])
         chunk = chunk_size or _even_chunk(num_samples, DEFAULT_ROWS_PER_PASS // max(rows, 1))
-        total = np.full(rows, -np.inf)
-        done = 0
-        while done < num_samples:
-            samples = min(chunk, num_samples - done)
-            part = np.asarray(chunk_logsumexp(batch, samples), dtype=np.float64)
-            total = np.logaddexp(total, part)
-            done += samples
-        results.append(total - math.log(num_samples))
+        bound = bound_of_batch(batch, tf.constant(num_samples), tf.constant(chunk))
+        results.append(np.asarray(bound, dtype=np.float64))
     if not results:
         raise ValueError("Invalid value for argument `data`: expected at least one example, received none.")
     return np.concatenate(results)
 
 
-# One traced pass per (model, jit_compile), reused across calls: tracing the 5-layer
+def chunked_log_mean_exp(log_weights, num_samples, chunk_samples):
+    """log (1/k) sum_s exp(w_s) over k = `num_samples` importance weights drawn in passes.
+
+    The one definition of the chunked L_k, used by `log_likelihood` and the exported
+    `score` signature. `log_weights(j)` returns the [chunk_samples, batch] log-weights
+    of pass j; passes are combined by a running log-sum-exp (a `tf.while_loop`, so
+    memory does not grow with k), and samples of the last pass beyond k are masked.
+    `num_samples` and `chunk_samples` may be scalar tensors. Returns [batch] float32.
+    """
+    num_samples = tf.convert_to_tensor(num_samples, tf.int32)
+    chunk_samples = tf.convert_to_tensor(chunk_samples, tf.int32)
+    passes = (num_samples + chunk_samples - 1) // chunk_samples
+    sample_index = tf.range(chunk_samples)[:, None]
+
+    def one_pass(j, total):
+        weights = log_weights(j)
+        used = j * chunk_samples + sample_index < num_samples  # the last pass may overshoot k
+        weights = tf.where(used, weights, -math.inf)
+        return j + 1, tf.reduce_logsumexp(
+            tf.stack([total, tf.reduce_logsumexp(weights, axis=0)]), axis=0)
+
+    first = log_weights(0)  # gives the batch's shape; usually the only pass
+    start = tf.reduce_logsumexp(tf.where(sample_index < num_samples, first, -math.inf), axis=0)
+    _, total = tf.while_loop(lambda j, _: j < passes, one_pass, (tf.constant(1), start))
+    return total - tf.math.log(tf.cast(num_samples, tf.float32))
+
+
+# One traced function per (model, jit_compile), reused across calls: tracing the 5-layer
 # model costs about a second, as much as 40,000 importance samples.
-_CHUNK_FUNCTIONS = weakref.WeakKeyDictionary()
+_BOUND_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
-def _chunk_function(model, jit_compile):
-    """log-sum-exp over `samples` importance weights of x: a tf.function cached per model."""
-    functions = _CHUNK_FUNCTIONS.setdefault(model, {})
+def _bound_function(model, jit_compile):
+    """L_k of a batch, (x, k, chunk) -> [batch]: a tf.function cached per model."""
+    functions = _BOUND_FUNCTIONS.setdefault(model, {})
     if jit_compile not in functions:
         @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-        def chunk_logsumexp(x, samples):
-            log_weights = model.importance_log_weights(x, num_samples=samples)  # [samples, batch]
-            return ops.logsumexp(log_weights, axis=0)
+        def bound(x, num_samples, chunk):
+            return chunked_log_mean_exp(
+                lambda j: model.importance_log_weights(x, num_samples=chunk), num_samples, chunk)
 
-        functions[jit_compile] = chunk_logsumexp
+        functions[jit_compile] = bound
     return functions[jit_compile]
 
 
 def _even_chunk(num_samples, largest):
     """The smallest chunk that covers num_samples in as few passes as chunks of `largest`.
 
-    Equal chunks mean one traced pass instead of a second one for a remainder.
+    Equal chunks mean less masked work in the last pass.
     """
     passes = math.ceil(num_samples / max(largest, 1))
     return math.ceil(num_samples / passes)

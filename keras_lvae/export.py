@@ -19,7 +19,6 @@ no variable is written, so concurrent requests cannot race. Inputs outside
 signature with a message that names the input.
 """
 
-import math
 import os
 import re
 import shutil
@@ -28,6 +27,7 @@ import tempfile
 import tensorflow as tf
 
 from keras_lvae import _checks
+from keras_lvae.evaluation import chunked_log_mean_exp
 from keras_lvae.models.ladder_vae import LadderVAE
 
 SIGNATURES = ("score", "encode", "reconstruct", "decode", "generate")
@@ -92,20 +92,9 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
         seed = _checked(seed, "seed", (2,))
         fold = tf.random.experimental.stateless_fold_in
         elbo = -model.elbo_terms(images, seed=fold(seed, 0))["nelbo"]
-        passes = (num_samples + chunk_samples - 1) // chunk_samples
-        sample_index = tf.range(chunk_samples)[:, None]
-
-        def one_pass(j, total):
-            log_weights = model.importance_log_weights(
-                images, chunk_samples, seed=fold(seed, j + 1))  # [chunk, batch]
-            used = j * chunk_samples + sample_index < num_samples  # the last pass may overshoot k
-            log_weights = tf.where(used, log_weights, -math.inf)
-            return j + 1, tf.reduce_logsumexp(tf.stack([total, tf.reduce_logsumexp(
-                log_weights, axis=0)]), axis=0)
-
-        start = tf.fill(tf.shape(elbo), tf.constant(-math.inf, tf.float32))
-        _, total = tf.while_loop(lambda j, _: j < passes, one_pass, (tf.constant(0), start))
-        log_likelihood = total - tf.math.log(tf.cast(num_samples, tf.float32))
+        log_likelihood = chunked_log_mean_exp(
+            lambda j: model.importance_log_weights(images, chunk_samples, seed=fold(seed, j + 1)),
+            num_samples, chunk_samples)
         return {"elbo": elbo, "log_likelihood": log_likelihood}
 
     return score

@@ -504,6 +504,26 @@ def train(config, workdir, log=print):
                             seed=t.seed),
     ] if chief else []
     verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs
+    progress = {"epoch": start_epoch + 1}  # the epoch in progress, for an interruption
+    callbacks.append(keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs=None: progress.update(epoch=epoch + 1)))
+    try:
+        _fit_stages(model, config, strategy, stages, steps_per_epoch, train_ds, validation_ds,
+                    callbacks, verbose, log)
+    except KeyboardInterrupt:
+        saved = checkpoint_epoch(checkpoint_path)
+        resume = (f"run the same command to resume from epoch {saved + 1}" if saved else
+                  "no epoch was saved: running the same command starts over")
+        raise Interrupted(f"interrupted in epoch {progress['epoch']}; {resume}") from None
+    return _finish(model, config, workdir, test_ds, chief, callbacks, resumed_from, log)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C; the message says where and how to resume."""
+
+
+def _fit_stages(model, config, strategy, stages, steps_per_epoch, train_ds, validation_ds,
+                callbacks, verbose, log):
     for index, (first, last, fine_tune) in enumerate(stages):
         if index:  # the first stage's stream is already loaded
             train_ds = _training_data(config, epochs=(first, last))
@@ -517,6 +537,10 @@ def train(config, workdir, log=print):
         model.fit(train_ds, validation_data=validation_ds, epochs=last, initial_epoch=first,
                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
 
+
+def _finish(model, config, workdir, test_ds, chief, callbacks, resumed_from, log):
+    """Test L_1 (and L_k), then model.keras: the end of `train`."""
+    t = config.train
     result = model.evaluate(test_ds, return_dict=True, verbose=0)  # every worker takes part
     summary = {"model": model, "history": callbacks[0].rows if chief else {},
                "start_epoch": resumed_from,

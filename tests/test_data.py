@@ -199,25 +199,40 @@ def test_norb_from_smallnorb_files(tmp_path, no_env):
 # ---------------------------------------------------------------- tfds
 @pytest.mark.parametrize("name, split", [("mnist", "train"), ("fashion_mnist", "test"),
                                          ("binarized_mnist", "validation"), ("norb", "train")])
-def test_tfds_path(name, split, tmp_path, caplog, no_env):
+def test_tfds_path(name, split, caplog, no_env):
     labelled = name != "binarized_mnist"
     with caplog.at_level(logging.INFO, logger="keras_lvae.data"), \
             tfds.testing.mock_data(num_examples=12, max_value=2):
-        out = collect(data.load_dataset(name, split, batch_size=4, data_dir=tmp_path,
-                                        with_labels=labelled))
+        out = collect(data.load_dataset(name, split, batch_size=4, with_labels=labelled))
     x, y = out if labelled else (out, None)
     size = 32 if name == "norb" else 28
     assert x.shape == (12, size, size, 1) and (y is None or y.shape == (12,))
     assert data.image_shape(name) == x.shape[1:]
     assert 0 <= x.min() and x.max() <= 1
-    assert "trying tfds" in caplog.text and list(tmp_path.iterdir()) == []  # nothing written
+    assert "trying tfds" in caplog.text
 
 
-def test_tfds_failure_names_the_way_out(tmp_path, no_env, monkeypatch):
+def test_tfds_failure_names_the_way_out_after_few_retries(no_env, monkeypatch):
+    """Offline, tfds's downloader would retry 10 times with backoff (3.5 minutes); during
+    our tfds call it retries 3 times (seconds), and the default comes back afterwards."""
+    from tensorflow_datasets.core.download import downloader
+
+    retries = []
+
     def offline(*args, **kwargs):
+        retries.append(downloader.MAX_RETRIES)
         raise ConnectionError("Failed to establish a new connection")
     monkeypatch.setattr(tfds, "load", offline)
     with pytest.raises(ValueError, match=r"from tfds \(ConnectionError.*pass data_dir="):
+        data.load_arrays("fashion_mnist", "train")
+    assert retries == [3] and downloader.MAX_RETRIES == 10
+
+
+def test_a_data_dir_without_the_files_is_an_error_at_once(tmp_path, no_env, monkeypatch):
+    """Never a download instead of the named folder: the error lists the files and where."""
+    monkeypatch.setattr(tfds, "load", lambda *a, **k: pytest.fail("tfds was called"))
+    with pytest.raises(ValueError, match=r"no files in data_dir=.*Put the four Fashion-MNIST "
+                                         r"IDX files .* in .* or in .*fashion_mnist"):
         data.load_arrays("fashion_mnist", "train", tmp_path)
 
 
