@@ -185,7 +185,7 @@ def run_evaluate(args):
         figures = {
             "prior_samples": lambda p: plots.plot_prior_samples(model, p, seed=args.seed),
             "reconstructions": lambda p: plots.plot_reconstructions(model, images, p),
-            "kl_per_layer": lambda p: plots.plot_kl_per_layer(layers, p),
+            "kl_per_layer": lambda p: plots.plot_kl_per_layer(layers, p, threshold=evaluation.ACTIVE_UNIT_THRESHOLD),
             "kl_per_unit": lambda p: plots.plot_kl_heatmaps(layers, p),
             "latent_pca": lambda p: plots.plot_latent_pca(
                 model, shown, p, labels=None if labels is None else labels[:2000]),
@@ -208,7 +208,7 @@ def run_evaluate(args):
         "settings": {
             "samples": k, "batch_size": args.batch_size, "chunk_size": args.chunk_size,
             "bn_statistics": args.bn_statistics, "max_examples": args.max_examples,
-            "jit_compile": args.jit_compile, "seed": args.seed, "active_unit_threshold": 0.01,
+            "jit_compile": args.jit_compile, "seed": args.seed, "active_unit_threshold": evaluation.ACTIVE_UNIT_THRESHOLD,
         },
         "model_config": {key: value for key, value in model.get_config().items()
                          if key not in ("name", "trainable", "dtype")},
@@ -241,10 +241,11 @@ def run_evaluate(args):
     print(line("L_1", bounds["L_1"]))
     print(line(f"L_{k}", bounds["L_k"]))
     print(line("gap", bounds["bound_gap"]))
+    threshold = evaluation.ACTIVE_UNIT_THRESHOLD
     for i, layer in enumerate(layers):
         print(f"z_{i + 1}: KL {layer['kl']:6.2f} nats, active units "
-              f"{layer['active_units_kl']}/{len(layer['kl_per_unit'])} (KL > 0.01), "
-              f"{layer['active_units_cov']} (Cov > 0.01)")
+              f"{layer['active_units_kl']}/{len(layer['kl_per_unit'])} (KL > {threshold:g}), "
+              f"{layer['active_units_cov']} (Cov > {threshold:g})")
     print(f"wrote {os.path.join(output, 'report.json')}, per_example.csv and {len(written)} plots")
     return 0
 

@@ -180,7 +180,11 @@ def _batches(data, batch_size):
         yield tf.convert_to_tensor(x[start:start + batch_size])
 
 
-def latent_diagnostics(model, data, *, batch_size=100, threshold=0.01):
+# The paper's active-unit criterion: a unit is active when its KL exceeds this many nats.
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+def latent_diagnostics(model, data, *, batch_size=100, threshold=ACTIVE_UNIT_THRESHOLD):
     """How much each stochastic layer is used, averaged over a dataset.
 
     Per layer (bottom to top) a dict with:

@@ -41,10 +41,9 @@ def _checked(tensor, name, shape, *, unit_interval=False, at_least_one=False, fi
 
     Signature inputs are checked where they enter, so a bad request fails with
     a message about `name` instead of an error deep inside the model (TF
-    Serving does not check fed shapes against the signature). `shape` uses
-    None for the batch dimension. Inputs are declared with unknown shape and
-    each check is a `tf.cond` whose failing branch asserts: otherwise shape
-    inference with the fed shapes would report a model op's error first.
+    Serving does not check fed shapes against the signature's declared ones).
+    `shape` uses None for the batch dimension. Each check is a `tf.cond` whose
+    failing branch asserts, so it runs before any model op sees the input.
     """
     def require(tensor, ok, message, *data):
         def fail():
@@ -52,16 +51,22 @@ def _checked(tensor, name, shape, *, unit_interval=False, at_least_one=False, fi
                 return tf.zeros([1 if d is None else d for d in shape], tensor.dtype)
         return tf.cond(ok, lambda: tf.identity(tensor), fail)
 
-    actual = tf.shape(tensor)
-    padded = tf.concat([actual, tf.zeros([len(shape)], tf.int32)], 0)[:len(shape)]
-    fixed = [i for i, d in enumerate(shape) if d is not None]
-    shape_ok = tf.logical_and(
-        tf.equal(tf.size(actual), len(shape)),
-        tf.reduce_all(tf.equal(tf.gather(padded, tf.constant(fixed, tf.int32)),
-                               tf.constant([shape[i] for i in fixed], tf.int32))))
-    expected = "[" + ", ".join("batch" if d is None else str(d) for d in shape) + "]"
-    tensor = require(tensor, shape_ok, f"Invalid input `{name}`: expected shape {expected}, "
-                     "received", actual)
+    if None not in shape:
+        # A fully declared shape: TF folds a computed shape check into a constant, so
+        # EnsureShape itself refuses ("Shape of tensor seed [3] is not compatible ...").
+        tensor = tf.ensure_shape(tensor, shape, name=f"{name}_must_have_shape_"
+                                 + ("_".join(map(str, shape)) or "scalar"))
+    else:
+        actual = tf.shape(tensor)
+        padded = tf.concat([actual, tf.zeros([len(shape)], tf.int32)], 0)[:len(shape)]
+        fixed = [i for i, d in enumerate(shape) if d is not None]
+        shape_ok = tf.logical_and(
+            tf.equal(tf.size(actual), len(shape)),
+            tf.reduce_all(tf.equal(tf.gather(padded, tf.constant(fixed, tf.int32)),
+                                   tf.constant([shape[i] for i in fixed], tf.int32))))
+        expected = "[" + ", ".join("batch" if d is None else str(d) for d in shape) + "]"
+        tensor = require(tensor, shape_ok, f"Invalid input `{name}`: expected shape {expected}, "
+                         "received", actual)
     if unit_interval:
         tensor = require(tensor, tf.reduce_all((tensor >= 0.0) & (tensor <= 1.0)),
                          f"Invalid input `{name}`: expected values in [0, 1] (scale 8-bit images "
@@ -103,11 +108,13 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
 def _endpoints(model, chunk_samples):
     """{name: (function returning a dict of named outputs, input signature)}, in the
     order of SIGNATURES."""
-    # Shapes are checked (and then fixed) inside, see `_checked`.
-    image_spec = tf.TensorSpec(None, tf.float32, name="images")
-    count_spec = tf.TensorSpec(None, tf.int32, name="num_samples")
-    seed_spec = tf.TensorSpec(None, tf.int32, name="seed")
-    latent_spec = tf.TensorSpec(None, tf.float32, name="z_1")
+    # Declared shapes and dtypes tell callers (saved_model_cli, TF Serving's metadata
+    # endpoint, client generators) what to send; neither TF Serving nor a loaded signature
+    # checks fed shapes against them, so `_checked` checks them again inside.
+    image_spec = tf.TensorSpec((None, *model.feature_shape), tf.float32, name="images")
+    count_spec = tf.TensorSpec((), tf.int32, name="num_samples")
+    seed_spec = tf.TensorSpec((2,), tf.int32, name="seed")
+    latent_spec = tf.TensorSpec((None, model.latent_dims[0]), tf.float32, name="z_1")
 
     def checked_images(images):
         return _checked(images, "images", (None, *model.feature_shape),

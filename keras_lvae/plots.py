@@ -119,8 +119,12 @@ def plot_reconstructions(model, images, path, *, num_images=10):
     return save_figure(figure, path)
 
 
-def plot_kl_per_layer(diagnostics, path):
-    """Bar chart of KL(q || p) per stochastic layer, from `latent_diagnostics`; 600 x 400 px."""
+def plot_kl_per_layer(diagnostics, path, *, threshold=0.01):
+    """Bar chart of KL(q || p) per stochastic layer, from `latent_diagnostics`; 600 x 400 px.
+
+    Each bar says how many units are active: unit KL > `threshold` (the value
+    `latent_diagnostics` used, 0.01 nats by default), which the title states.
+    """
     kls = [layer["kl"] for layer in diagnostics]
     figure = new_figure(6, 4)
     axes = figure.add_subplot()
@@ -131,7 +135,7 @@ def plot_kl_per_layer(diagnostics, path):
                       (i, kls[i]), ha="center", va="bottom", fontsize=8)
     axes.set_xlabel("stochastic layer (1 = bottom)")
     axes.set_ylabel("KL(q || p) [nats]")
-    axes.set_title("KL per layer (active: unit KL > threshold)")
+    axes.set_title(f"KL per layer (active: unit KL > {threshold:g} nats)")
     figure.tight_layout()
     return save_figure(figure, path)
 
@@ -189,11 +193,19 @@ def plot_latent_pca(model, images, path, *, labels=None):
             points = np.concatenate([points, np.zeros_like(points)], axis=1)
         explained = singular[:2] ** 2 / max(float((singular**2).sum()), 1e-300)
         axes = figure.add_subplot(1, len(samples), i + 1)
-        axes.scatter(points[:, 0], points[:, 1], s=4, **colours)
-        axes.set_title(f"z_{i + 1}: {explained.sum():.0%} of variance", fontsize=9)
+        scatter = axes.scatter(points[:, 0], points[:, 1], s=4, **colours)
+        axes.set_title(f"z_{i + 1}", fontsize=9)
+        axes.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)", fontsize=8)
+        axes.set_ylabel(f"PC2 ({explained[1] if len(explained) > 1 else 0:.0%})", fontsize=8)
         axes.tick_params(labelsize=7)
+    if labels is not None and labels.max() < 10:  # a legend of the classes (digits)
+        handles, names = scatter.legend_elements(num=sorted(set(labels.tolist())))
+        figure.legend(handles, names, title="label", loc="center right", fontsize=7,
+                      title_fontsize=8)
+    elif labels is not None:
+        figure.colorbar(scatter, ax=figure.axes, label="label")
     figure.suptitle("PCA of posterior samples" + (", coloured by label" if labels is not None else ""))
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 0.93 if labels is not None else 1, 1))
     return save_figure(figure, path)
 
 

@@ -146,8 +146,24 @@ def test_saved_model_cli_lists_every_signature_for_predict(exported):
     methods = {b.split("'")[1]: "Method name is: tensorflow/serving/predict" in b for b in blocks}
     assert {name: methods.get(name) for name in (*SIGNATURES, "serving_default")} == dict.fromkeys(
         (*SIGNATURES, "serving_default"), True)
-    # Declared with unknown shape (checked inside: see test_bad_requests_...).
-    assert "shape: unknown_rank" in result.stdout
+    # Every input declares its shape and dtype, parsed from the tool's listing.
+    inputs = {}
+    for block in blocks:
+        name = block.split("'")[1]
+        for entry in block.split("inputs['")[1:]:
+            key = entry.split("'")[0]
+            dtype = entry.split("dtype: ")[1].split()[0]
+            shape = entry.split("shape: ")[1].splitlines()[0]
+            inputs[name, key] = (dtype, shape)
+    images = ("DT_FLOAT", "(-1, 6, 6, 1)")
+    assert inputs == {
+        **{(s, "images"): images for s in ("score", "serving_default", "encode", "reconstruct")},
+        **{(s, "num_samples"): ("DT_INT32", "()") for s in ("score", "serving_default",
+                                                            "generate")},
+        **{(s, "seed"): ("DT_INT32", "(2)") for s in ("score", "serving_default", "generate")},
+        ("decode", "z_1"): ("DT_FLOAT", "(-1, 4)"),
+    }
+    assert "unknown_rank" not in result.stdout.split("signature_def['encode']")[1]
 
 
 def test_only_standard_tensorflow_ops(exported):
@@ -175,9 +191,13 @@ def test_only_standard_tensorflow_ops(exported):
     ("score", dict(images=np.full((2, *SHAPE), np.nan, "float32")), "`images`: expected values"),
     ("score", dict(images=X[:2].reshape(2, 36)), "`images`: expected shape [batch, 6, 6, 1]"),
     ("score", dict(num_samples=np.int32(0)), "`num_samples`: expected an int >= 1"),
-    ("score", dict(seed=np.array([1, 2, 3], np.int32)), "`seed`: expected shape [2]"),
-    ("score", dict(num_samples=np.array([3, 4], np.int32)), "`num_samples`: expected shape []"),
-    ("generate", dict(seed=np.array([[1, 2]], np.int32)), "`seed`: expected shape [2]"),
+    # Fully declared shapes are checked by TF's EnsureShape, which names the input.
+    ("score", dict(seed=np.array([1, 2, 3], np.int32)),
+     "tensor seed [3] is not compatible with expected shape [2]"),
+    ("score", dict(num_samples=np.array([3, 4], np.int32)),
+     "tensor num_samples [2] is not compatible with expected shape []"),
+    ("generate", dict(seed=np.array([[1, 2]], np.int32)),
+     "tensor seed [1,2] is not compatible with expected shape [2]"),
     ("encode", dict(images=-X[:2] - 1), "`images`: expected values in [0, 1]"),
     ("reconstruct", dict(images=X[:2, :3]), "`images`: expected shape"),
     ("decode", dict(z_1=np.zeros((2, 5), "float32")), "`z_1`: expected shape [batch, 4]"),

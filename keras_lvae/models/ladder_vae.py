@@ -539,7 +539,8 @@ class LadderVAE(keras.Model):
         self.kl_tracker.update_state(terms["kl_loss"])
         for tracker, kl in zip(self.kl_layer_trackers, terms["kl_layers"]):
             tracker.update_state(kl)
-        self.beta_tracker.update_state(beta)
+        if beta is not None:
+            self.beta_tracker.update_state(beta)
 
     def train_step(self, data):
         x = inputs.unpack(data)
@@ -620,8 +621,11 @@ class LadderVAE(keras.Model):
 
     def test_step(self, data):
         terms = self.elbo_terms(inputs.unpack(data), training=False)
-        # Validation reports the true bound (beta = 1), comparable across runs.
-        return self._record(ops.mean(terms["nelbo"]), terms, ops.ones((), "float32"))
+        # Validation reports the true bound (beta = 1), comparable across runs; beta and
+        # skipped steps carry no information there, so they are not logged.
+        self._update_trackers(ops.mean(terms["nelbo"]), terms, beta=None)
+        return {name: value for name, value in self._logs().items()
+                if name not in (self.beta_tracker.name, self.skipped_tracker.name)}
 
     def load_own_variables(self, store):
         """Load the model's own variables (`trained_steps`) from a `.keras` file.
