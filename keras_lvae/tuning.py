@@ -12,10 +12,17 @@ Example (a search space of one point, built without searching):
 >>> from keras_lvae.config import Config, TuneConfig
 >>> config = Config(tune=TuneConfig(depths=(2,), first_hidden_dims=(64,),
 ...                                 first_latent_dims=(8,), inference=("ladder",)))
->>> hypermodel = LadderVAEHyperModel(config, steps_per_epoch=10, input_shape=(None, 28, 28, 1))
+>>> hypermodel = LadderVAEHyperModel((28, 28, 1), config=config, steps_per_epoch=10)
 >>> model = hypermodel.build(keras_tuner.HyperParameters())
 >>> model.latent_dims, model.hidden_dims
 ((8, 4), (64, 32))
+
+From Python, as with any KerasTuner hypermodel (the default search space of
+`keras_lvae.config.TuneConfig`; the warm-up length follows the data's batches):
+
+    tuner = keras_tuner.RandomSearch(LadderVAEHyperModel(input_shape=(28, 28, 1)),
+                                     objective=OBJECTIVE, max_trials=10)
+    tuner.search(train_ds, validation_data=validation_ds, epochs=10)
 """
 
 import dataclasses
@@ -29,6 +36,7 @@ except ImportError:
         'keras_lvae.tuning (and `lvae tune`) needs keras-tuner: pip install "keras-lvae[tuning]"'
     ) from None
 
+from keras_lvae import config as config_lib
 from keras_lvae import training
 from keras_lvae._files import atomic_write
 
@@ -53,16 +61,37 @@ class LadderVAEHyperModel(keras_tuner.HyperModel):
     """Builds a compiled LadderVAE from a trial's hyperparameters.
 
     Args:
-        config: a `keras_lvae.config.Config`; its `tune` section is the search
-            space, its other sections the fixed settings.
-        steps_per_epoch: training steps per epoch (for the warm-up length).
-        input_shape: the batched input shape, e.g. `(None, 28, 28, 1)`.
+        input_shape: the shape of one image, e.g. `(28, 28, 1)` (a leading None
+            batch dimension is accepted too).
+        config: an optional `keras_lvae.config.Config`; its `tune` section is the
+            search space, its other sections the fixed settings. Default:
+            `Config()`, whose `tune` section is a search over depth 1-5, widths,
+            latent sizes, learning rate, warm-up and inference type.
+        steps_per_epoch: training steps per epoch, for the warm-up length in
+            steps; by default taken from the data passed to `search` (a
+            `tf.data.Dataset` of known size, or an array and its `batch_size`).
+
+    The objective is `OBJECTIVE` (`val_nelbo`, minimised): pass
+    `objective=keras_lvae.tuning.OBJECTIVE` to the tuner.
     """
 
-    def __init__(self, config, steps_per_epoch, input_shape, **kwargs):
+    def __init__(self, input_shape=None, config=None, steps_per_epoch=None, **kwargs):
         super().__init__(**kwargs)
-        self.config, self.steps_per_epoch = config, steps_per_epoch
-        self.input_shape = tuple(input_shape)  # KerasTuner stores it as JSON
+        if input_shape is None or len(tuple(input_shape)) == 0:
+            raise ValueError("Invalid value for argument `input_shape`: expected the shape of "
+                             f"one image, such as (28, 28, 1), received {input_shape!r}.")
+        shape = tuple(input_shape)
+        self.input_shape = shape if shape[0] is None else (None, *shape)
+        self.config = config_lib.Config() if config is None else config
+        self.steps_per_epoch = steps_per_epoch
+
+    def fit(self, hp, model, x=None, *args, **kwargs):
+        """`model.fit`, after setting the warm-up length from the data's batches when
+        `steps_per_epoch` was not given."""
+        if self.steps_per_epoch is None:
+            steps = _batches_per_epoch(x, kwargs.get("batch_size"), kwargs.get("steps_per_epoch"))
+            model.warmup_steps = hp.values["warmup_epochs"] * steps
+        return model.fit(x, *args, **kwargs)
 
     def declare(self, hp):
         """Declare the search space on `hp`; return the trial's values."""
@@ -81,10 +110,24 @@ class LadderVAEHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         config = config_for(self.config, self.declare(hp))
-        model = training.build_model(config, self.steps_per_epoch)
+        model = training.build_model(config, self.steps_per_epoch or 1)  # see fit
         model.build(self.input_shape)  # KerasTuner needs built models
-        training.compile_model(model, config, self.steps_per_epoch)
+        training.compile_model(model, config, self.steps_per_epoch or 1)
         return model
+
+
+def _batches_per_epoch(x, batch_size=None, steps_per_epoch=None):
+    """Training steps per epoch of `fit`'s data."""
+    if steps_per_epoch:
+        return steps_per_epoch
+    cardinality = getattr(x, "cardinality", None)
+    if cardinality is not None:
+        count = int(cardinality())
+        if count > 0:
+            return count
+        raise ValueError("Invalid value for argument `x`: a dataset of unknown or infinite size; "
+                         "pass steps_per_epoch to LadderVAEHyperModel or to search().")
+    return -(-len(x) // (batch_size or 32))  # Keras' default batch size
 
 
 def tune(config, workdir, log=print):
@@ -98,7 +141,8 @@ def tune(config, workdir, log=print):
     steps_per_epoch = int(train_ds.cardinality())
     if d.validation_split == "test":
         log("warning: tuning on the test split; set data.validation_split=validation")
-    hypermodel = LadderVAEHyperModel(config, steps_per_epoch, train_ds.element_spec.shape)
+    hypermodel = LadderVAEHyperModel(train_ds.element_spec.shape[1:], config=config,
+                                     steps_per_epoch=steps_per_epoch)
     tuner = keras_tuner.RandomSearch(
         hypermodel, objective=OBJECTIVE, max_trials=config.tune.max_trials,
         seed=config.tune.seed, directory=workdir, project_name="search", overwrite=False)

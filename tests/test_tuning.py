@@ -37,7 +37,7 @@ def test_config_for_halves_sizes_per_layer_with_a_floor():
 def test_two_trial_search_completes_and_the_retrained_best_evaluates(tmp_path):
     best, summary = tuning.tune(SEARCH, str(tmp_path), log=lambda message: None)
     tuner = keras_tuner.RandomSearch(
-        tuning.LadderVAEHyperModel(SEARCH, 9, (None, 28, 28, 1)), objective=tuning.OBJECTIVE,
+        tuning.LadderVAEHyperModel((None, 28, 28, 1), config=SEARCH, steps_per_epoch=9), objective=tuning.OBJECTIVE,
         max_trials=2, directory=str(tmp_path), project_name="search", overwrite=False)
     trials = list(tuner.oracle.trials.values())
     assert len(trials) == 2
@@ -73,3 +73,28 @@ def test_missing_keras_tuner_names_the_extra(tmp_path):
                             timeout=120)
     assert result.returncode == 2
     assert 'needs keras-tuner: pip install "keras-lvae[tuning]"' in result.stderr
+
+
+def test_hypermodel_from_python_with_its_default_search_space(tmp_path):
+    """As KerasTuner users expect: only the image shape, any tuner, search(train, validation_data=...);
+    the warm-up length follows the data (here 9 batches per epoch)."""
+    from keras_lvae import data
+
+    train = data.load_dataset("mnist_5k", "train", batch_size=500, seed=1)
+    validation = data.load_dataset("mnist_5k", "test", batch_size=500)
+    hypermodel = tuning.LadderVAEHyperModel(input_shape=(28, 28, 1))
+    tuner = keras_tuner.RandomSearch(hypermodel, objective=tuning.OBJECTIVE, max_trials=1,
+                                     seed=1, directory=str(tmp_path), project_name="python")
+    tuner.search(train, validation_data=validation, epochs=1, verbose=0)
+    (trial,) = tuner.oracle.trials.values()
+    assert trial.status == keras_tuner.engine.trial.TrialStatus.COMPLETED
+    values = trial.hyperparameters.values
+    assert set(values) == {"depth", "first_hidden_dim", "first_latent_dim", "learning_rate",
+                           "warmup_epochs", "inference"}
+    hp = keras_tuner.HyperParameters()
+    hp.values.update(values)
+    model = hypermodel.build(hp)
+    hypermodel.fit(hp, model, train, epochs=1, verbose=0)
+    assert model.warmup_steps == values["warmup_epochs"] * 9
+    with pytest.raises(ValueError, match="`input_shape`"):
+        tuning.LadderVAEHyperModel()
