@@ -246,7 +246,8 @@ def main(argv=None):
     parser = build_parser()
     problem = _check_settings(argv)
     if problem:
-        parser.error(problem)
+        print(f"lvae: error: {problem}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         _check_files(args)

@@ -78,10 +78,10 @@ def _dataset_arguments(args):
 def run_sample(args):
     from keras_lvae import plots
 
-    model = _load_ladder_vae(args.model)
     output = args.output or _output_beside(args.model, "samples.png")
     if not output.endswith(".png"):
         raise ValueError(f"--output: expected a .png path, received {output!r}")
+    model = _load_ladder_vae(args.model)
     plots.plot_prior_samples(model, output, num_samples=args.num_samples, seed=args.seed)
     print(f"wrote {output} ({args.num_samples} prior samples, seed {args.seed})")
     return 0

@@ -189,6 +189,8 @@ def test_evaluate_bad_arguments(trained_run, tmp_path, capsys, args, message):
     (["--set", "model.latent_dims=8,4"], "`model.hidden_dims`: expected one entry per"),
     (["--set", "data.dataset=cifar"], "`data.dataset`: expected one of"),
     (["--set", "train.epochs"], "expected SECTION.FIELD=VALUE"),
+    (["--set", "train.epochs", "3"], "--set train.epochs: expected SECTION.FIELD=VALUE with "
+                                     "`=`, such as --set train.epochs=3"),
 ])
 def test_bad_settings_are_refused_before_anything_is_written(args, message, tmp_path, capsys):
     workdir = tmp_path / "run"
@@ -201,7 +203,7 @@ def test_bad_settings_are_refused_before_anything_is_written(args, message, tmp_
 def test_missing_recipe_and_missing_data_give_messages_not_tracebacks(tmp_path, capsys,
                                                                       monkeypatch):
     assert keras_lvae_cli.main(["train", str(tmp_path / "nope.py")]) == 2
-    assert "RECIPE: expected the path of a recipe .py file" in capsys.readouterr().err
+    assert "RECIPE: no such file or shipped recipe" in capsys.readouterr().err
     monkeypatch.delenv("KERAS_LVAE_DATA_DIR", raising=False)
     code = keras_lvae_cli.main(["train", QUICKSTART, "--workdir", str(tmp_path),
                                 "--set", "data.dataset=mnist",
@@ -215,3 +217,83 @@ def test_evaluate_needs_a_dataset_without_a_run_config(trained_run, tmp_path, ca
     model.save(tmp_path / "loose.keras")
     assert keras_lvae_cli.main(["evaluate", str(tmp_path / "loose.keras"), "--samples", "2"]) == 2
     assert "--dataset is needed: there is no config.json next to" in capsys.readouterr().err
+
+
+def test_two_runs_of_the_same_command_are_identical(tmp_path):
+    """`lvae train` seeds the weights, the noise and the data order from train.seed."""
+    histories = []
+    for name in ("a", "b"):
+        args = ["train", QUICKSTART, *TINY, "--set", "train.epochs=2", "--set",
+                "train.eval_samples=0", "--workdir", str(tmp_path / name)]
+        assert keras_lvae_cli.main(args) == 0
+        history = training.read_history(tmp_path / name / "history.csv")
+        history.pop("seconds")
+        histories.append(history)
+    assert histories[0] == histories[1]
+
+
+CHECK_WITHOUT_TENSORFLOW = """
+import sys, time
+import keras_lvae_cli
+start = time.perf_counter()
+code = keras_lvae_cli.main(sys.argv[1:])
+print(code, "tensorflow" in sys.modules, time.perf_counter() - start)
+"""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "no_such_recipe"], "RECIPE: no such file or shipped recipe 'no_such_recipe'"),
+    (["evaluate", "runs/nothing_here"], "MODEL: no such file or folder 'runs/nothing_here'"),
+    (["export", "nothing.keras", "--name", "x"], "MODEL: no such file or folder"),
+    (["train", "quickstart", "--set", "train.epochs", "3"], "such as --set train.epochs=3"),
+])
+def test_mistakes_answer_before_tensorflow_loads(args, message):
+    result = subprocess.run([sys.executable, "-c", CHECK_WITHOUT_TENSORFLOW, *args],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    code, imported, seconds = result.stdout.split()
+    assert (code, imported) == ("2", "False") and float(seconds) < 1.0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_recipes_are_listed_and_run_by_name(capsys):
+    assert keras_lvae_cli.main(["recipes"]) == 0
+    listing = capsys.readouterr().out
+    assert "quickstart " in listing and "mnist_paper " in listing
+    assert keras_lvae_cli.resolve_recipe("quickstart") == QUICKSTART
+    assert keras_lvae_cli.resolve_recipe("quickstart.py") == QUICKSTART
+
+
+def test_tensorflow_start_up_noise_is_hidden_unless_verbose(tmp_path):
+    """A command that loads TensorFlow and then fails: by default stderr holds only our
+    message; --verbose shows TensorFlow's own start-up lines too."""
+    model = str(REPO / "tests" / "data" / "v0.1.0" / "model.keras")
+    args = ["sample", model, "--output", str(tmp_path / "samples.txt")]
+    quiet = run(*args, env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    verbose = run("--verbose", *args, env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert quiet.returncode == verbose.returncode == 2
+    assert quiet.stderr.strip().splitlines() == [
+        "lvae sample: error: --output: expected a .png path, received "
+        f"'{tmp_path / 'samples.txt'}'"]
+    assert len(verbose.stderr.strip().splitlines()) > 1  # oneDNN, CUDA, absl lines
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_where_to_resume_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    args = [*LVAE, "train", QUICKSTART, *TINY, "--set", "train.epochs=50",
+            "--set", "train.eval_samples=0", "--workdir", str(tmp_path)]
+    process = subprocess.Popen(args, cwd=REPO, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while training.checkpoint_epoch(tmp_path / "checkpoint.npz") < 2:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    saved = training.checkpoint_epoch(tmp_path / "checkpoint.npz")
+    assert process.returncode == 130 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lvae train: interrupted in epoch ")
+    assert lines[0].endswith(f"; run the same command to resume from epoch {saved + 1}")
