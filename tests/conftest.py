@@ -20,3 +20,12 @@ def mnist_dir():
             pytest.fail(f"MNIST IDX files not found in {path}; CI must provide shared/data")
         pytest.skip(f"MNIST IDX files not found in {path} (set KERAS_LVAE_DATA_DIR)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same global seeds (Python, numpy, TensorFlow/Keras), so a
+    test's outcome does not depend on the tests that ran before it."""
+    import keras
+
+    keras.utils.set_random_seed(0)

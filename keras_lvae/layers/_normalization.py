@@ -2,7 +2,7 @@ import keras
 import tensorflow as tf
 
 
-def batch_normalization(name):
+def batch_normalization(name, dtype=None):
     """Batch norm as in the paper's code (Lasagne's defaults): running averages
     with weight 0.1 on the new batch (Keras momentum 0.9) and epsilon 1e-4.
 
@@ -14,4 +14,4 @@ def batch_normalization(name):
     strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
     synchronized = strategy is not None and strategy.num_replicas_in_sync > 1
     return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-4, synchronized=synchronized,
-                                           name=name)
+                                           name=name, dtype=dtype)

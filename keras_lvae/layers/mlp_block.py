@@ -39,12 +39,14 @@ class MLPBlock(keras.layers.Layer):
         self.dense_layers = [
             keras.layers.Dense(
                 units, use_bias=not self.batch_norm, name=f"dense_{i}",
+                dtype=self.dtype_policy,  # sublayers follow this layer's (mixed) policy
                 kernel_initializer=keras.initializers.GlorotUniform(
                     None if seed is None else seed + i))
             for i in range(depth)
         ]
         self.norm_layers = (
-            [batch_normalization(name=f"batch_norm_{i}") for i in range(depth)]
+            [batch_normalization(name=f"batch_norm_{i}", dtype=self.dtype_policy)
+             for i in range(depth)]
             if self.batch_norm
             else []
         )

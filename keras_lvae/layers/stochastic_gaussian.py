@@ -52,9 +52,10 @@ class StochasticGaussian(keras.layers.Layer):
         # the same maths as two heads with half the ops, which matters on CPU.
         self.dense = keras.layers.Dense(
             2 * units, use_bias=not self.batch_norm, name="dense",
+            dtype=self.dtype_policy,  # sublayers follow this layer's (mixed) policy
             kernel_initializer=keras.initializers.GlorotUniform(seed))
         if self.batch_norm:
-            self.norm = batch_normalization(name="batch_norm")
+            self.norm = batch_normalization(name="batch_norm", dtype=self.dtype_policy)
         # Named after the layer: checkpoints key variables by path.
         self.seed_generator = keras.random.SeedGenerator(seed, name=f"{self.name}_seed_generator")
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from keras_lvae.layers import LadderMerge
-from tests.helpers import assert_layer_round_trip
+from tests.testing import run_layer_test
 
 RNG = np.random.default_rng(1)
 
@@ -42,6 +42,7 @@ def test_wrong_number_of_inputs_is_refused():
         LadderMerge()((x, x, x))
 
 
-def test_config_round_trip():
+def test_shared_layer_checks():
     x = RNG.uniform(0.1, 1.0, size=(4, 3, 2)).astype("float32")
-    assert_layer_round_trip(LadderMerge(name="merge"), tuple(x))
+    run_layer_test(LadderMerge, dict(name="merge"), tuple(x), [(3, 2), (3, 2)],
+                   float32_outputs=True)

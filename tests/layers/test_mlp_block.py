@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from keras_lvae.layers import MLPBlock
-from tests.helpers import assert_layer_round_trip, leaky_relu
+from tests.helpers import leaky_relu
+from tests.testing import run_layer_test
 
 RNG = np.random.default_rng(3)
 X = RNG.normal(size=(10, 6)).astype("float32")
@@ -48,5 +49,16 @@ def test_bad_arguments_are_refused(kwargs, name):
         MLPBlock(**kwargs)
 
 
-def test_config_round_trip():
-    assert_layer_round_trip(MLPBlock(4, depth=3, batch_norm=True, negative_slope=0.2, name="b"), X)
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_shared_layer_checks(batch_norm):
+    run_layer_test(MLPBlock, dict(units=4, depth=3, batch_norm=batch_norm, negative_slope=0.2,
+                                  seed=1, name="b"), X, (10, 4), call_kwargs=dict(training=True))
+
+
+def test_seed_fixes_the_initial_weights():
+    a, b, c = (MLPBlock(4, seed=s) for s in (1, 1, 2))
+    for block in (a, b, c):
+        block.build(X.shape)
+    np.testing.assert_array_equal(a.dense_layers[0].kernel, b.dense_layers[0].kernel)
+    assert not np.array_equal(a.dense_layers[0].kernel, a.dense_layers[1].kernel[:6])
+    assert not np.array_equal(a.dense_layers[0].kernel, c.dense_layers[0].kernel)
