@@ -7,7 +7,6 @@ import weakref
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
 from keras_lvae import _checks
 from keras_lvae.inputs import unpack

@@ -9,7 +9,7 @@ import pytest
 
 import keras_lvae
 import keras_lvae_cli
-from keras_lvae import config as config_lib, data, plots, training
+from keras_lvae import config as config_lib, plots, training
 from keras_lvae._files import read_csv
 
 from .conftest import REPO
@@ -48,10 +48,7 @@ def test_help_of_every_command_imports_no_tensorflow():
         assert command in helps["--help"] and option in helps[f"{command} --help"], command
 
 
-def test_help_lists_the_datasets_of_the_data_module():
-    assert list(keras_lvae_cli.DATASETS) == data.list_datasets()
-
-
+@pytest.mark.slow  # over 10 s
 def test_quickstart_writes_every_promised_file(tmp_path):
     """The README's main command on the shipped digits, shortened to 5 epochs (CI runs the
     full command before the tests)."""
@@ -89,6 +86,7 @@ def trained_run(tmp_path_factory, mnist_dir):
     return workdir, result
 
 
+@pytest.mark.slow  # over 10 s
 def test_train_on_real_mnist_files(trained_run):
     workdir, result = trained_run
     assert "120 steps of 500 images per epoch" in result.stdout
@@ -100,6 +98,7 @@ def test_train_on_real_mnist_files(trained_run):
     assert not [p for p in workdir.iterdir() if p.name.startswith(".")]  # no partial files
 
 
+@pytest.mark.slow  # over 10 s
 def test_sample_writes_a_png_grid(trained_run, tmp_path):
     workdir, _ = trained_run
     result = run("sample", str(workdir / "model.keras"), "--num-samples", "30", "--seed", "4")
@@ -113,6 +112,7 @@ def test_sample_writes_a_png_grid(trained_run, tmp_path):
                                 str(tmp_path / "grid.jpg")]) == 2
 
 
+@pytest.mark.slow  # over 10 s
 def test_export_of_the_trained_model(trained_run, tmp_path):
     workdir, _ = trained_run
     result = run("export", str(workdir / "model.keras"), "--name", "tiny", "--base-dir",
@@ -130,6 +130,7 @@ PLOTS = {"prior_samples", "reconstructions", "kl_per_layer", "kl_per_unit", "lat
          "training_curves"}
 
 
+@pytest.mark.slow  # over 10 s
 @pytest.mark.parametrize("bn_statistics", ["moving", "recompute"])
 def test_evaluate_writes_report_and_plots(trained_run, tmp_path, bn_statistics):
     output, _ = trained_run
@@ -154,6 +155,7 @@ def test_evaluate_writes_report_and_plots(trained_run, tmp_path, bn_statistics):
     assert f"L_20 {bounds['L_20']['mean']:9.2f}" in result.stdout
 
 
+@pytest.mark.slow  # over 10 s
 def test_recomputed_batch_norm_statistics_change_the_bound(trained_run, tmp_path):
     output, _ = trained_run
     bounds = {}
@@ -167,6 +169,7 @@ def test_recomputed_batch_norm_statistics_change_the_bound(trained_run, tmp_path
     assert bounds["moving"] != bounds["recompute"]
 
 
+@pytest.mark.slow  # over 10 s
 @pytest.mark.parametrize("args, message", [
     (["missing.keras"], "no such file"),
     (["{model}", "--history", "missing.csv"], "--history"),
@@ -211,6 +214,7 @@ def test_missing_recipe_and_missing_data_give_messages_not_tracebacks(tmp_path, 
     assert code == 2 and "not a directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # over 10 s
 def test_evaluate_needs_a_dataset_without_a_run_config(trained_run, tmp_path, capsys):
     workdir, _ = trained_run
     model = keras.saving.load_model(workdir / "model.keras")
@@ -219,6 +223,7 @@ def test_evaluate_needs_a_dataset_without_a_run_config(trained_run, tmp_path, ca
     assert "--dataset is needed: there is no config.json next to" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # over 10 s
 def test_two_runs_of_the_same_command_are_identical(tmp_path):
     """`lvae train` seeds the weights, the noise and the data order from train.seed."""
     histories = []
@@ -263,6 +268,7 @@ def test_recipes_are_listed_and_run_by_name(capsys):
     assert keras_lvae_cli.resolve_recipe("quickstart.py") == QUICKSTART
 
 
+@pytest.mark.slow  # over 10 s
 def test_tensorflow_start_up_noise_is_hidden_unless_verbose(tmp_path):
     """A command that loads TensorFlow and then fails: by default stderr holds only our
     message; --verbose shows TensorFlow's own start-up lines too."""

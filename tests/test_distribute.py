@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import REPO
 
 SETUP = """
@@ -45,6 +47,7 @@ def test_each_replica_draws_its_own_noise():
     assert "replicas differ: True" in out and "steps differ: True" in out
 
 
+@pytest.mark.slow  # over 10 s
 def test_fit_under_mirrored_strategy():
     out = run("""
         x = (np.random.default_rng(0).random((128, 20)) < 0.3).astype("float32")
@@ -60,6 +63,7 @@ def test_fit_under_mirrored_strategy():
     assert "finite: True" in out and "improves: True" in out and "steps: 12" in out
 
 
+@pytest.mark.slow  # over 10 s
 def test_one_mirrored_sgd_step_equals_the_single_device_step():
     """Same weights, same global batch of 8, SGD: two replicas (4 examples each, synchronized
     batch norm, each replica's rows of the global noise) give the single-device update."""
@@ -88,6 +92,7 @@ def test_one_mirrored_sgd_step_equals_the_single_device_step():
     assert "moved: True" in out and "equal: True" in out, out
 
 
+@pytest.mark.slow  # over 10 s
 def test_readme_two_worker_launch_trains_and_the_workers_agree(tmp_path):
     """The README's MultiWorkerMirroredStrategy launch, as written (ports moved to free ones):
     both workers finish the epoch with the same loss, worker 0 writes the model."""

@@ -78,6 +78,7 @@ def tf_only_outputs(exported, tmp_path_factory):
     return dict(np.load(work / "out.npz")), z
 
 
+@pytest.mark.slow  # over 10 s
 def test_loads_with_tensorflow_only(tf_only_outputs):
     outputs, _ = tf_only_outputs
     assert list(outputs["imported"]) == ["none"]
@@ -86,6 +87,7 @@ def test_loads_with_tensorflow_only(tf_only_outputs):
     np.testing.assert_array_equal(outputs["variables_before"], outputs["variables_after"])
 
 
+@pytest.mark.slow  # over 10 s
 def test_deterministic_signatures_equal_the_keras_model(exported, tf_only_outputs):
     model, _ = exported
     outputs, z = tf_only_outputs
@@ -98,6 +100,7 @@ def test_deterministic_signatures_equal_the_keras_model(exported, tf_only_output
     assert outputs["reconstruct/reconstruction"].shape == (9, *SHAPE)
 
 
+@pytest.mark.slow  # over 10 s
 def test_sampling_signatures_equal_the_keras_model_with_the_same_seed(exported, tf_only_outputs):
     model, _ = exported
     outputs, _ = tf_only_outputs
@@ -214,6 +217,7 @@ def test_bad_requests_fail_inside_the_signature(exported, signature, inputs, mes
         loaded.signatures[signature](**request)
 
 
+@pytest.mark.slow  # over 10 s
 def test_versions_count_up_and_never_overwrite(exported, tmp_path):
     model, _ = exported
     base = tmp_path / "m"

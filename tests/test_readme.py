@@ -3,9 +3,12 @@
 import pathlib
 import re
 
+import pytest
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow  # over 10 s
 def test_python_example_runs(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "the README has no Python example"
@@ -32,4 +35,5 @@ def test_commands_match_ci():
     assert len(commands) >= 2, commands
     for command in [*commands, "python -m pytest"]:
         assert command in ci_lines, command
-    assert 'pip install -e ".[dev]"' in shell
+    assert 'pip install -c constraints.txt -e ".[dev]"' in shell
+    assert any('-c constraints.txt -e ".[dev]"' in line for line in ci_lines)

@@ -11,7 +11,7 @@ from keras_lvae.config import Config, load_recipe
 
 from .conftest import REPO
 
-RECIPES = sorted((REPO / "recipes").glob("*.py"))
+RECIPES = sorted(p for p in (REPO / "recipes").glob("*.py") if not p.name.startswith("_"))
 
 
 def test_the_promised_recipes_exist():

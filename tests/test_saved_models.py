@@ -53,6 +53,7 @@ def parse_rest_body(body, signature):
             for name, value in body["inputs"].items()}
 
 
+@pytest.mark.slow  # over 10 s
 def test_shipped_model_scores_real_test_digits_with_tensorflow_only(mnist_dir, tmp_path):
     images, _ = data.load_evaluation_arrays("mnist", "test", data_dir=mnist_dir)
     np.save(tmp_path / "digits.npy", images[:500])

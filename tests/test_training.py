@@ -176,6 +176,7 @@ def test_history_rows_continue_and_missing_columns_are_nan(tmp_path):
     assert np.isnan(history["seconds"][0]) and history["seconds"][1] >= 0
 
 
+@pytest.mark.slow  # over 10 s
 def test_finished_run_refuses_another_configuration_but_trains_on(tmp_path):
     training.train(TINY, str(tmp_path), log=lambda message: None)
     with pytest.raises(ValueError, match=r"different configuration \(changed: train.seed\)"):
@@ -214,6 +215,7 @@ def _run_lvae(args, **kwargs):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, **kwargs)
 
 
+@pytest.mark.slow  # over 10 s
 def test_killed_run_resumes_where_it_stopped(tmp_path):
     """SIGKILL mid-run after a checkpoint; the same command continues from that epoch with
     the step count and the warm-up's beta of an uninterrupted run."""

@@ -34,6 +34,7 @@ def test_config_for_halves_sizes_per_layer_with_a_floor():
     assert config.data == SEARCH.data  # the rest is the recipe's
 
 
+@pytest.mark.slow  # over 10 s
 def test_two_trial_search_completes_and_the_retrained_best_evaluates(tmp_path):
     best, summary = tuning.tune(SEARCH, str(tmp_path), log=lambda message: None)
     tuner = keras_tuner.RandomSearch(
@@ -75,6 +76,7 @@ def test_missing_keras_tuner_names_the_extra(tmp_path):
     assert 'needs keras-tuner: pip install "keras-lvae[tuning]"' in result.stderr
 
 
+@pytest.mark.slow  # over 10 s
 def test_hypermodel_from_python_with_its_default_search_space(tmp_path):
     """As KerasTuner users expect: only the image shape, any tuner, search(train, validation_data=...);
     the warm-up length follows the data (here 9 batches per epoch)."""

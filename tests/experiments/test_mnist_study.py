@@ -39,6 +39,7 @@ def run(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow  # over 10 s
 def test_a_checkpoint_is_the_saved_model_and_lvae_evaluates_it(run):
     """What replaced snapshot_to_model.py: the public `model_from_checkpoint` and `lvae
     evaluate CHECKPOINT` (the run's config.json gives the architecture and data)."""
@@ -63,6 +64,7 @@ def test_a_checkpoint_is_the_saved_model_and_lvae_evaluates_it(run):
         training.model_from_checkpoint(str(lone))
 
 
+@pytest.mark.slow  # over 10 s
 def test_collect_results_quotes_reports_and_histories(run, tmp_path, capsys):
     runs = tmp_path / "study"
     shutil.copytree(run, runs / "depth2_ladder")
@@ -138,6 +140,7 @@ def test_paired_difference_matches_numpy(tmp_path):
         collect.paired_difference(runs["a"], runs["b"])
 
 
+@pytest.mark.slow  # over 10 s
 def test_continue_saved_model_writes_a_resumable_checkpoint(run, tmp_path):
     """A run continued from an export: the export's weights, Adam's moments from the
     gradients (one step: m = g and v = g**2 after bias correction), the optimizer step of

@@ -69,6 +69,7 @@ def test_flat_inputs_and_gaussian_likelihood():
     assert model(x).shape == (32, 7)
 
 
+@pytest.mark.slow  # over 10 s
 def test_xla_fit_and_evaluate():
     model = keras_lvae.LadderVAE(**SMALL, warmup_steps=3)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
@@ -173,6 +174,7 @@ def _train_on_real_mnist(mnist_dir, inference):
     return before, history["val_nelbo"]
 
 
+@pytest.mark.slow  # over 10 s
 @pytest.mark.parametrize("inference", ["ladder", "bottom_up"])
 def test_training_on_real_mnist_lowers_val_nelbo(mnist_dir, inference):
     before, val_nelbo = _train_on_real_mnist(mnist_dir, inference)
@@ -207,6 +209,7 @@ def test_importance_weighted_bound_grows_with_k(trained_on_mnist_5k):
 
 
 # ----------------------------------------------------------- mixed precision
+@pytest.mark.slow  # over 10 s
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_training_on_real_mnist(policy, mnist_dir):
     """A few hundred steps of a 3-layer LVAE on real MNIST under each policy: finite and
@@ -246,6 +249,7 @@ def test_dict_elements_need_an_image_key():
 
 
 # ------------------------------------------------------- reproducibility
+@pytest.mark.slow  # over 10 s
 def test_the_same_seed_gives_the_same_weights_and_metrics():
     """`seed` covers the weight initialisation and the sampling noise; with the data in a
     fixed order (here shuffle=False) two runs are identical, another seed differs."""

@@ -21,7 +21,7 @@ def all_weights(model):
     return [w.numpy().copy() for w in model.weights if "seed" not in w.path]
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_guard_skips_a_nan_batch_counts_it_and_keeps_the_weights(jit_compile):
     model = small(skip_nonfinite_steps=True)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=jit_compile)
