@@ -140,7 +140,8 @@ def build_parser():
         "importance-weighted L_k per example (mean and standard error), KL and active units "
         "per layer, and PNG plots. Writes OUTPUT/report.json, OUTPUT/per_example.csv and the "
         "plots, and prints a summary.")
-    evaluate.add_argument("model", help=MODEL_HELP)
+    evaluate.add_argument("model", help=MODEL_HELP + ", or an exported SavedModel version "
+                          "folder (L_1 and L_k through its score signature; needs --dataset)")
     evaluate.add_argument("--dataset", default=None,
                           help="the model's dataset, a name of keras_lvae.data.list_datasets() "
                           "(default: the one in the run's config.json)")
@@ -198,6 +199,18 @@ def build_parser():
                         help="version number (default: the next free one, 1 for a new name)")
     export.add_argument("--base-dir", default="saved_models",
                         help="directory holding the served models (default: %(default)s)")
+    export.add_argument("--bn-statistics", default="moving", choices=["moving", "recompute"],
+                        help="batch-norm statistics to bake in: the moving averages, or those "
+                        "`lvae evaluate --bn-statistics recompute` uses (one pass over the "
+                        "training split, same --seed) (default: %(default)s)")
+    export.add_argument("--dataset", default=None,
+                        help="with recompute: the training data (default: the run's config.json)")
+    export.add_argument("--data-dir", default=None,
+                        help="with recompute: the raw files (default: the run's config.json)")
+    export.add_argument("--validation-size", type=_non_negative_int, default=None,
+                        help="with recompute: as in lvae evaluate")
+    export.add_argument("--seed", type=int, default=0,
+                        help="with recompute: as in lvae evaluate (default: %(default)s)")
     return parser
 
 

@@ -137,9 +137,28 @@ def _versions():
     return found
 
 
+def _recompute_statistics(model, args):
+    """The paper's protocol, the same in `lvae evaluate` and `lvae export` (same seed, same
+    statistics): batch-norm averages over one training-mode pass over the training split."""
+    from keras_lvae import evaluation
+
+    keras.utils.set_random_seed(args.seed)
+    binarize = None if model.likelihood == "bernoulli" else False  # the dataset's protocol
+    train_ds = data.load_dataset(args.dataset, "train", batch_size=256, shuffle=False,
+                                 data_dir=args.data_dir, seed=args.seed,
+                                 validation_size=args.validation_size, binarize=binarize)
+    evaluation.recompute_batch_norm_statistics(model, train_ds)
+
+
+def _is_saved_model(path):
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
 def run_evaluate(args):
     from keras_lvae import evaluation, plots
 
+    if _is_saved_model(args.model):
+        return _evaluate_saved_model(args)
     started = time.perf_counter()
     if args.history and not os.path.isfile(args.history):
         raise ValueError(f"--history: no such file {args.history!r}")
@@ -161,10 +180,7 @@ def run_evaluate(args):
     timings = {}
     if args.bn_statistics == "recompute":
         start = time.perf_counter()
-        train_ds = data.load_dataset(args.dataset, "train", batch_size=256, shuffle=False,
-                                     data_dir=args.data_dir, seed=args.seed,
-                                     validation_size=args.validation_size, binarize=binarize)
-        evaluation.recompute_batch_norm_statistics(model, train_ds)
+        _recompute_statistics(model, args)
         timings["batch_norm_statistics"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -250,12 +266,57 @@ def run_evaluate(args):
     return 0
 
 
+def _evaluate_saved_model(args):
+    """`lvae evaluate` of an exported version: L_1 and L_k through its `score` signature,
+    with TensorFlow's SavedModel loader alone (what TF Serving would answer)."""
+    from keras_lvae.evaluation import mean_and_standard_error
+    from keras_lvae.export import score_saved_model
+
+    if args.dataset is None:
+        raise ValueError("--dataset is needed to evaluate a SavedModel (it has no config.json)")
+    output = args.output or args.model.rstrip("/\\") + "_evaluation"
+    images, _ = data.load_evaluation_arrays(args.dataset, args.split, data_dir=args.data_dir,
+                                            validation_size=args.validation_size or 0)
+    images = images[:args.max_examples]
+    start = time.perf_counter()
+    l_1, l_k = score_saved_model(args.model, images, args.samples, batch_size=args.batch_size,
+                                 seed=args.seed)
+    seconds = time.perf_counter() - start
+    k = args.samples
+    summary = {name: dict(zip(("mean", "standard_error"), mean_and_standard_error(values)))
+               for name, values in (("L_1", l_1), (f"L_{k}", l_k), ("bound_gap", l_k - l_1))}
+    report = {
+        "model": os.path.abspath(args.model), "format": "SavedModel (score signature)",
+        "dataset": args.dataset, "split": args.split, "num_examples": int(len(images)),
+        "settings": {"samples": k, "batch_size": args.batch_size, "seed": args.seed,
+                     "max_examples": args.max_examples},
+        "log_likelihood": {**summary, "units": "nats"},
+        "per_example": "per_example.csv", "timing_seconds": {"log_likelihood": seconds},
+        "versions": _versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    os.makedirs(output, exist_ok=True)
+    write_csv(os.path.join(output, "per_example.csv"), {"L_1": l_1, f"L_{k}": l_k})
+    with atomic_write(os.path.join(output, "report.json")) as file:
+        file.write(json.dumps(report, indent=2) + "\n")
+    print(f"{args.dataset} {args.split}: {len(images)} examples, k = {k}, SavedModel "
+          f"{args.model} (its own batch-norm statistics), {seconds:.0f} s")
+    for name in ("L_1", f"L_{k}", "bound_gap"):
+        print(f"{'gap' if name == 'bound_gap' else name:>7} {summary[name]['mean']:9.2f} +- "
+              f"{summary[name]['standard_error']:.2f} nats")
+    print(f"wrote {os.path.join(output, 'report.json')} and per_example.csv")
+    return 0
+
+
 def run_export(args):
     from keras_lvae.export import SIGNATURES, export_saved_model
 
     if not args.name or args.name in (".", "..") or os.sep in args.name:
         raise ValueError(f"--name: expected a plain directory name, received {args.name!r}")
     model = _load_ladder_vae(args.model)
+    if args.bn_statistics == "recompute":  # bake in the statistics `lvae evaluate` used
+        _dataset_arguments(args)
+        _recompute_statistics(model, args)
     try:
         path = export_saved_model(model, os.path.join(args.base_dir, args.name), args.version)
     except FileExistsError as error:

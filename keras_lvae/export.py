@@ -218,3 +218,28 @@ def export_saved_model(model, base_dir, version=None, *, chunk_samples=DEFAULT_S
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def score_saved_model(path, images, num_samples, *, batch_size=100, seed=0):
+    """Per-example (L_1, L_k) in nats of `images` through an exported version's `score`.
+
+    Loads the SavedModel at `path` with TensorFlow alone; batch j draws its samples with
+    the seed `[seed, j]`. `images`: float32 [N, H, W, C] in [0, 1]. Returns two float64
+    numpy arrays of shape [N]: the one-sample ELBO and the importance-weighted L_k.
+    """
+    import numpy as np
+
+    _checks.positive_int("num_samples", num_samples)
+    _checks.positive_int("batch_size", batch_size)
+    score = tf.saved_model.load(os.fspath(path)).signatures["score"]
+    elbo, bound = [], []
+    for j, start in enumerate(range(0, len(images), batch_size)):
+        out = score(images=tf.constant(images[start:start + batch_size], tf.float32),
+                    num_samples=tf.constant(num_samples, tf.int32),
+                    seed=tf.constant([seed, j], tf.int32))
+        elbo.append(out["elbo"].numpy())
+        bound.append(out["log_likelihood"].numpy())
+    if not bound:
+        raise ValueError("Invalid value for argument `images`: expected at least one image, "
+                         "received none.")
+    return np.concatenate(elbo).astype(np.float64), np.concatenate(bound).astype(np.float64)
