@@ -232,7 +232,9 @@ def model_from_checkpoint(path):
     config = load_run_config(workdir)
     model = build_model(config, steps_per_epoch=1)  # the step counter is restored
     model.build((None, *data.image_shape(config.data.dataset)))
-    epoch = restore_checkpoint(model, path, with_optimizer=False)
+    # With the run's optimizer, so that keras-lvae 0.1's positional checkpoints load too.
+    compile_model(model, config, steps_per_epoch=1)
+    epoch = restore_checkpoint(model, path)
     return model, epoch
 
 

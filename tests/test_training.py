@@ -15,15 +15,12 @@ import tensorflow as tf
 import keras_lvae
 from keras_lvae import training
 from keras_lvae._files import read_csv
-from keras_lvae.config import Config, DataConfig, ModelConfig, TrainConfig, override
+from keras_lvae.config import override
 
 from .conftest import REPO
+from .testing import TINY_RUN
 
-TINY = Config(
-    data=DataConfig(dataset="mnist_5k", batch_size=500),
-    model=ModelConfig(latent_dims=(8, 4), hidden_dims=(32, 16)),
-    train=TrainConfig(epochs=2, warmup_epochs=1, eval_samples=5, seed=3),
-)
+TINY = TINY_RUN
 
 
 def _build(config, steps_per_epoch=9):
@@ -257,12 +254,11 @@ import numpy as np
 import tensorflow as tf
 tf.config.experimental.enable_op_determinism()
 from keras_lvae import training
-from keras_lvae.config import Config, DataConfig, ModelConfig, TrainConfig, override
+from keras_lvae.config import override
+from tests.testing import TINY_RUN
 
-config = Config(data=DataConfig(dataset="mnist_5k", batch_size=500),
-                model=ModelConfig(latent_dims=(8, 4), hidden_dims=(32, 16)),
-                train=TrainConfig(epochs=3, warmup_epochs=2, eval_samples=0, seed=3,
-                                  sample_every_epochs=0))
+config = override(TINY_RUN, ["train.epochs=3", "train.warmup_epochs=2", "train.eval_samples=0",
+                             "train.sample_every_epochs=0"])
 quiet = lambda message: None
 whole = training.train(override(config, ["train.keep_every_epochs=1"]), sys.argv[1], log=quiet)
 training.train(override(config, ["train.epochs=1"]), sys.argv[2], log=quiet)  # stops after 1

@@ -15,9 +15,17 @@ import keras
 import numpy as np
 from keras import ops
 
-# The tiny LadderVAE architectures the tests share (fast: a few thousand weights).
+from keras_lvae.config import Config, DataConfig, ModelConfig, TrainConfig
+
+# The tiny models the tests share (fast: a few thousand weights): LadderVAE arguments, and a
+# run configuration on the shipped mnist_5k digits (9 steps of 500 images an epoch).
 TINY_MODEL = dict(latent_dims=(6, 4), hidden_dims=(32, 16), seed=3)
 TINIEST_MODEL = dict(latent_dims=(3,), hidden_dims=(8,), seed=1)
+TINY_RUN = Config(
+    data=DataConfig(dataset="mnist_5k", batch_size=500),
+    model=ModelConfig(latent_dims=(8, 4), hidden_dims=(32, 16)),
+    train=TrainConfig(epochs=2, warmup_epochs=1, eval_samples=5, seed=3),
+)
 
 
 def _flat(outputs):

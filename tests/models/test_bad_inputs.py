@@ -6,6 +6,7 @@ import tensorflow as tf
 
 import keras_lvae
 from keras_lvae import data
+from tests.testing import TINIEST_MODEL
 
 X = (np.random.default_rng(2).random((32, 12)) < 0.4).astype("float32")
 NAN = X.copy()
@@ -16,8 +17,7 @@ NAN[1, 2] = np.nan
 def models():
     built = {}
     for likelihood in ("bernoulli", "gaussian"):
-        model = keras_lvae.LadderVAE(latent_dims=(3,), hidden_dims=(8,), likelihood=likelihood,
-                                     seed=1)
+        model = keras_lvae.LadderVAE(**TINIEST_MODEL, likelihood=likelihood)
         model.compile(optimizer="adam")
         model(X)
         built[likelihood] = model

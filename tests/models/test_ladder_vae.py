@@ -5,10 +5,11 @@ import tensorflow as tf
 
 import keras_lvae
 from keras_lvae import data
+from tests.testing import TINY_MODEL
 
 RNG = np.random.default_rng(0)
 X = (RNG.random((64, 28, 28, 1)) < 0.3).astype("float32")
-SMALL = dict(latent_dims=(6, 4), hidden_dims=(32, 16), seed=3)
+SMALL = TINY_MODEL
 
 
 def small_model(**kwargs):
