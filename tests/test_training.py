@@ -171,6 +171,9 @@ def test_history_rows_continue_and_missing_columns_are_nan(tmp_path):
     assert history["epoch"] == [1.0, 2.0] and history["nelbo"] == [90.0, 85.0]
     assert np.isnan(history["beta"][0]) and history["beta"][1] == 1.0
     assert np.isnan(history["seconds"][0]) and history["seconds"][1] >= 0
+    # A fixed column order, whatever order the logs came in: epoch, seconds, then by name.
+    header = (tmp_path / "h.csv").read_text().splitlines()[0]
+    assert header == "epoch,seconds,beta,nelbo"
 
 
 @pytest.mark.slow  # over 10 s
