@@ -1,4 +1,5 @@
 import os
+import re
 
 import numpy as np
 import pytest
@@ -63,3 +64,26 @@ def test_png_size_refuses_other_files(tmp_path):
     (tmp_path / "x.png").write_bytes(b"not a png at all, really not")
     with pytest.raises(ValueError, match="Not a PNG"):
         plots.png_size(tmp_path / "x.png")
+
+
+def test_latent_pca_and_kl_per_layer_say_what_they_show(trained, tmp_path, monkeypatch):
+    """The PCA figure has a legend of the labels and PC axes with their explained variance;
+    the KL figure states the active-unit threshold."""
+    model, _ = trained
+    figures = []
+    real_save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure",
+                        lambda figure, path: figures.append(figure) or real_save(figure, path))
+    plots.plot_latent_pca(model, X, tmp_path / "pca.png", labels=LABELS)
+    plots.plot_kl_per_layer(keras_lvae.latent_diagnostics(model, X), tmp_path / "kl.png",
+                            threshold=0.05)
+    pca, kl = figures
+    (legend,) = pca.legends
+    assert legend.get_title().get_text() == "label"
+    # Entries read "$\\mathdefault{3}$" (matplotlib's mathtext): the digits are the labels.
+    entries = sorted(int(re.sub(r"\D", "", t.get_text())) for t in legend.get_texts())
+    assert entries == sorted(set(LABELS.tolist()))
+    for axes in pca.axes:
+        assert axes.get_xlabel().startswith("PC1 (") and "% of variance" in axes.get_xlabel()
+        assert axes.get_ylabel().startswith("PC2 (")
+    assert "unit KL > 0.05 nats" in kl.axes[0].get_title()
