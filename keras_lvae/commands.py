@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 
 import keras
 
@@ -111,7 +112,15 @@ def _load_ladder_vae(path):
     if not path.endswith(".keras"):
         raise ValueError(f"MODEL: expected a .keras file, a checkpoint (.npz) or a run folder, "
                          f"received {path!r}")
-    model = keras.saving.load_model(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = keras.saving.load_model(path)
+    for warning in caught:  # ours as one line; anything else as Python shows it
+        if isinstance(model, keras_lvae.LadderVAE) and "step counter" in str(warning.message):
+            print(f"note: {path}: {warning.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     if not isinstance(model, keras_lvae.LadderVAE):
         raise ValueError(f"MODEL: expected a saved LadderVAE, received a {type(model).__name__}")
     return model
