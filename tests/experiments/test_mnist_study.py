@@ -209,3 +209,22 @@ def test_mnist_study_runs_only_the_named_runs(tmp_path):
     assert lines[3:] == [f"evaluate {runs}/{name}/model.keras --samples {k} "
                          "--bn-statistics recompute"
                          for name, k in (("depth2_ladder", 1000), ("lvae5_long", 5000))]
+
+
+@pytest.mark.slow  # over 10 s (the run fixture)
+def test_provenance_records_training_evaluation_and_commands(run, tmp_path):
+    output = tmp_path / "provenance.json"
+    _script("provenance").main([
+        str(run), str(run / "evaluation" / "report.json"), "saved_models/x/2",
+        "--recipe", "quickstart", "--set", "train.epochs=2", "--start", "from scratch",
+        "--command", "lvae evaluate saved_models/x/2 --dataset mnist_5k", "--output",
+        str(output)])
+    record = json.loads(output.read_text())
+    history = training.read_history(run / "history.csv")
+    assert record["epochs"] == 2 and record["epochs_in_this_run"] == 2
+    assert record["training_hours_in_this_run"] == round(sum(history["seconds"]) / 3600, 2)
+    assert record["configuration"]["model"]["latent_dims"] == [8, 4]
+    assert record["evaluation"]["log_likelihood"]["L_4"]["mean"] < 0
+    assert [layer["layer"] for layer in record["evaluation"]["latent_layers"]] == [1, 2]
+    assert record["commands"] == ["lvae evaluate saved_models/x/2 --dataset mnist_5k"]
+    assert record["final_validation"]["val_nelbo"] == history["val_nelbo"][-1]
