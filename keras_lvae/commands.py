@@ -55,15 +55,15 @@ def run_tune(args):
 
 
 def _run_config(model_path):
-    """The Config of the run that `model_path` (a .keras file or a checkpoint) belongs to,
-    or None."""
+    """The Config of the run that `model_path` (a resolved .keras file or checkpoint)
+    belongs to, or None."""
     workdir = training.run_folder(model_path)
     return None if workdir is None else training.load_run_config(workdir)
 
 
 def _dataset_arguments(args):
     """Fill --dataset, --data-dir and --validation-size from the run's config.json."""
-    run = _run_config(resolve_model_path(args.model))
+    run = _run_config(args.model)
     if args.dataset is None:
         if run is None:
             raise ValueError(f"--dataset is needed: there is no {training.CONFIG_FILE} next to "
@@ -79,6 +79,7 @@ def _dataset_arguments(args):
 def run_sample(args):
     from keras_lvae import plots
 
+    args.model = resolve_model_path(args.model)
     output = args.output or _output_beside(args.model, "samples.png")
     if not output.endswith(".png"):
         raise ValueError(f"--output: expected a .png path, received {output!r}")
@@ -126,10 +127,9 @@ def _load_ladder_vae(path):
     return model
 
 
-def _output_beside(model_path, suffix):
-    """Default output path next to MODEL: `<folder>/<suffix>` for a model.keras or a run
-    folder, `<folder>/<stem>_<suffix>` for another file (snapshots/epoch_300_evaluation)."""
-    path = resolve_model_path(model_path)
+def _output_beside(path, suffix):
+    """Default output path next to the resolved MODEL file: `<folder>/<suffix>` for a
+    model.keras, `<folder>/<stem>_<suffix>` for another file (snapshots/epoch_300_evaluation)."""
     folder, name = os.path.split(os.path.abspath(path))
     stem = os.path.splitext(name)[0]
     return os.path.join(folder, suffix if name == training.MODEL_FILE else f"{stem}_{suffix}")
@@ -171,6 +171,7 @@ def run_evaluate(args):
     started = time.perf_counter()
     if args.history and not os.path.isfile(args.history):
         raise ValueError(f"--history: no such file {args.history!r}")
+    args.model = resolve_model_path(args.model)  # the file, once; the rest reads it
     model = _load_ladder_vae(args.model)
     _dataset_arguments(args)
     output = args.output or _output_beside(args.model, "evaluation")
@@ -204,13 +205,14 @@ def run_evaluate(args):
     written = {}
     if not args.no_plots:
         start = time.perf_counter()
-        run = training.run_folder(resolve_model_path(args.model))
+        run = training.run_folder(args.model)
         history_path = args.history or os.path.join(run or "", training.HISTORY_FILE)
         shown = images[:2000]  # enough points for the PCA scatter
         figures = {
             "prior_samples": lambda p: plots.plot_prior_samples(model, p, seed=args.seed),
             "reconstructions": lambda p: plots.plot_reconstructions(model, images, p),
-            "kl_per_layer": lambda p: plots.plot_kl_per_layer(layers, p, threshold=evaluation.ACTIVE_UNIT_THRESHOLD),
+            "kl_per_layer": lambda p: plots.plot_kl_per_layer(
+                layers, p, threshold=evaluation.ACTIVE_UNIT_THRESHOLD),
             "kl_per_unit": lambda p: plots.plot_kl_heatmaps(layers, p),
             "latent_pca": lambda p: plots.plot_latent_pca(
                 model, shown, p, labels=None if labels is None else labels[:2000]),
@@ -226,14 +228,15 @@ def run_evaluate(args):
 
     k = args.samples
     report = {
-        "model": os.path.abspath(resolve_model_path(args.model)),
+        "model": os.path.abspath(args.model),
         "dataset": args.dataset,
         "split": args.split,
         "num_examples": bounds["num_examples"],
         "settings": {
             "samples": k, "batch_size": args.batch_size, "chunk_size": args.chunk_size,
             "bn_statistics": args.bn_statistics, "max_examples": args.max_examples,
-            "jit_compile": args.jit_compile, "seed": args.seed, "active_unit_threshold": evaluation.ACTIVE_UNIT_THRESHOLD,
+            "jit_compile": args.jit_compile, "seed": args.seed,
+            "active_unit_threshold": evaluation.ACTIVE_UNIT_THRESHOLD,
         },
         "model_config": {key: value for key, value in model.get_config().items()
                          if key not in ("name", "trainable", "dtype")},
@@ -322,6 +325,7 @@ def run_export(args):
 
     if not args.name or args.name in (".", "..") or os.sep in args.name:
         raise ValueError(f"--name: expected a plain directory name, received {args.name!r}")
+    args.model = resolve_model_path(args.model)
     model = _load_ladder_vae(args.model)
     if args.bn_statistics == "recompute":  # bake in the statistics `lvae evaluate` used
         _dataset_arguments(args)

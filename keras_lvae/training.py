@@ -76,14 +76,13 @@ def _optimizer_key(path, model):
     return OPTIMIZER_PREFIX + name.removeprefix(model.name + "_")
 
 
-def state_variables(model, with_optimizer=True):
+def state_variables(model):
     """{key: variable} of every variable a resumed run needs: weights, batch-norm
-    statistics, the step counter, noise generators' states and (with_optimizer)
-    the optimizer's step and moments (keys starting with `optimizer/`)."""
+    statistics, the step counter, noise generators' states and the optimizer's step
+    and moments (keys starting with `optimizer/`)."""
     pairs = [(_key(v.path, model), v)
              for v in list(model.trainable_variables) + list(model.non_trainable_variables)]
-    if with_optimizer:
-        pairs += [(_optimizer_key(v.path, model), v) for v in model.optimizer.variables]
+    pairs += [(_optimizer_key(v.path, model), v) for v in model.optimizer.variables]
     keyed = {}
     for key, variable in pairs:
         if key in keyed:
@@ -136,25 +135,22 @@ def kept_snapshots(workdir):
     return [os.path.join(folder, n) for n in sorted(names, key=lambda n: int(n[6:-4]))]
 
 
-def restore_checkpoint(model, path, with_optimizer=True):
-    """Load the checkpoint at `path` into the built `model` (compiled, if
-    `with_optimizer`); return its epoch.
+def restore_checkpoint(model, path):
+    """Load the checkpoint at `path` into the built, compiled `model`; return its epoch.
 
     Arrays are matched to variables by key; missing or unexpected keys and shape
     mismatches are refused, naming them. A keras-lvae 0.1 checkpoint (arrays
     restored by position) is read once with a shape check; the next save
     writes it by name.
     """
-    if with_optimizer and not model.optimizer.built:
+    if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     stored = _read(path)
     if FORMAT_KEY not in stored:
-        return _restore_positional(model, path, stored, with_optimizer)
+        return _restore_positional(model, path, stored)
     epoch = int(stored.pop(EPOCH_KEY))
     stored.pop(FORMAT_KEY)
-    variables = state_variables(model, with_optimizer)
-    if not with_optimizer:
-        stored = {k: v for k, v in stored.items() if not k.startswith(OPTIMIZER_PREFIX)}
+    variables = state_variables(model)
     missing = sorted(set(variables) - set(stored))
     unexpected = sorted(set(stored) - set(variables))
     wrong = sorted(k for k in set(variables) & set(stored)
@@ -172,13 +168,9 @@ def restore_checkpoint(model, path, with_optimizer=True):
     return epoch
 
 
-def _restore_positional(model, path, stored, with_optimizer):
+def _restore_positional(model, path, stored):
     """Restore a keras-lvae 0.1 checkpoint: arrays v0000, ... in the order trainable,
     non-trainable (without the later `trained_steps`), optimizer variables."""
-    if not with_optimizer:
-        raise ValueError(f"checkpoint {path!r} is in keras-lvae 0.1's positional format, "
-                         "which needs the run's optimizer: resume the run with `lvae train` "
-                         "once (it rewrites the checkpoint by name), then try again")
     variables = [v for v in list(model.trainable_variables) + list(model.non_trainable_variables)
                  if v is not model.trained_steps] + list(model.optimizer.variables)
     values = [stored[f"v{i:04d}"] for i in range(len(stored) - 1)]
@@ -232,8 +224,7 @@ def model_from_checkpoint(path):
     config = load_run_config(workdir)
     model = build_model(config, steps_per_epoch=1)  # the step counter is restored
     model.build((None, *data.image_shape(config.data.dataset)))
-    # With the run's optimizer, so that keras-lvae 0.1's positional checkpoints load too.
-    compile_model(model, config, steps_per_epoch=1)
+    compile_model(model, config, steps_per_epoch=1)  # checkpoints hold the optimizer too
     epoch = restore_checkpoint(model, path)
     return model, epoch
 

@@ -200,9 +200,9 @@ class LadderVAE(keras.Model):
         self.num_features = math.prod(self.feature_shape)
         output_seed = None if self.seed is None else self.seed + OUTPUT_SEED_OFFSET
         if self.likelihood == "bernoulli":
+            initializer = keras.initializers.GlorotUniform(output_seed)
             self.output_head = keras.layers.Dense(
-                self.num_features, kernel_initializer=keras.initializers.GlorotUniform(output_seed),
-                name="output_logits")
+                self.num_features, kernel_initializer=initializer, name="output_logits")
         else:
             self.output_head = StochasticGaussian(
                 self.num_features, batch_norm=False, seed=output_seed, name="output_gaussian")
