@@ -8,13 +8,13 @@ from keras_lvae import layers
 from keras_lvae.evaluation import (
     bound_report, latent_diagnostics, log_likelihood, recompute_batch_norm_statistics)
 from keras_lvae.export import export_saved_model
-from keras_lvae.models import LadderVAE
+from keras_lvae.models import ConvLadderVAE, LadderVAE
 from keras_lvae.schedules import step_decay, warmup_beta
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "LadderVAE", "bound_report", "export_saved_model", "latent_diagnostics", "layers",
+    "ConvLadderVAE", "LadderVAE", "bound_report", "export_saved_model", "latent_diagnostics", "layers",
     "log_likelihood", "recompute_batch_norm_statistics", "step_decay", "warmup_beta",
     "__version__",
 ]

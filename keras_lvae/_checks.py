@@ -1,13 +1,13 @@
 """Argument checks shared by layers and models, with Keras-style messages."""
 
 
-def _is_int(value):
+def is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def positive_int(name, value):
     """Return `value` if it is a positive int, else raise ValueError naming `name`."""
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(
             f"Invalid value for argument `{name}`: expected a positive int, received {value!r}."
         )
@@ -16,7 +16,7 @@ def positive_int(name, value):
 
 def non_negative_int(name, value):
     """Return `value` if it is an int >= 0, else raise ValueError naming `name`."""
-    if not _is_int(value) or value < 0:
+    if not is_int(value) or value < 0:
         raise ValueError(
             f"Invalid value for argument `{name}`: expected a non-negative int, received {value!r}."
         )
@@ -25,7 +25,7 @@ def non_negative_int(name, value):
 
 def optional_int(name, value):
     """Return `value` if it is an int or None (a seed), else raise ValueError naming `name`."""
-    if value is not None and not _is_int(value):
+    if value is not None and not is_int(value):
         raise ValueError(
             f"Invalid value for argument `{name}`: expected an int or None, received {value!r}."
         )
@@ -38,7 +38,7 @@ def positive_int_tuple(name, value):
         isinstance(value, (str, bytes))
         or not hasattr(value, "__len__")
         or len(value) == 0
-        or not all(_is_int(v) and v > 0 for v in value)
+        or not all(is_int(v) and v > 0 for v in value)
     ):
         raise ValueError(
             f"Invalid value for argument `{name}`: expected a non-empty list of positive ints, "

@@ -26,6 +26,7 @@ import typing
 from typing import Literal, Optional
 
 from keras_lvae import _checks, data
+from keras_lvae.models import ConvLadderVAE, LadderVAE
 from keras_lvae.models.ladder_vae import INFERENCE_TYPES
 
 
@@ -43,21 +44,45 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The LadderVAE's architecture (its `get_config`)."""
-    latent_dims: tuple[int, ...] = (64, 32, 16, 8, 4)       # z_1 (bottom) ... z_L (top)
-    hidden_dims: tuple[int, ...] = (512, 256, 128, 64, 32)  # MLP width per stochastic layer
+    """The model's architecture (the `get_config` of LadderVAE or ConvLadderVAE)."""
+    architecture: Literal["mlp", "conv"] = "mlp"  # conv: ConvLadderVAE, spatial latents
+    latent_dims: tuple[int, ...] = (64, 32, 16, 8, 4)       # z_1 (bottom) ... z_L (top); conv:
+                                                            # channels per latent feature map
+    hidden_dims: tuple[int, ...] = (512, 256, 128, 64, 32)  # MLP width / conv filters per rung
     inference: Literal["ladder", "bottom_up"] = "ladder"    # bottom_up: the VAE baseline
     batch_norm: bool = True
-    dense_per_block: int = 2
+    dense_per_block: int = 2           # mlp only
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     share_top_down: bool = True        # ladder inference reuses p(z_i | z_i+1)'s top-down path
+    skip: bool = False                 # p(z_i | z_>i) sees the features of the rung above too
+    free_bits: float = 0.0             # KL floor in nats per layer and example (0: off)
+    learn_top_prior: bool = False      # p(z_L) = N(mean, variance), trained
+    residual_blocks: int = 2           # conv only: residual blocks per rung
+    downsample: Optional[tuple[int, ...]] = None  # conv only: factor-2 steps per rung; none: 1s
+    gated: bool = False                # conv only: gated residual branches
+    activation: Literal["elu", "swish", "leaky_relu"] = "elu"  # conv only
+    kernel_size: int = 3               # conv only
+
+    def model_arguments(self):
+        """(model class, its keyword arguments) for this architecture."""
+        common = dict(latent_dims=self.latent_dims, hidden_dims=self.hidden_dims,
+                      inference=self.inference, batch_norm=self.batch_norm,
+                      likelihood=self.likelihood, share_top_down=self.share_top_down,
+                      skip=self.skip, free_bits=self.free_bits,
+                      learn_top_prior=self.learn_top_prior)
+        if self.architecture == "mlp":
+            return LadderVAE, dict(common, dense_per_block=self.dense_per_block)
+        return ConvLadderVAE, dict(common, residual_blocks=self.residual_blocks,
+                                   downsample=self.downsample, gated=self.gated,
+                                   activation=self.activation, kernel_size=self.kernel_size)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The training run: optimiser, warm-up, seeds, logging."""
     epochs: int = 10
-    learning_rate: float = 1e-3        # Adam
+    learning_rate: float = 1e-3
+    optimizer: Literal["adam", "adamax"] = "adam"  # adamax: the PyTorch LVAE's
     warmup_epochs: int = 1             # beta rises linearly from 0 to 1 over these epochs
     mc_samples: int = 1                # Monte Carlo samples per example
     iw_samples: int = 1                # importance samples; >1 trains on L_k
@@ -114,8 +139,9 @@ SECTIONS = {field.name: field.type for field in dataclasses.fields(Config)}
 _POSITIVE = {"data.batch_size", "model.dense_per_block", "train.epochs", "train.mc_samples",
              "train.iw_samples", "fine_tune.mc_samples", "fine_tune.iw_samples",
              "fine_tune.decay_every_epochs", "tune.max_trials", "tune.epochs_per_trial",
-             "tune.retrain_epochs", "tune.seed", "train.keep_epochs"}
-_MAY_BE_ZERO = {"tune.warmup_epochs"}  # the one list of ints that may hold 0
+             "tune.retrain_epochs", "tune.seed", "train.keep_epochs", "model.residual_blocks",
+             "model.kernel_size"}
+_MAY_BE_ZERO = {"tune.warmup_epochs", "model.free_bits"}  # lists and floats that may hold 0
 
 
 def _types(section_class):
@@ -187,7 +213,8 @@ def validate(config):
             if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
                 minimum = 1 if key in _POSITIVE or (
                     kind == tuple[int, ...] and key not in _MAY_BE_ZERO) else 0
-                if any(v < minimum for v in numbers) or (kind is float and value <= 0):
+                if any(v < minimum for v in numbers) or (
+                        kind is float and value <= 0 and key not in _MAY_BE_ZERO):
                     expected = "positive" if minimum or kind is float else "non-negative"
                     raise ValueError(f"Invalid value for `{key}`: expected {expected} values, "
                                      f"received {value!r}.")
@@ -197,6 +224,18 @@ def validate(config):
     model = config.model
     _checks.one_per_layer("model.hidden_dims", model.hidden_dims, "model.latent_dims",
                           model.latent_dims)
+    conv_only = [name for name in ("residual_blocks", "downsample", "gated", "activation",
+                                   "kernel_size")
+                 if getattr(model, name) != getattr(ModelConfig, name)]
+    if model.architecture == "mlp" and conv_only:
+        raise ValueError(f"Invalid config: model.{conv_only[0]} applies to "
+                         "model.architecture=conv only; this model is mlp.")
+    if model.architecture == "conv" and model.dense_per_block != ModelConfig.dense_per_block:
+        raise ValueError("Invalid config: model.dense_per_block applies to "
+                         "model.architecture=mlp only; conv rungs have model.residual_blocks.")
+    if model.architecture == "conv" and model.downsample is not None:
+        _checks.one_per_layer("model.downsample", model.downsample, "model.latent_dims",
+                              model.latent_dims)
     if config.fine_tune.decay_factor > 1:
         raise ValueError("Invalid value for `fine_tune.decay_factor`: expected a number in "
                          f"(0, 1], received {config.fine_tune.decay_factor!r}.")

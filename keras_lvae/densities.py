@@ -10,7 +10,7 @@ from keras import ops
 from keras_lvae import distributions
 
 
-def _flat_sum(values):
+def per_example_sum(values):
     """Sum every axis but the first (batch) one."""
     return ops.sum(ops.reshape(values, (ops.shape(values)[0], -1)), axis=-1)
 
@@ -31,7 +31,7 @@ def gaussian_kl(mean_q, variance_q, mean_p=None, variance_p=None):
     >>> [round(float(v), 6) for v in kl]
     [0.0, 0.0]
     """
-    return _flat_sum(gaussian_kl_per_unit(mean_q, variance_q, mean_p, variance_p))
+    return per_example_sum(gaussian_kl_per_unit(mean_q, variance_q, mean_p, variance_p))
 
 
 def gaussian_kl_per_unit(mean_q, variance_q, mean_p=None, variance_p=None):
@@ -52,7 +52,7 @@ def gaussian_log_prob(x, mean=None, variance=None):
     x = ops.cast(x, "float32")
     if mean is None:
         mean, variance = ops.zeros_like(x), ops.ones_like(x)
-    return _flat_sum(
+    return per_example_sum(
         distributions.normal_log_prob(x, ops.cast(mean, "float32"), ops.cast(variance, "float32"))
     )
 
@@ -69,4 +69,4 @@ def bernoulli_log_prob(x, logits):
     # x * logits - softplus(logits), written out rather than as `tfd.Bernoulli(...).log_prob`,
     # which evaluates two softplus ops and costs about 8% of an importance-sampling pass.
     x, logits = ops.cast(x, "float32"), ops.cast(logits, "float32")
-    return _flat_sum(x * logits - ops.softplus(logits))
+    return per_example_sum(x * logits - ops.softplus(logits))

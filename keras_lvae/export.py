@@ -114,7 +114,7 @@ def _endpoints(model, chunk_samples):
     image_spec = tf.TensorSpec((None, *model.feature_shape), tf.float32, name="images")
     count_spec = tf.TensorSpec((), tf.int32, name="num_samples")
     seed_spec = tf.TensorSpec((2,), tf.int32, name="seed")
-    latent_spec = tf.TensorSpec((None, model.latent_dims[0]), tf.float32, name="z_1")
+    latent_spec = tf.TensorSpec((None, *model.latent_shapes[0]), tf.float32, name="z_1")
 
     def checked_images(images):
         return _checked(images, "images", (None, *model.feature_shape),
@@ -131,7 +131,7 @@ def _endpoints(model, chunk_samples):
         return {"reconstruction": model(checked_images(images), training=False)}
 
     def decode(z_1):
-        z_1 = _checked(z_1, "z_1", (None, model.latent_dims[0]), finite=True)
+        z_1 = _checked(z_1, "z_1", (None, *model.latent_shapes[0]), finite=True)
         return {"images": model.decode(z_1)}
 
     def generate(num_samples, seed):

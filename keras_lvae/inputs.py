@@ -69,8 +69,8 @@ def require(x, valid, message):
         return tf.identity(x)
 
 
-def images(x, feature_shape, unit_interval, allow_nan=False):
-    """Checked float32 images, flattened to [batch, prod(feature_shape)].
+def images(x, feature_shape, unit_interval, allow_nan=False, layout=None):
+    """Checked float32 images, reshaped to [batch, *layout] (default: flattened).
 
     Args:
         x: an array or tensor of shape (batch, *feature_shape), real-valued.
@@ -78,6 +78,7 @@ def images(x, feature_shape, unit_interval, allow_nan=False):
         unit_interval: values must lie in [0, 1] (a Bernoulli likelihood);
             otherwise they must be finite.
         allow_nan: let NaN through (the guarded train step skips such steps).
+        layout: the per-example shape to return, e.g. (784,) or (28, 28, 1).
     """
     if not hasattr(x, "shape"):
         x = np.asarray(x)
@@ -106,14 +107,16 @@ def images(x, feature_shape, unit_interval, allow_nan=False):
     elif not allow_nan:
         x = require(x, ops.all(ops.isfinite(x)),
                     "Invalid input `x`: expected finite values, received NaN or Inf.")
-    return ops.reshape(x, (-1, int(np.prod(feature_shape))))
+    layout = (int(np.prod(feature_shape)),) if layout is None else tuple(layout)
+    return ops.reshape(x, (-1, *layout))
 
 
-def latent(z, units):
-    """`z` as float32 after checking its shape is (batch, units)."""
+def latent(z, latent_shape):
+    """`z` as float32 after checking its shape is (batch, *latent_shape)."""
     shape = tuple(z.shape)
-    if len(shape) != 2 or shape[-1] != units:
+    if len(shape) != len(latent_shape) + 1 or tuple(shape[1:]) != tuple(latent_shape):
         raise ValueError(
-            f"Invalid input `z_1`: expected shape (batch, {units}), received {shape}."
+            f"Invalid input `z_1`: expected shape (batch, {', '.join(map(str, latent_shape))}), "
+            f"received {shape}."
         )
     return ops.cast(z, "float32")

@@ -42,7 +42,6 @@ from keras_lvae import config as config_lib
 from keras_lvae import data, plots
 from keras_lvae._files import atomic_write, read_csv, write_csv
 from keras_lvae.evaluation import log_likelihood
-from keras_lvae.models import LadderVAE
 from keras_lvae.schedules import step_decay
 
 # Settings that may differ between a run and its resumption.
@@ -350,18 +349,21 @@ def strategy_for(name):
 
 
 def build_model(config, steps_per_epoch):
-    """The LadderVAE of `config.model` with `config.train`'s warm-up and samples."""
-    m, t = config.model, config.train
-    return LadderVAE(
-        latent_dims=m.latent_dims, hidden_dims=m.hidden_dims, inference=m.inference,
-        dense_per_block=m.dense_per_block, likelihood=m.likelihood, batch_norm=m.batch_norm,
-        share_top_down=m.share_top_down, warmup_steps=t.warmup_epochs * steps_per_epoch,
+    """The model of `config.model` (LadderVAE or ConvLadderVAE) with `config.train`'s
+    warm-up and samples."""
+    t = config.train
+    model_class, arguments = config.model.model_arguments()
+    return model_class(
+        **arguments, warmup_steps=t.warmup_epochs * steps_per_epoch,
         mc_samples=t.mc_samples, iw_samples=t.iw_samples,
         skip_nonfinite_steps=t.skip_nonfinite_steps, seed=t.seed)
 
 
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
+
+
 def compile_model(model, config, steps_per_epoch, optimizer=None):
-    """Compile with Adam (or the given, already used `optimizer`).
+    """Compile with `train.optimizer` (or the given, already used `optimizer`).
 
     The learning rate is constant for `train.epochs` epochs, then (in the
     fine-tuning stage) multiplied by `fine_tune.decay_factor` every
@@ -373,7 +375,7 @@ def compile_model(model, config, steps_per_epoch, optimizer=None):
         rate = step_decay(config.train.learning_rate, steps_per_epoch,
                           config.fine_tune.decay_every_epochs, config.fine_tune.decay_factor,
                           start_epoch=config.train.epochs)
-        optimizer = keras.optimizers.Adam(rate)
+        optimizer = OPTIMIZERS[config.train.optimizer](rate)
     model.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)
 
 

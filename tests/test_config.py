@@ -104,3 +104,28 @@ def test_load_recipe_refuses_files_without_a_config(tmp_path, content, message):
         config_lib.load_recipe(path)
     with pytest.raises(ValueError, match="RECIPE: expected the path of a recipe .py file"):
         config_lib.load_recipe(tmp_path / "missing.py")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("model.gated=true", "model.gated applies to model.architecture=conv only"),
+    ("model.residual_blocks=3", "model.residual_blocks applies to model.architecture=conv"),
+])
+def test_conv_settings_are_refused_for_mlp_models(setting, message):
+    with pytest.raises(ValueError, match=message):
+        override(Config(), [setting])
+
+
+def test_conv_settings_build_a_conv_ladder():
+    from keras_lvae.models import ConvLadderVAE
+
+    config = override(Config(), ["model.architecture=conv", "model.latent_dims=4,2",
+                                 "model.hidden_dims=8,8", "model.downsample=0,1",
+                                 "model.free_bits=0", "model.skip=true"])
+    model_class, arguments = config.model.model_arguments()
+    assert model_class is ConvLadderVAE
+    assert (arguments["downsample"], arguments["free_bits"], arguments["skip"]) == (
+        (0, 1), 0.0, True)
+    with pytest.raises(ValueError, match="model.downsample"):
+        override(config, ["model.downsample=1"])
+    with pytest.raises(ValueError, match="model.dense_per_block applies to model.architecture=mlp"):
+        override(config, ["model.dense_per_block=3"])

@@ -128,3 +128,37 @@ def test_readme_two_worker_launch_trains_and_the_workers_agree(tmp_path):
     assert losses[0] == losses[1]
     assert "not the chief worker" in outputs[1]
     assert (tmp_path / "two_workers" / "model.keras").exists()
+
+
+@pytest.mark.slow  # over 10 s
+def test_one_mirrored_conv_step_equals_the_single_device_step():
+    """The same check for a ConvLadderVAE (batch norm synchronised in its residual blocks,
+    skip connections, learned top prior)."""
+    out = run("""
+        x = (np.random.default_rng(0).random((8, 7, 6)) < 0.3).astype("float32")
+
+        def make():
+            model = keras_lvae.ConvLadderVAE(latent_dims=(3, 2), hidden_dims=(6, 6),
+                                             downsample=(1, 1), residual_blocks=1, seed=2,
+                                             skip=True, learn_top_prior=True, gated=True,
+                                             warmup_steps=3)
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+            model(x)
+            return model
+
+        single = make()
+        with strategy.scope():
+            mirrored = make()
+        synchronized = [l.synchronized for l in mirrored._flatten_layers()
+                        if isinstance(l, keras.layers.BatchNormalization)]
+        print("synchronized:", len(synchronized) > 0 and all(synchronized))
+        mirrored.set_weights(single.get_weights())
+        start = [w.copy() for w in single.get_weights()]
+        single.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        mirrored.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        moved = max(np.abs(a - b).max() for a, b in zip(single.get_weights(), start))
+        gap = max(np.abs(a - b).max() for a, b in zip(single.get_weights(), mirrored.get_weights()))
+        print("moved:", moved > 1e-3)
+        print("equal:", gap < 1e-5, gap)
+    """)
+    assert "synchronized: True" in out and "moved: True" in out and "equal: True" in out, out

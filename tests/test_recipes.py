@@ -50,3 +50,16 @@ def test_a_recipe_runs_as_a_script_with_overrides():
     result = subprocess.run([sys.executable, str(REPO / "recipes" / "quickstart.py"), "--set",
                              "train.epoch=1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "did you mean `train.epochs`?" in result.stderr
+
+
+def test_conv_recipe_is_the_pytorch_lvae_mnist_configuration():
+    m, t = (getattr(load_recipe(REPO / "recipes" / "conv_static_mnist.py"), s)
+            for s in ("model", "train"))
+    assert (m.architecture, m.latent_dims, m.hidden_dims, m.residual_blocks, m.downsample) == (
+        "conv", (32, 32, 32), (64, 64, 64), 4, (2, 1, 1))
+    assert (m.gated, m.activation, m.skip, m.free_bits, m.learn_top_prior) == (
+        True, "elu", True, 0.5, True)
+    assert (t.optimizer, t.learning_rate, t.warmup_epochs, t.seed) == ("adamax", 3e-4, 0, 42)
+    small = load_recipe(REPO / "recipes" / "conv_static_mnist_small.py").model
+    assert (small.hidden_dims, small.residual_blocks) == ((32, 32, 32), 2)
+    assert small.latent_dims == m.latent_dims and small.skip and small.gated

@@ -13,7 +13,9 @@ class StochasticGaussian(keras.layers.Layer):
     mean = Linear(h), variance = Softplus(Linear(h)) + variance_floor, as in the
     paper's code (the floor keeps log densities finite); with `batch_norm` each
     linear head is batch-normalised before use. Means and variances are
-    float32 even under a mixed-precision policy.
+    float32 even under a mixed-precision policy. With `kernel_size` the linear
+    map is a convolution ('same' padding) and the layer holds a Gaussian per
+    position and channel of a feature map (`units` channels).
 
     Args:
         units: number of latent units.
@@ -21,14 +23,18 @@ class StochasticGaussian(keras.layers.Layer):
         variance_floor: added to the softplus output.
         seed: int or None; seeds the initial weights and the layer's
             `keras.random.SeedGenerator` (its samples).
+        kernel_size: None for a dense map of [batch, features]; an odd int for a
+            convolution of [batch, height, width, channels].
 
     Call arguments:
-        inputs: deterministic features of shape [batch, features].
+        inputs: deterministic features of shape [batch, features] (or
+            [batch, height, width, channels] with `kernel_size`).
         training: batch norm uses batch statistics when True.
         sample: when False, `z` is the mean instead of a sample.
 
     Returns:
-        Tuple `(z, mean, variance)`, each of shape [batch, units].
+        Tuple `(z, mean, variance)`, each of shape [batch, units] (or
+        [batch, height, width, units]).
 
     Example:
     >>> import numpy as np
@@ -37,7 +43,8 @@ class StochasticGaussian(keras.layers.Layer):
     ((2, 4), True)
     """
 
-    def __init__(self, units, batch_norm=False, variance_floor=1e-5, seed=None, **kwargs):
+    def __init__(self, units, batch_norm=False, variance_floor=1e-5, seed=None, kernel_size=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.units = _checks.positive_int("units", units)
         self.batch_norm = bool(batch_norm)
@@ -48,12 +55,20 @@ class StochasticGaussian(keras.layers.Layer):
             )
         self.variance_floor = float(variance_floor)
         self.seed = _checks.optional_int("seed", seed)
+        if kernel_size is not None and (not _checks.positive_int("kernel_size", kernel_size) % 2):
+            raise ValueError("Invalid value for argument `kernel_size`: expected None or an odd "
+                             f"int, received {kernel_size!r}.")
+        self.kernel_size = kernel_size
         # Mean and variance heads as one Dense (and one batch norm) of 2 * units:
         # the same maths as two heads with half the ops, which matters on CPU.
-        self.dense = keras.layers.Dense(
-            2 * units, use_bias=not self.batch_norm, name="dense",
-            dtype=self.dtype_policy,  # sublayers follow this layer's (mixed) policy
-            kernel_initializer=keras.initializers.GlorotUniform(seed))
+        options = dict(use_bias=not self.batch_norm,
+                       dtype=self.dtype_policy,  # sublayers follow this layer's (mixed) policy
+                       kernel_initializer=keras.initializers.GlorotUniform(seed))
+        if kernel_size is None:
+            self.dense = keras.layers.Dense(2 * units, name="dense", **options)
+        else:
+            self.dense = keras.layers.Conv2D(2 * units, kernel_size, padding="same", name="conv",
+                                             **options)
         if self.batch_norm:
             self.norm = batch_normalization(name="batch_norm", dtype=self.dtype_policy)
         # Named after the layer: checkpoints key variables by path.
@@ -109,5 +124,6 @@ class StochasticGaussian(keras.layers.Layer):
             batch_norm=self.batch_norm,
             variance_floor=self.variance_floor,
             seed=self.seed,
+            kernel_size=self.kernel_size,
         )
         return config

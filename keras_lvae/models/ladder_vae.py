@@ -79,10 +79,29 @@ class LadderVAE(keras.Model):
             ELBO; k > 1 trains on the importance-weighted bound L_k (the paper's
             fine-tuning uses 10 and 10). During warm-up beta scales
             log p(z) - log q(z) inside each importance weight.
+        skip: generative skip connections: the block that computes
+            p(z_i | z_{>i}) also receives the features of the block above
+            (concatenated with z_{i+1}), so each prior conditions on every layer
+            above, not only the next. p(x | z_1) keeps conditioning on z_1 alone,
+            so `decode(z_1)` means the same with and without.
+            Reference: `--skip` of addtt/ladder-vae-pytorch.
+        free_bits: lambda >= 0 in nats. When > 0 the training loss uses
+            max(KL_i, lambda) for each layer i and each example (and sample) in
+            place of KL_i: a layer whose KL is below lambda gets no push towards
+            the prior. The logged `nelbo`, `kl_loss` and `kl_layer_i` stay the
+            true bound and its terms. Not defined for `iw_samples` > 1.
+            Reference: Kingma et al. 2016 (IAF), per-layer groups, clamped per
+            example as in addtt/ladder-vae-pytorch (`free_bits_kl`).
+        learn_top_prior: p(z_L) = N(mean, variance) with a trainable mean and
+            log-variance per unit (initialised to N(0, I)) instead of N(0, I).
         seed: int or None. An int makes the model reproducible: it seeds the
             weight initialisation and every sampling layer (training noise,
             `generate`, evaluation). Data order and binarization are the data
             pipeline's own seed (`keras_lvae.data.load_dataset(seed=...)`).
+
+    The rungs (the deterministic blocks between stochastic layers) are MLP
+    blocks here; `ConvLadderVAE` swaps in convolutional rungs with spatial
+    latents and keeps everything else.
 
     Inputs are images of any fixed shape with values in [0, 1]; dataset
     elements may be `x`, `(x, y)` or `{"image": x, ...}`. Calling the model
@@ -114,6 +133,9 @@ class LadderVAE(keras.Model):
         mc_samples=1,
         iw_samples=1,
         skip_nonfinite_steps=False,
+        skip=False,
+        free_bits=0.0,
+        learn_top_prior=False,
         seed=None,
         **kwargs,
     ):
@@ -130,21 +152,16 @@ class LadderVAE(keras.Model):
         self.mc_samples = mc_samples
         self.iw_samples = iw_samples
         self.skip_nonfinite_steps = bool(skip_nonfinite_steps)
+        self.skip = bool(skip)
+        if not (isinstance(free_bits, (int, float)) and not isinstance(free_bits, bool)
+                and math.isfinite(free_bits) and free_bits >= 0):
+            raise ValueError("Invalid value for argument `free_bits`: expected a finite number "
+                             f">= 0 (nats per layer), received {free_bits!r}.")
+        self.free_bits = float(free_bits)
+        self.learn_top_prior = bool(learn_top_prior)
         self.seed = _checks.optional_int("seed", seed)
         self.num_layers = len(self.latent_dims)
-
-        def offset_seed(offset):
-            return None if seed is None else seed + offset
-
-        def block(i, name, offset):
-            # 16 seeds a block: dense j of block i starts from seed + offset + 16 i + j.
-            block_seed = offset_seed(INITIALIZER_SEED_OFFSET + offset + 16 * i)
-            return MLPBlock(self.hidden_dims[i], self.dense_per_block, self.batch_norm,
-                            seed=block_seed, name=f"{name}_{i + 1}")
-
-        def head(i, name, offset):
-            return StochasticGaussian(self.latent_dims[i], self.batch_norm,
-                                      seed=offset_seed(offset + i), name=f"{name}_{i + 1}")
+        block, head = self._block, self._head
 
         lower = range(self.num_layers - 1)
         # Index i of encoder_* produces z_{i+1}; of decoder_* / top_down_* it maps
@@ -165,7 +182,7 @@ class LadderVAE(keras.Model):
             self.merge = LadderMerge(name="ladder_merge")
         self.output_block = block(0, "output_block", OUTPUT_SEED_OFFSET)
         self.seed_generator = keras.random.SeedGenerator(
-            offset_seed(GENERATION_SEED_OFFSET), name="generation_seed_generator")
+            self._offset_seed(GENERATION_SEED_OFFSET), name="generation_seed_generator")
         # The warm-up follows this counter, not the optimizer's step, so that a new
         # optimizer (a second training stage, a recompile, a reload) keeps beta where
         # training left it. Saved with the model and in checkpoints.
@@ -186,6 +203,47 @@ class LadderVAE(keras.Model):
     mc_samples = _checked_positive_int_property("mc_samples")
     iw_samples = _checked_positive_int_property("iw_samples")
 
+    # ------------------------------------------------------------ the parts
+    # The rung, the stochastic head and the output layer are the parts an
+    # architecture swaps (ConvLadderVAE overrides these methods); the ladder
+    # around them is the same.
+    def _offset_seed(self, offset):
+        return None if self.seed is None else self.seed + offset
+
+    def _block(self, i, name, offset):
+        """The deterministic rung of layer i (0-based) in the path `name`."""
+        # 16 seeds a block: dense j of block i starts from seed + offset + 16 i + j.
+        return MLPBlock(self.hidden_dims[i], self.dense_per_block, self.batch_norm,
+                        seed=self._offset_seed(INITIALIZER_SEED_OFFSET + offset + 16 * i),
+                        name=f"{name}_{i + 1}")
+
+    def _head(self, i, name, offset):
+        """The Gaussian head that gives z_{i+1}'s mean and variance."""
+        return StochasticGaussian(self.latent_dims[i], self.batch_norm,
+                                  seed=self._offset_seed(offset + i), name=f"{name}_{i + 1}")
+
+    def _layout(self, feature_shape):
+        """The per-example shape the rungs work on: flat vectors for MLP rungs."""
+        return (math.prod(feature_shape),)
+
+    def _output_layer(self, layout):
+        """The layer that maps the output rung's features to p(x | z_1)'s parameters."""
+        output_seed = self._offset_seed(OUTPUT_SEED_OFFSET)
+        if self.likelihood == "bernoulli":
+            initializer = keras.initializers.GlorotUniform(output_seed)
+            return keras.layers.Dense(layout[-1], kernel_initializer=initializer,
+                                      name="output_logits")
+        return StochasticGaussian(layout[-1], batch_norm=False, seed=output_seed,
+                                  name="output_gaussian")
+
+    def _encoder_input(self, x):
+        """What the first rung sees (ConvLadderVAE pads to its downsampling)."""
+        return x
+
+    def _crop(self, params):
+        """p(x | z_1)'s parameters cut back to the data's layout (see `_encoder_input`)."""
+        return params
+
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
         if isinstance(input_shape, dict):  # Keras passes a dict of shapes for dict elements
@@ -198,48 +256,83 @@ class LadderVAE(keras.Model):
             )
         self.feature_shape = tuple(int(d) for d in input_shape[1:])
         self.num_features = math.prod(self.feature_shape)
-        output_seed = None if self.seed is None else self.seed + OUTPUT_SEED_OFFSET
-        if self.likelihood == "bernoulli":
-            initializer = keras.initializers.GlorotUniform(output_seed)
-            self.output_head = keras.layers.Dense(
-                self.num_features, kernel_initializer=initializer, name="output_logits")
-        else:
-            self.output_head = StochasticGaussian(
-                self.num_features, batch_norm=False, seed=output_seed, name="output_gaussian")
+        self.layout = self._layout(self.feature_shape)
+        self.output_head = self._output_layer(self.layout)
 
-        encoder_input = self.num_features
+        def features(layer, shape):  # a rung's output shape, or a head's mean's
+            out = layer.compute_output_shape(shape)
+            return tuple(out[1] if isinstance(out[0], tuple) else out)
+
+        shape = tuple(self._encoder_input(keras.KerasTensor((1, *self.layout))).shape)
+        shape = (None, *shape[1:])
+        self.latent_shapes = []
         for i in range(self.num_layers):
-            self.encoder_blocks[i].build((None, encoder_input))
-            self.encoder_heads[i].build((None, self.hidden_dims[i]))
+            self.encoder_blocks[i].build(shape)
+            hidden = features(self.encoder_blocks[i], shape)
+            self.encoder_heads[i].build(hidden)
+            self.latent_shapes.append(features(self.encoder_heads[i], hidden)[1:])
             # The ladder's bottom-up pass is deterministic; the VAE's chains samples.
-            encoder_input = self.hidden_dims[i] if self.inference == "ladder" else self.latent_dims[i]
-        top_down = [(self.decoder_blocks, self.decoder_heads)]
+            shape = hidden if self.inference == "ladder" else (None, *self.latent_shapes[i])
+
+        def build_path(blocks, heads, skip):
+            above = None  # the features of the block above (skip connections)
+            for i in reversed(range(self.num_layers - 1)):
+                shape = (None, *self.latent_shapes[i + 1])
+                if skip and above is not None:
+                    shape = shape[:-1] + (shape[-1] + above[-1],)
+                blocks[i].build(shape)
+                above = features(blocks[i], shape)
+                heads[i].build(above)
+                if features(heads[i], above)[1:] != self.latent_shapes[i]:
+                    raise ValueError(
+                        f"{blocks[i].name} maps z_{i + 2} {self.latent_shapes[i + 1]} to "
+                        f"{features(heads[i], above)[1:]}, but the bottom-up pass gives z_{i + 1} "
+                        f"the shape {self.latent_shapes[i]}.")
+
+        build_path(self.decoder_blocks, self.decoder_heads, self.skip)
         if self.separate_top_down:
-            top_down.append((self.top_down_blocks, self.top_down_heads))
-        for blocks, heads in top_down:
-            for i in range(self.num_layers - 1):
-                blocks[i].build((None, self.latent_dims[i + 1]))
-                heads[i].build((None, self.hidden_dims[i]))
-        self.output_block.build((None, self.latent_dims[0]))
-        self.output_head.build((None, self.hidden_dims[0]))
+            build_path(self.top_down_blocks, self.top_down_heads, False)
+        shape = (None, *self.latent_shapes[0])
+        self.output_block.build(shape)
+        hidden = features(self.output_block, shape)
+        self.output_head.build(hidden)
+        if self.learn_top_prior:
+            top = self.latent_shapes[-1]
+            self.top_prior_mean = self.add_weight(
+                shape=top, initializer="zeros", name="top_prior_mean")
+            self.top_prior_log_variance = self.add_weight(
+                shape=top, initializer="zeros", name="top_prior_log_variance")
 
     # ----------------------------------------------------------- input checks
     def _prepare(self, x, allow_nan=False):
-        """Checked, flattened float32 inputs of shape [batch, num_features]."""
+        """Checked float32 inputs of shape [batch, *layout] (flattened for MLP rungs)."""
         x = inputs.unpack(x)
         if not hasattr(x, "shape"):
             x = np.asarray(x)
         if not self.built:
             self.build(tuple(x.shape))
         return inputs.images(x, self.feature_shape, unit_interval=self.likelihood == "bernoulli",
-                             allow_nan=allow_nan)
+                             allow_nan=allow_nan, layout=self.layout)
 
     # ---------------------------------------------------------------- passes
-    def _prior_params(self, i, z_above, training):
-        """(mean, variance) of p(z_{i+1} | z_{i+2}) for 0-based layer index i."""
+    def _prior_params(self, i, z_above, above, training):
+        """p(z_{i+1} | z_{>i+1}) for 0-based layer index i: (mean, variance, features).
+
+        `above` is the features of the block above (None at the top); with skip
+        connections they join z_{i+2} as the block's input.
+        """
+        if self.skip and above is not None:
+            z_above = ops.concatenate([z_above, ops.cast(above, z_above.dtype)], axis=-1)
         h = self.decoder_blocks[i](z_above, training=training)
         _, mean, variance = self.decoder_heads[i](h, training=training, sample=False)
-        return mean, variance
+        return mean, variance, h
+
+    def _top_prior(self):
+        """(mean, variance) of p(z_L), broadcastable to [batch, ...]; None for N(0, I)."""
+        if not self.learn_top_prior:
+            return None, None
+        return (ops.expand_dims(ops.convert_to_tensor(self.top_prior_mean), 0),
+                ops.expand_dims(ops.exp(self.top_prior_log_variance), 0))
 
     @staticmethod
     def _layer_seed(seed, i):
@@ -264,23 +357,25 @@ class LadderVAE(keras.Model):
         num = self.num_layers
         trace = [None] * num
         if self.inference == "bottom_up":
-            h = x
+            h = self._encoder_input(x)
             for i in range(num):
                 d = self.encoder_blocks[i](h, training=training)
                 _, q_mean, q_variance = self.encoder_heads[i](d, training=training, sample=False)
                 z = self._draw(i, q_mean, q_variance, sample, seed)
                 trace[i] = dict(z=z, q_mean=q_mean, q_variance=q_variance)
                 h = z
-            for i in range(num):
-                p = self._prior_params(i, trace[i + 1]["z"], training) if i < num - 1 else (None, None)
-                trace[i]["p_mean"], trace[i]["p_variance"] = p
+            trace[-1]["p_mean"], trace[-1]["p_variance"] = self._top_prior()
+            above = None
+            for i in reversed(range(num - 1)):
+                p_mean, p_variance, above = self._prior_params(i, trace[i + 1]["z"], above, training)
+                trace[i]["p_mean"], trace[i]["p_variance"] = p_mean, p_variance
             return trace
 
         return self._top_down(self._bottom_up(x, training), training, sample, seed)
 
     def _bottom_up(self, x, training):
         """The ladder's deterministic pass: (mean_hat, variance_hat) per layer."""
-        estimates, d = [], x
+        estimates, d = [], self._encoder_input(x)
         for i in range(self.num_layers):
             d = self.encoder_blocks[i](d, training=training)
             _, mean_hat, variance_hat = self.encoder_heads[i](d, training=training, sample=False)
@@ -292,12 +387,14 @@ class LadderVAE(keras.Model):
         num = self.num_layers
         trace = [None] * num
         z_above = None
+        above = None  # the features of the block above, for skip connections
         for i in reversed(range(num)):
             mean_hat, variance_hat = bottom_up[i]
             if i == num - 1:
-                q_mean, q_variance, p_mean, p_variance = mean_hat, variance_hat, None, None
+                q_mean, q_variance = mean_hat, variance_hat
+                p_mean, p_variance = self._top_prior()
             else:
-                p_mean, p_variance = self._prior_params(i, z_above, training)
+                p_mean, p_variance, above = self._prior_params(i, z_above, above, training)
                 if self.separate_top_down:
                     h = self.top_down_blocks[i](z_above, training=training)
                     _, t_mean, t_variance = self.top_down_heads[i](h, training=training, sample=False)
@@ -315,9 +412,9 @@ class LadderVAE(keras.Model):
         """Logits (Bernoulli) or (mean, variance) (Gaussian) of p(x | z_1)."""
         h = self.output_block(z_1, training=training)
         if self.likelihood == "bernoulli":
-            return ops.cast(self.output_head(h), "float32")
+            return self._crop(ops.cast(self.output_head(h), "float32"))
         _, mean, variance = self.output_head(h, training=training, sample=False)
-        return mean, variance
+        return self._crop(mean), self._crop(variance)
 
     def _output_mean(self, params):
         return ops.sigmoid(params) if self.likelihood == "bernoulli" else params[0]
@@ -339,13 +436,15 @@ class LadderVAE(keras.Model):
         The ladder's deterministic bottom-up pass runs once per example and is
         shared by the samples. `num_samples` may be a scalar tensor.
         """
-        tile = (num_samples, 1)
+        def tile(t):  # [batch, ...] -> [num_samples * batch, ...], sample-major
+            return ops.tile(t, (num_samples,) + (1,) * (len(t.shape) - 1))
+
         repeat = not isinstance(num_samples, int) or num_samples > 1
-        x_tiled = ops.tile(x, tile) if repeat else x
+        x_tiled = tile(x) if repeat else x
         if self.inference == "ladder":
             bottom_up = self._bottom_up(x, training)
             if repeat:
-                bottom_up = [(ops.tile(m, tile), ops.tile(v, tile)) for m, v in bottom_up]
+                bottom_up = [(tile(m), tile(v)) for m, v in bottom_up]
             trace = self._top_down(bottom_up, training, sample=True, seed=seed)
         else:
             trace = self._posterior(x_tiled, training, sample=True, seed=seed)
@@ -362,7 +461,7 @@ class LadderVAE(keras.Model):
         )
 
     def _elbo_terms(self, trace, log_px):
-        kl_layers = [ops.sum(kl, axis=-1) for kl in self._kl_per_unit(trace)]
+        kl_layers = [densities.per_example_sum(kl) for kl in self._kl_per_unit(trace)]
         kl_loss = ops.sum(ops.stack(kl_layers, axis=0), axis=0)
         return dict(
             reconstruction_loss=-log_px,
@@ -401,7 +500,15 @@ class LadderVAE(keras.Model):
             return ops.reshape(values, (mc * iw, -1))
 
         if iw == 1:
-            loss = ops.mean(per_example(terms["reconstruction_loss"] + beta * terms["kl_loss"]), 0)
+            kl = terms["kl_loss"]
+            if self.free_bits > 0:
+                kl = sum(ops.maximum(k, self.free_bits) for k in terms["kl_layers"])
+            loss = ops.mean(per_example(terms["reconstruction_loss"] + beta * kl), 0)
+        elif self.free_bits > 0:
+            raise ValueError(
+                f"free_bits={self.free_bits} applies to the ELBO's KL terms, which the "
+                f"importance-weighted loss (iw_samples={iw}) does not have: set free_bits=0 "
+                "for importance-weighted training.")
         else:
             log_weights = ops.reshape(log_px + beta * self._log_prior_ratio(trace), (mc, iw, -1))
             loss = -ops.mean(ops.logsumexp(log_weights, axis=1) - math.log(iw), axis=0)
@@ -467,7 +574,7 @@ class LadderVAE(keras.Model):
     def decode(self, z_1):
         """Mean of p(x | z_1) (probabilities for Bernoulli), shaped like the inputs."""
         self._require_built("decode")
-        z_1 = inputs.latent(z_1, self.latent_dims[0])
+        z_1 = inputs.latent(z_1, self.latent_shapes[0])
         return self._unflatten(self._output_mean(self._output_params(z_1, training=False)))
 
     def generate(self, num_samples, seed=None):
@@ -491,12 +598,14 @@ class LadderVAE(keras.Model):
         `num_samples` may be a scalar tensor; the same seed gives the same images.
         This is what the exported `generate` signature runs.
         """
-        top = self.latent_dims[-1]
-        z = distributions.sample_normal(
-            ops.zeros((num_samples, top)), ops.ones((num_samples, top)),
-            self._layer_seed(seed, self.num_layers))
+        shape = (num_samples, *self.latent_shapes[-1])
+        mean, variance = self._top_prior()
+        mean = ops.zeros(shape) if mean is None else ops.broadcast_to(mean, shape)
+        variance = ops.ones(shape) if variance is None else ops.broadcast_to(variance, shape)
+        z = distributions.sample_normal(mean, variance, self._layer_seed(seed, self.num_layers))
+        above = None
         for i in reversed(range(self.num_layers - 1)):
-            mean, variance = self._prior_params(i, z, training=False)
+            mean, variance, above = self._prior_params(i, z, above, training=False)
             z = self.decoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i + 1))
         return self.decode(z)
 
@@ -655,6 +764,9 @@ class LadderVAE(keras.Model):
             mc_samples=self.mc_samples,
             iw_samples=self.iw_samples,
             skip_nonfinite_steps=self.skip_nonfinite_steps,
+            skip=self.skip,
+            free_bits=self.free_bits,
+            learn_top_prior=self.learn_top_prior,
             seed=self.seed,
         )
         return config

@@ -90,3 +90,19 @@ def test_config_keeps_the_variance_floor():
     assert keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(layer)
     ).variance_floor == 1e-4
+
+
+def test_convolutional_heads_harness_and_numpy():
+    """kernel_size: a Gaussian per position and channel from one 'same' convolution."""
+    from tests.models.test_conv_ladder_vae import np_head
+
+    maps = RNG.normal(size=(2, 5, 4, 3)).astype("float32")
+    run_layer_test(StochasticGaussian, dict(units=2, kernel_size=3, seed=1), maps,
+                   [(2, 5, 4, 2)] * 3, float32_outputs=True)
+    layer = StochasticGaussian(2, kernel_size=3, seed=1)
+    _, mean, variance = layer(maps, sample=False)
+    want_mean, want_variance = np_head(layer, maps.astype(np.float64))
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(variance, want_variance, rtol=1e-5)
+    with pytest.raises(ValueError, match="kernel_size"):
+        StochasticGaussian(2, kernel_size=2)
