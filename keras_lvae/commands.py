@@ -211,6 +211,7 @@ def run_evaluate(args):
         figures = {
             "prior_samples": lambda p: plots.plot_prior_samples(model, p, seed=args.seed),
             "reconstructions": lambda p: plots.plot_reconstructions(model, images, p),
+            "layer_variations": lambda p: plots.plot_layer_variations(model, p, seed=args.seed),
             "kl_per_layer": lambda p: plots.plot_kl_per_layer(
                 layers, p, threshold=evaluation.ACTIVE_UNIT_THRESHOLD),
             "kl_per_unit": lambda p: plots.plot_kl_heatmaps(layers, p),
@@ -243,9 +244,12 @@ def run_evaluate(args):
         "log_likelihood": {"L_1": bounds["L_1"], f"L_{k}": bounds["L_k"],
                            "bound_gap": bounds["bound_gap"], "units": "nats"},
         "latent_layers": [
-            {"layer": i + 1, "units": len(layer["kl_per_unit"]), "kl": layer["kl"],
+            {"layer": i + 1, "shape": list(layer["kl_per_unit"].shape),
+             "units": layer["kl_per_unit"].size, "kl": layer["kl"],
              "active_units_kl": layer["active_units_kl"],
              "active_units_cov": layer["active_units_cov"],
+             "active_channels": layer["active_channels"],
+             "kl_per_channel": layer["kl_per_channel"].tolist(),
              "kl_per_unit": layer["kl_per_unit"].tolist(),
              "posterior_mean_variance": layer["posterior_mean_variance"].tolist()}
             for i, layer in enumerate(layers)
@@ -271,9 +275,12 @@ def run_evaluate(args):
     print(line("gap", bounds["bound_gap"]))
     threshold = evaluation.ACTIVE_UNIT_THRESHOLD
     for i, layer in enumerate(layers):
+        channels = layer["kl_per_channel"].size
+        spatial = (f", active channels {layer['active_channels']}/{channels}"
+                   if layer["kl_per_unit"].ndim > 1 else "")
         print(f"z_{i + 1}: KL {layer['kl']:6.2f} nats, active units "
-              f"{layer['active_units_kl']}/{len(layer['kl_per_unit'])} (KL > {threshold:g}), "
-              f"{layer['active_units_cov']} (Cov > {threshold:g})")
+              f"{layer['active_units_kl']}/{layer['kl_per_unit'].size} (KL > {threshold:g}), "
+              f"{layer['active_units_cov']} (Cov > {threshold:g}){spatial}")
     print(f"wrote {os.path.join(output, 'report.json')}, per_example.csv and {len(written)} plots")
     return 0
 

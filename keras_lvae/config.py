@@ -120,6 +120,9 @@ class TuneConfig:
     max_learning_rate: float = 3e-3
     warmup_epochs: tuple[int, ...] = (0, 1, 5)
     inference: tuple[str, ...] = INFERENCE_TYPES
+    architectures: tuple[str, ...] = ("mlp",)  # add "conv" to search ConvLadderVAEs too
+    conv_filters: tuple[int, ...] = (16, 32)   # conv: filters of every rung
+    residual_blocks: tuple[int, ...] = (1, 2)  # conv: residual blocks per rung
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,6 +250,9 @@ def validate(config):
     if not set(tune.inference) <= set(INFERENCE_TYPES):
         raise ValueError(f"Invalid value for `tune.inference`: expected values from "
                          f"{list(INFERENCE_TYPES)}, received {list(tune.inference)}.")
+    if not set(tune.architectures) <= {"mlp", "conv"}:
+        raise ValueError("Invalid value for `tune.architectures`: expected values from "
+                         f"['mlp', 'conv'], received {list(tune.architectures)}.")
     if max(tune.depths) > 8:
         raise ValueError("Invalid value for `tune.depths`: expected depths of at most 8 "
                          f"(sizes halve per layer), received {list(tune.depths)}.")
@@ -308,7 +314,10 @@ def from_dict(values):
         if unknown:
             raise ValueError(f"config: unknown keys {[f'{name}.{k}' for k in unknown]}")
         for key, value in given.items():
-            if typing.get_origin(types[key]) is tuple and isinstance(value, list):
+            kind = types[key]
+            if typing.get_origin(kind) is typing.Union:  # Optional[...]
+                kind = typing.get_args(kind)[0]
+            if typing.get_origin(kind) is tuple and isinstance(value, list):
                 given[key] = tuple(value)
         sections[name] = section_class(**given)
     return Config(**sections)

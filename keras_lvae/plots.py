@@ -105,6 +105,24 @@ def plot_prior_samples(model, path, *, num_samples=100, seed=0):
     return save_figure(figure, path)
 
 
+def plot_layer_variations(model, path, *, rows=4, columns=8, seed=0):
+    """What each stochastic layer controls: one panel per layer (top layer first) of
+    `model.layer_variations` (a row fixes the layers above, its columns resample the
+    layer, the layers below take their means). Size: (400 * layers) x 300 px.
+    """
+    num = model.num_layers
+    figure = new_figure(4 * num, 3)
+    for panel, layer in enumerate(reversed(range(1, num + 1))):
+        images = as_images(model.layer_variations(layer, rows, columns, seed=seed),
+                           model.feature_shape)
+        axes = figure.add_axes((panel / num + 0.005, 0.02, 1 / num - 0.01, 0.8))
+        _image_grid(axes, images, columns=columns)
+        axes.set_title(f"z_{layer} resampled" + (" (top)" if layer == num else ""), fontsize=9)
+    figure.suptitle("What each layer controls: a row fixes the layers above, columns resample "
+                    "the layer, layers below at their means", fontsize=9)
+    return save_figure(figure, path)
+
+
 def plot_reconstructions(model, images, path, *, num_images=10):
     """Inputs (top row) above their deterministic reconstructions; 800 x 200 px."""
     inputs = np.asarray(images[:num_images], dtype=np.float32)
@@ -131,7 +149,7 @@ def plot_kl_per_layer(diagnostics, path, *, threshold=0.01):
     names = [f"z_{i + 1}" for i in range(len(kls))]
     axes.bar(names, kls, color="tab:blue")
     for i, layer in enumerate(diagnostics):
-        axes.annotate(f"{layer['active_units_kl']}/{len(layer['kl_per_unit'])} active",
+        axes.annotate(f"{layer['active_units_kl']}/{layer['kl_per_unit'].size} active",
                       (i, kls[i]), ha="center", va="bottom", fontsize=8)
     axes.set_xlabel("stochastic layer (1 = bottom)")
     axes.set_ylabel("KL(q || p) [nats]")
@@ -141,7 +159,8 @@ def plot_kl_per_layer(diagnostics, path, *, threshold=0.01):
 
 
 def plot_kl_heatmaps(diagnostics, path):
-    """Per-unit KL, one strip per layer (top layer first), shared log colour scale.
+    """KL per unit (per channel, summed over positions, for feature-map latents),
+    one strip per layer (top layer first), shared log colour scale.
 
     Size: 800 x (100 * number of layers + 100) px.
     """
@@ -152,10 +171,10 @@ def plot_kl_heatmaps(diagnostics, path):
     figure = new_figure(8, num + 1)
     grid = figure.add_gridspec(num, 2, width_ratios=(40, 1))
     floor = 1e-4
-    top = max(floor * 10, max(float(np.max(layer["kl_per_unit"])) for layer in diagnostics))
+    top = max(floor * 10, max(float(np.max(layer["kl_per_channel"])) for layer in diagnostics))
     norm = LogNorm(vmin=floor, vmax=top)
     for row, i in enumerate(reversed(range(num))):
-        kl = np.maximum(np.asarray(diagnostics[i]["kl_per_unit"], dtype=np.float64), floor)
+        kl = np.maximum(np.asarray(diagnostics[i]["kl_per_channel"], dtype=np.float64), floor)
         axes = figure.add_subplot(grid[row, 0])
         image = axes.imshow(kl[None, :], aspect="auto", cmap="viridis", norm=norm,
                             interpolation="nearest")
@@ -164,7 +183,9 @@ def plot_kl_heatmaps(diagnostics, path):
         axes.tick_params(axis="x", labelsize=7)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.colorbar(image, cax=figure.add_subplot(grid[:, 1]), label="KL [nats]")
-    figure.suptitle("KL per latent unit (units on the x axis)")
+    spatial = any(np.ndim(layer["kl_per_unit"]) > 1 for layer in diagnostics)
+    figure.suptitle("KL per latent channel, summed over positions (channels on the x axis)"
+                    if spatial else "KL per latent unit (units on the x axis)")
     return save_figure(figure, path)
 
 
@@ -174,7 +195,8 @@ def plot_latent_pca(model, images, path, *, labels=None):
     if not isinstance(model, LadderVAE):
         raise TypeError(f"Invalid value for argument `model`: expected a LadderVAE, "
                         f"received {type(model).__name__}.")
-    samples = [np.asarray(z, dtype=np.float64) for z in model.sample_posterior(images)]
+    samples = [np.asarray(z, dtype=np.float64).reshape(len(z), -1)  # feature maps: flattened
+               for z in model.sample_posterior(images)]
     if labels is not None:
         labels = np.asarray(labels).ravel()
         if len(labels) != len(samples[0]):

@@ -44,13 +44,25 @@ OBJECTIVE = keras_tuner.Objective("val_nelbo", direction="min")
 
 
 def config_for(config, values):
-    """`config` with the model and training settings of hyperparameter `values`."""
+    """`config` with the model and training settings of hyperparameter `values`.
+
+    MLP rungs halve their width per layer from `first_hidden_dim`; conv rungs
+    keep `conv_filters` filters and downsample once per layer. Latent sizes (channels for conv) halve per
+    layer from `first_latent_dim`, down to 2.
+    """
     depth = values["depth"]
-    model = dataclasses.replace(
-        config.model,
-        latent_dims=tuple(max(2, values["first_latent_dim"] >> i) for i in range(depth)),
-        hidden_dims=tuple(max(2, values["first_hidden_dim"] >> i) for i in range(depth)),
-        inference=values["inference"])
+    architecture = values.get("architecture", config.model.architecture)
+    latent_dims = tuple(max(2, values["first_latent_dim"] >> i) for i in range(depth))
+    if architecture == "conv":
+        shape = dict(hidden_dims=(values["conv_filters"],) * depth,
+                     residual_blocks=values["residual_blocks"], downsample=None)
+    else:  # back to the MLP defaults of the conv-only fields
+        conv_only = ("residual_blocks", "downsample", "gated", "activation", "kernel_size")
+        shape = dict(hidden_dims=tuple(max(2, values["first_hidden_dim"] >> i)
+                                       for i in range(depth)),
+                     **{name: getattr(config_lib.ModelConfig, name) for name in conv_only})
+    model = dataclasses.replace(config.model, architecture=architecture,
+                                latent_dims=latent_dims, inference=values["inference"], **shape)
     train = dataclasses.replace(config.train, learning_rate=values["learning_rate"],
                                 warmup_epochs=values["warmup_epochs"],
                                 epochs=config.tune.epochs_per_trial)
@@ -58,7 +70,7 @@ def config_for(config, values):
 
 
 class LadderVAEHyperModel(keras_tuner.HyperModel):
-    """Builds a compiled LadderVAE from a trial's hyperparameters.
+    """Builds a compiled LadderVAE (or ConvLadderVAE) from a trial's hyperparameters.
 
     Args:
         input_shape: the shape of one image, e.g. `(28, 28, 1)` (a leading None
@@ -66,7 +78,9 @@ class LadderVAEHyperModel(keras_tuner.HyperModel):
         config: an optional `keras_lvae.config.Config`; its `tune` section is the
             search space, its other sections the fixed settings. Default:
             `Config()`, whose `tune` section is a search over depth 1-5, widths,
-            latent sizes, learning rate, warm-up and inference type.
+            latent sizes, learning rate, warm-up and inference type; with
+            `tune.architectures=("mlp", "conv")` also over the architecture,
+            conv filters and residual blocks.
         steps_per_epoch: training steps per epoch, for the warm-up length in
             steps; by default taken from the data passed to `search` (a
             `tf.data.Dataset` of known size, or an array and its `batch_size`).
@@ -106,6 +120,11 @@ class LadderVAEHyperModel(keras_tuner.HyperModel):
                      sampling="log")
         hp.Choice("warmup_epochs", list(tune.warmup_epochs))
         hp.Choice("inference", list(tune.inference))
+        if tune.architectures != ("mlp",):  # (searches of MLPs alone keep their old space)
+            hp.Choice("architecture", list(tune.architectures))
+            if "conv" in tune.architectures:
+                hp.Choice("conv_filters", list(tune.conv_filters))
+                hp.Choice("residual_blocks", list(tune.residual_blocks))
         return dict(hp.values)
 
     def build(self, hp):

@@ -22,6 +22,17 @@ def mnist_dir():
     return path
 
 
+@pytest.fixture(scope="session")
+def binarized_mnist_dir():
+    """The folder that holds Larochelle's static binarized MNIST."""
+    path = SHARED_DATA / "binarized_mnist"
+    if not (path / "binarized_mnist_packbits.npz").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"binarized MNIST not found in {path}; CI must provide shared/data")
+        pytest.skip(f"binarized MNIST not found in {path} (set KERAS_LVAE_DATA_DIR)")
+    return path
+
+
 @pytest.fixture(autouse=True)
 def seeded():
     """Every test starts from the same global seeds (Python, numpy, TensorFlow/Keras), so a

@@ -338,3 +338,31 @@ def test_ctrl_c_says_where_to_resume_and_exits_130(tmp_path):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lvae train: interrupted in epoch ")
     assert lines[0].endswith(f"; run the same command to resume from epoch {saved + 1}")
+
+
+@pytest.mark.slow  # over 10 s
+def test_conv_model_trains_evaluates_samples_and_exports_through_the_cli(tmp_path):
+    """The commands work for a ConvLadderVAE as for an MLP one (2 epochs on the shipped
+    digits)."""
+    conv = ["--set", "model.architecture=conv", "--set", "model.latent_dims=8,4",
+            "--set", "model.hidden_dims=16,16", "--set", "model.residual_blocks=1",
+            "--set", "model.downsample=1,1", "--set", "model.skip=true",
+            "--set", "model.free_bits=0.1", "--set", "train.epochs=2",
+            "--set", "train.eval_samples=5"]
+    result = run("train", "recipes/quickstart.py", "--workdir", str(tmp_path / "run"), *conv)
+    assert result.returncode == 0, result.stderr
+    history = read_csv(tmp_path / "run" / "history.csv")
+    assert history["val_nelbo"][-1] < history["val_nelbo"][0]
+    result = run("evaluate", str(tmp_path / "run"), "--samples", "10", "--max-examples", "100")
+    assert result.returncode == 0, result.stderr
+    assert ", active channels " in result.stdout  # feature-map latents report channels
+    report = json.loads((tmp_path / "run" / "evaluation" / "report.json").read_text())
+    assert report["latent_layers"][0]["shape"] == [14, 14, 8]
+    assert report["model_config"]["skip"] is True
+    assert plots.png_size(tmp_path / "run" / "evaluation" / "layer_variations.png") == (800, 300)
+    result = run("sample", str(tmp_path / "run"), "--num-samples", "20")
+    assert result.returncode == 0, result.stderr
+    result = run("export", str(tmp_path / "run"), "--name", "conv", "--base-dir",
+                 str(tmp_path / "served"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "served" / "conv" / "1" / "saved_model.pb").exists()

@@ -31,6 +31,7 @@ def test_each_plot_is_written_at_its_stated_size(trained, tmp_path):
     diagnostics = keras_lvae.latent_diagnostics(model, X)
     check_png(plots.plot_prior_samples(model, tmp_path / "prior.png", num_samples=30), (800, 800))
     check_png(plots.plot_reconstructions(model, X, tmp_path / "recon.png"), (800, 200))
+    check_png(plots.plot_layer_variations(model, tmp_path / "layers.png"), (1200, 300))
     check_png(plots.plot_kl_per_layer(diagnostics, tmp_path / "kl.png"), (600, 400))
     check_png(plots.plot_kl_heatmaps(diagnostics, tmp_path / "heat.png"), (800, 400))
     check_png(plots.plot_latent_pca(model, X, tmp_path / "pca.png", labels=LABELS), (960, 340))

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_lvae
 from keras_lvae import config as config_lib
 from keras_lvae.config import Config, DataConfig, TrainConfig, TuneConfig
 
@@ -100,3 +101,23 @@ def test_hypermodel_from_python_with_its_default_search_space(tmp_path):
     assert model.warmup_steps == values["warmup_epochs"] * 9
     with pytest.raises(ValueError, match="`input_shape`"):
         tuning.LadderVAEHyperModel()
+
+
+def test_config_for_builds_conv_trials_and_mlp_trials_from_one_search():
+    values = dict(depth=2, first_hidden_dim=32, first_latent_dim=8, learning_rate=0.002,
+                  warmup_epochs=0, inference="ladder", architecture="conv", conv_filters=16,
+                  residual_blocks=1)
+    search = dataclasses.replace(SEARCH, tune=dataclasses.replace(
+        SEARCH.tune, architectures=("mlp", "conv")))
+    conv = tuning.config_for(search, values).model
+    assert (conv.architecture, conv.hidden_dims, conv.latent_dims, conv.residual_blocks) == (
+        "conv", (16, 16), (8, 4), 1)
+    mlp = tuning.config_for(dataclasses.replace(search, model=conv),
+                            dict(values, architecture="mlp")).model
+    assert (mlp.architecture, mlp.hidden_dims, mlp.residual_blocks) == ("mlp", (32, 16), 2)
+    hp = keras_tuner.HyperParameters()
+    hypermodel = tuning.LadderVAEHyperModel((28, 28, 1), config=search, steps_per_epoch=3)
+    declared = hypermodel.declare(hp)
+    assert {"architecture", "conv_filters", "residual_blocks"} <= set(declared)
+    hp.values.update(values)
+    assert isinstance(hypermodel.build(hp), keras_lvae.ConvLadderVAE)

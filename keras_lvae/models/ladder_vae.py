@@ -598,16 +598,57 @@ class LadderVAE(keras.Model):
         `num_samples` may be a scalar tensor; the same seed gives the same images.
         This is what the exported `generate` signature runs.
         """
+        z = self._sample_top(num_samples, seed)
+        z, _ = self._descend(z, None, self.num_layers - 1, 0, seed, sample=True)
+        return self.decode(z)
+
+    def _sample_top(self, num_samples, seed):
+        """z_L ~ p(z_L) for `num_samples` rows."""
         shape = (num_samples, *self.latent_shapes[-1])
         mean, variance = self._top_prior()
         mean = ops.zeros(shape) if mean is None else ops.broadcast_to(mean, shape)
         variance = ops.ones(shape) if variance is None else ops.broadcast_to(variance, shape)
-        z = distributions.sample_normal(mean, variance, self._layer_seed(seed, self.num_layers))
-        above = None
-        for i in reversed(range(self.num_layers - 1)):
+        return distributions.sample_normal(mean, variance, self._layer_seed(seed, self.num_layers))
+
+    def _descend(self, z, above, start, stop, seed, sample):
+        """Down the generative path from z = z_{start+1} (0-based index `start`) to
+        z_{stop+1}, each layer drawn from p(z_i | z_{>i}) (`sample`) or at its mean.
+        Returns (z, the features of the last block, for skip connections)."""
+        for i in reversed(range(stop, start)):
             mean, variance, above = self._prior_params(i, z, above, training=False)
-            z = self.decoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i + 1))
-        return self.decode(z)
+            z = (self.decoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i + 1))
+                 if sample else mean)
+        return z, above
+
+    def layer_variations(self, layer, rows=4, columns=8, seed=0):
+        """What stochastic layer `layer` (1 = bottom) controls, as images.
+
+        Each row draws z_{>layer} once from the prior; each column then draws
+        z_layer ~ p(z_layer | z_{>layer}) anew, and the layers below take their
+        conditional means. Returns means of p(x | z_1), shape
+        [rows, columns, *image]. For the top layer every image is its own
+        draw (nothing is above it).
+
+        Reference: the per-layer sample figures of addtt/ladder-vae-pytorch.
+        """
+        self._require_built("layer_variations")
+        if not (_checks.is_int(layer) and 1 <= layer <= self.num_layers):
+            raise ValueError(f"Invalid value for argument `layer`: expected an int from 1 to "
+                             f"{self.num_layers}, received {layer!r}.")
+        _checks.positive_int("rows", rows)
+        _checks.positive_int("columns", columns)
+        seed = tf.constant([_checks.optional_int("seed", seed) or 0, 1], tf.int32)
+        fold = tf.random.experimental.stateless_fold_in
+        i = layer - 1  # 0-based
+        if i == self.num_layers - 1:
+            z, above = self._sample_top(rows * columns, seed), None
+        else:
+            z, above = self._descend(self._sample_top(rows, seed), None, self.num_layers - 1,
+                                     i + 1, seed, sample=True)
+            z, above = (None if t is None else ops.repeat(t, columns, axis=0) for t in (z, above))
+            z, above = self._descend(z, above, i + 1, i, fold(seed, 1), sample=True)
+        z, _ = self._descend(z, above, i, 0, seed, sample=False)
+        return ops.reshape(self.decode(z), (rows, columns, *self.feature_shape))
 
     def _require_built(self, method):
         if not self.built:

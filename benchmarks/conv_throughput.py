@@ -1,0 +1,97 @@
+"""Training images/s and L_k samples/s of a recipe's model (default: the conv recipes).
+
+For each recipe: the model, batch size and optimizer of the recipe; random binary
+28x28x1 images in memory (the cost does not depend on pixel values). Training:
+`--steps` steps after a warm-up fit that absorbs tracing and XLA compilation.
+L_k: `--samples` importance samples on `--examples` images after a traced call.
+Every run is printed with the median, with `jit_compile` off and on. Pin the
+process to one core (and one TF thread) or leave it two:
+
+    taskset -c 1 env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
+        python benchmarks/conv_throughput.py --runs 3
+    python benchmarks/conv_throughput.py --runs 3
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_lvae  # noqa: E402
+from keras_lvae import config as config_lib, training  # noqa: E402
+
+RECIPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes")
+DEFAULT = [os.path.join(RECIPES, name) for name in
+           ("conv_static_mnist_small.py", "conv_static_mnist.py")]
+
+
+def model_of(config, jit_compile):
+    model = training.build_model(config, steps_per_epoch=100)
+    training.compile_model(model, config, steps_per_epoch=100)
+    model.compile(optimizer=model.optimizer, jit_compile=jit_compile)
+    return model
+
+
+def training_rate(config, jit_compile, steps):
+    """Training images per second."""
+    batch = config.data.batch_size
+    model = model_of(config, jit_compile)
+    x = (np.random.default_rng(0).random((steps * batch, 28, 28, 1)) < 0.13).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices(x).batch(batch, drop_remainder=True).cache()
+    model.fit(data.take(3), epochs=1, verbose=0)  # trace and compile
+    start = time.perf_counter()
+    model.fit(data, epochs=1, verbose=0)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def bound_rate(config, jit_compile, examples, samples):
+    """Importance samples per second of `log_likelihood`."""
+    model = model_of(config, False)
+    x = (np.random.default_rng(0).random((examples, 28, 28, 1)) < 0.13).astype("float32")
+    options = dict(batch_size=min(examples, 100), jit_compile=jit_compile)
+    keras_lvae.log_likelihood(model, x[:options["batch_size"]], num_samples=10, **options)
+    start = time.perf_counter()
+    keras_lvae.log_likelihood(model, x, num_samples=samples, **options)
+    return examples * samples / (time.perf_counter() - start)
+
+
+def report(name, rates, unit):
+    print(f"  {name}: runs " + ", ".join(f"{r:,.0f}" for r in rates)
+          + f"  median: {statistics.median(rates):,.0f} {unit}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", nargs="*", default=DEFAULT)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--examples", type=int, default=20)
+    parser.add_argument("--samples", type=int, default=100)
+    args = parser.parse_args()
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+          f"{len(os.sched_getaffinity(0))} usable cores, "
+          f"TF intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or 'all'}")
+    for path in args.recipes:
+        config = config_lib.load_recipe(path)
+        model = training.build_model(config, steps_per_epoch=1)
+        model.build((None, 28, 28, 1))
+        print(f"{os.path.basename(path)}: batch {config.data.batch_size}, "
+              f"{model.count_params():,} weights, optimizer {config.train.optimizer}")
+        for jit_compile in (False, True):
+            report(f"training, jit_compile={jit_compile}",
+                   [training_rate(config, jit_compile, args.steps) for _ in range(args.runs)],
+                   "images/s")
+        for jit_compile in (False, True):
+            report(f"L_{args.samples}, jit_compile={jit_compile}",
+                   [bound_rate(config, jit_compile, args.examples, args.samples)
+                    for _ in range(args.runs)], "samples/s")
+
+
+if __name__ == "__main__":
+    main()
