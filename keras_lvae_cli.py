@@ -46,6 +46,17 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _non_negative_float(text):
+    """An argparse type for finite numbers >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, received {text!r}")
+    return value
+
+
 def recipe_folders():
     """Where the shipped recipes are: inside the installed package (keras_lvae/recipes),
     or the checkout's recipes/ folder beside this file (an editable install).
@@ -185,11 +196,17 @@ def build_parser():
                         help="the same seed gives the same images (default: %(default)s)")
     sample.add_argument("--output", default=None,
                         help="PNG path (default: samples.png next to MODEL)")
+    sample.add_argument("--temperature", type=_non_negative_float, default=1.0,
+                        help="scale of the prior's standard deviation at every layer (default: "
+                        "%(default)s; 0 draws the prior means)")
+    sample.add_argument("--layer", type=_positive_int, default=None,
+                        help="instead: what layer LAYER controls (rows fix the layers above, "
+                        "columns resample LAYER, layers below at their means)")
 
     export = commands.add_parser(
         "export",
         help="write a TF Serving SavedModel (signatures score, encode, reconstruct, decode, "
-        "generate)",
+        "generate, generate_at_temperature)",
         description="Export a saved model for TF Serving as BASE_DIR/NAME/VERSION, written to a "
         "temporary directory and renamed; an existing version is never overwritten.")
     export.add_argument("model", help=MODEL_HELP)

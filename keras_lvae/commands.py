@@ -84,8 +84,21 @@ def run_sample(args):
     if not output.endswith(".png"):
         raise ValueError(f"--output: expected a .png path, received {output!r}")
     model = _load_ladder_vae(args.model)
-    plots.plot_prior_samples(model, output, num_samples=args.num_samples, seed=args.seed)
-    print(f"wrote {output} ({args.num_samples} prior samples, seed {args.seed})")
+    if args.layer is not None:
+        if not 1 <= args.layer <= model.num_layers:
+            raise ValueError(f"--layer: expected a layer from 1 to {model.num_layers}, "
+                             f"received {args.layer}")
+        columns = 10
+        rows = max(1, args.num_samples // columns)
+        plots.plot_layer_variations(model, output, rows=rows, columns=columns, seed=args.seed,
+                                    layers=[args.layer])
+        print(f"wrote {output} (layer {args.layer} resampled: {rows} rows of {columns}, "
+              f"seed {args.seed})")
+        return 0
+    plots.plot_prior_samples(model, output, num_samples=args.num_samples, seed=args.seed,
+                             temperature=args.temperature)
+    print(f"wrote {output} ({args.num_samples} prior samples, seed {args.seed}, "
+          f"temperature {args.temperature:g})")
     return 0
 
 

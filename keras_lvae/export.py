@@ -1,17 +1,18 @@
 """SavedModel export for TF Serving: versioned, atomic, standard TF ops only.
 
 `export_saved_model(model, base_dir)` writes `base_dir/<version>/`, the layout
-TF Serving watches, with five signatures (all `tensorflow/serving/predict`,
+TF Serving watches, with six signatures (all `tensorflow/serving/predict`,
 dynamic batch size, named inputs and outputs; `images` are float32 with the
 model's input shape and values in [0, 1]):
 
 | signature | inputs | outputs |
 |---|---|---|
 | `score` (= `serving_default`) | `images`, `num_samples` int32 scalar (k >= 1), `seed` int32[2] | `elbo` [batch], `log_likelihood` [batch] (L_k), nats |
-| `encode` | `images` | `mean_<i>`, `variance_<i>` [batch, units_i] per layer i = 1 (bottom) ... L |
+| `encode` | `images` | `mean_<i>`, `variance_<i>` [batch, *latent shape i] per layer i = 1 (bottom) ... L |
 | `reconstruct` | `images` | `reconstruction`, shaped like `images` (from posterior means) |
-| `decode` | `z_1` float32 [batch, units_1] | `images`: mean of p(x | z_1) |
+| `decode` | `z_1` float32 [batch, *latent shape 1] | `images`: mean of p(x | z_1) |
 | `generate` | `num_samples` int32 scalar, `seed` int32[2] | `images` [num_samples, ...] prior samples |
+| `generate_at_temperature` | as `generate`, and `temperature` float32 [L] (bottom to top) | `images`, with each layer's prior standard deviation scaled |
 
 Sampling signatures are stateless: the same `seed` gives the same output and
 no variable is written, so concurrent requests cannot race. Inputs outside
@@ -30,7 +31,7 @@ from keras_lvae import _checks
 from keras_lvae.evaluation import chunked_log_mean_exp
 from keras_lvae.models.ladder_vae import LadderVAE
 
-SIGNATURES = ("score", "encode", "reconstruct", "decode", "generate")
+SIGNATURES = ("score", "encode", "reconstruct", "decode", "generate", "generate_at_temperature")
 # Importance samples per pass of `score`: rows = batch x this; k is covered by a
 # loop of such passes, so memory does not grow with k.
 DEFAULT_SCORE_CHUNK = 64
@@ -138,12 +139,23 @@ def _endpoints(model, chunk_samples):
         num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
         return {"images": model.generate_stateless(num_samples, _checked(seed, "seed", (2,)))}
 
+    temperature_spec = tf.TensorSpec((model.num_layers,), tf.float32, name="temperature")
+
+    def generate_at_temperature(num_samples, seed, temperature):
+        num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
+        temperature = _checked(temperature, "temperature", (model.num_layers,), finite=True)
+        return {"images": model.generate_stateless(
+            num_samples, _checked(seed, "seed", (2,)),
+            [temperature[i] for i in range(model.num_layers)])}
+
     return {
         "score": (score_function(model, chunk_samples), [image_spec, count_spec, seed_spec]),
         "encode": (encode, [image_spec]),
         "reconstruct": (reconstruct, [image_spec]),
         "decode": (decode, [latent_spec]),
         "generate": (generate, [count_spec, seed_spec]),
+        "generate_at_temperature": (generate_at_temperature,
+                                    [count_spec, seed_spec, temperature_spec]),
     }
 
 

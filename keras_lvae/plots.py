@@ -96,28 +96,33 @@ def _image_grid(axes, images, columns):
     axes.set_axis_off()
 
 
-def plot_prior_samples(model, path, *, num_samples=100, seed=0):
-    """A grid of `generate(num_samples, seed)` images (10 per row); 800 x 800 px."""
-    images = as_images(model.generate(num_samples, seed=seed), model.feature_shape)
+def plot_prior_samples(model, path, *, num_samples=100, seed=0, temperature=1.0):
+    """A grid of `generate(num_samples, seed, temperature)` images (10 per row); 800 x 800 px."""
+    images = as_images(model.generate(num_samples, seed=seed, temperature=temperature),
+                       model.feature_shape)
     figure = new_figure(8, 8)
     _image_grid(figure.add_axes((0.01, 0.01, 0.98, 0.94)), images, columns=10)
-    figure.suptitle(f"{num_samples} samples from the prior (seed {seed})")
+    at = "" if temperature == 1.0 else f", temperature {temperature:g}"
+    figure.suptitle(f"{num_samples} samples from the prior (seed {seed}{at})")
     return save_figure(figure, path)
 
 
-def plot_layer_variations(model, path, *, rows=4, columns=8, seed=0):
+def plot_layer_variations(model, path, *, rows=4, columns=8, seed=0, layers=None):
     """What each stochastic layer controls: one panel per layer (top layer first) of
     `model.layer_variations` (a row fixes the layers above, its columns resample the
-    layer, the layers below take their means). Size: (400 * layers) x 300 px.
+    layer, the layers below take their means). `layers`: which (1 = bottom; default
+    all). Size: (400 * panels) x 300 px.
     """
-    num = model.num_layers
+    shown = sorted(range(1, model.num_layers + 1) if layers is None else layers, reverse=True)
+    num = len(shown)
     figure = new_figure(4 * num, 3)
-    for panel, layer in enumerate(reversed(range(1, num + 1))):
+    for panel, layer in enumerate(shown):
         images = as_images(model.layer_variations(layer, rows, columns, seed=seed),
                            model.feature_shape)
         axes = figure.add_axes((panel / num + 0.005, 0.02, 1 / num - 0.01, 0.8))
         _image_grid(axes, images, columns=columns)
-        axes.set_title(f"z_{layer} resampled" + (" (top)" if layer == num else ""), fontsize=9)
+        top = layer == model.num_layers
+        axes.set_title(f"z_{layer} resampled" + (" (top)" if top else ""), fontsize=9)
     figure.suptitle("What each layer controls: a row fixes the layers above, columns resample "
                     "the layer, layers below at their means", fontsize=9)
     return save_figure(figure, path)

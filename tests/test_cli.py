@@ -360,8 +360,18 @@ def test_conv_model_trains_evaluates_samples_and_exports_through_the_cli(tmp_pat
     assert report["latent_layers"][0]["shape"] == [14, 14, 8]
     assert report["model_config"]["skip"] is True
     assert plots.png_size(tmp_path / "run" / "evaluation" / "layer_variations.png") == (800, 300)
-    result = run("sample", str(tmp_path / "run"), "--num-samples", "20")
+    result = run("sample", str(tmp_path / "run"), "--num-samples", "20", "--temperature", "0.5")
     assert result.returncode == 0, result.stderr
+    assert "temperature 0.5" in result.stdout
+    assert plots.png_size(tmp_path / "run" / "samples.png") == (800, 800)
+    result = run("sample", str(tmp_path / "run"), "--layer", "2", "--num-samples", "20",
+                 "--output", str(tmp_path / "layer2.png"))
+    assert result.returncode == 0, result.stderr
+    assert plots.png_size(tmp_path / "layer2.png") == (400, 300)
+    result = run("sample", str(tmp_path / "run"), "--layer", "3")
+    assert result.returncode == 2 and "--layer: expected a layer from 1 to 2" in result.stderr
+    result = run("sample", str(tmp_path / "run"), "--temperature", "-1")
+    assert result.returncode == 2 and "expected a number >= 0" in result.stderr
     result = run("export", str(tmp_path / "run"), "--name", "conv", "--base-dir",
                  str(tmp_path / "served"))
     assert result.returncode == 0, result.stderr

@@ -39,6 +39,8 @@ calls = {
     "reconstruct": dict(images=inputs["x"]),
     "decode": dict(z_1=inputs["z"]),
     "generate": dict(num_samples=np.int32(5), seed=inputs["seed"]),
+    "generate_at_temperature": dict(num_samples=np.int32(5), seed=inputs["seed"],
+                                    temperature=np.array([0.5, 1.0, 0.0], np.float32)),
     "serving_default": dict(images=inputs["x"], num_samples=np.int32(130), seed=inputs["seed"]),
 }
 for name, kwargs in calls.items():
@@ -108,6 +110,9 @@ def test_sampling_signatures_equal_the_keras_model_with_the_same_seed(exported, 
     np.testing.assert_allclose(outputs["generate/images"], model.generate_stateless(5, seed),
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(outputs["generate/images"], outputs["generate_again/images"])
+    np.testing.assert_allclose(outputs["generate_at_temperature/images"],
+                               model.generate_stateless(5, seed, [0.5, 1.0, 0.0]),
+                               rtol=1e-5, atol=1e-6)
     want = score_function(model)(tf.constant(X[:9]), tf.constant(130), seed)
     for key in ("elbo", "log_likelihood"):
         np.testing.assert_allclose(outputs[f"score/{key}"], want[key], rtol=1e-5)
@@ -165,6 +170,9 @@ def test_saved_model_cli_lists_every_signature_for_predict(exported):
                                                             "generate")},
         **{(s, "seed"): ("DT_INT32", "(2)") for s in ("score", "serving_default", "generate")},
         ("decode", "z_1"): ("DT_FLOAT", "(-1, 4)"),
+        ("generate_at_temperature", "num_samples"): ("DT_INT32", "()"),
+        ("generate_at_temperature", "seed"): ("DT_INT32", "(2)"),
+        ("generate_at_temperature", "temperature"): ("DT_FLOAT", "(3)"),
     }
     assert "unknown_rank" not in result.stdout.split("signature_def['encode']")[1]
 

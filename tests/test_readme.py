@@ -21,6 +21,7 @@ def test_python_example_runs(tmp_path, monkeypatch):
     assert (tmp_path / "lvae.keras").exists() and (tmp_path / "kl_per_unit.png").exists()
     assert namespace["report"]["num_samples"] == 100
     assert namespace["model"].optimizer.iterations.numpy() == 2  # the fine-tuning steps
+    assert namespace["conv"].latent_shapes == [(8, 8, 32), (4, 4, 32), (2, 2, 32)]
 
 
 def test_commands_match_ci():

@@ -577,12 +577,16 @@ class LadderVAE(keras.Model):
         z_1 = inputs.latent(z_1, self.latent_shapes[0])
         return self._unflatten(self._output_mean(self._output_params(z_1, training=False)))
 
-    def generate(self, num_samples, seed=None):
-        """Ancestral samples from the prior: z_L ~ N(0, I), z_i ~ p(z_i|z_{i+1}), then decode.
+    def generate(self, num_samples, seed=None, temperature=1.0):
+        """Ancestral samples from the prior: z_L ~ p(z_L), z_i ~ p(z_i|z_{>i}), then decode.
 
         Returns the mean of p(x | z_1) for each sample, shaped like the inputs.
         `seed` (int) makes the result reproducible and leaves the model's
         random state untouched; by default the model's SeedGenerator is used.
+        `temperature` scales the prior's standard deviation at every layer: one
+        number, or one per layer (bottom to top). 0 gives the prior means, 1 the
+        model's prior; values below 1 trade diversity for cleaner samples.
+        Reference: sampling temperature of NVAE (Vahdat & Kautz, 2020).
         """
         self._require_built("generate")
         _checks.positive_int("num_samples", num_samples)
@@ -590,35 +594,104 @@ class LadderVAE(keras.Model):
             base_seed = ops.cast(self.seed_generator.next(), "int32")
         else:
             base_seed = tf.constant([seed, 0], dtype=tf.int32)
-        return self.generate_stateless(num_samples, base_seed)
+        return self.generate_stateless(num_samples, base_seed, self._temperatures(temperature))
 
-    def generate_stateless(self, num_samples, seed):
+    def _temperatures(self, temperature):
+        """One non-negative float per layer, bottom to top, from a number or a list."""
+        values = (list(temperature) if isinstance(temperature, (list, tuple))
+                  else [temperature] * self.num_layers)
+        if len(values) != self.num_layers or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool)
+                and math.isfinite(t) and t >= 0 for t in values):
+            raise ValueError(
+                "Invalid value for argument `temperature`: expected a number >= 0 or one per "
+                f"stochastic layer ({self.num_layers}), received {temperature!r}.")
+        return [float(t) for t in values]
+
+    def generate_stateless(self, num_samples, seed, temperature=None):
         """`generate` from an int32[2] seed tensor, with only stateless ops.
 
         `num_samples` may be a scalar tensor; the same seed gives the same images.
-        This is what the exported `generate` signature runs.
+        `temperature`: None (1 everywhere) or one value per layer, bottom to top
+        (floats or a float32 [num_layers] tensor). This is what the exported
+        `generate` and `generate_at_temperature` signatures run.
         """
-        z = self._sample_top(num_samples, seed)
-        z, _ = self._descend(z, None, self.num_layers - 1, 0, seed, sample=True)
+        z = self._sample_top(num_samples, seed, None if temperature is None else temperature[-1])
+        z, _ = self._descend(z, None, self.num_layers - 1, 0, seed, sample=True,
+                             temperature=temperature)
         return self.decode(z)
 
-    def _sample_top(self, num_samples, seed):
-        """z_L ~ p(z_L) for `num_samples` rows."""
+    def _sample_top(self, num_samples, seed, temperature=None):
+        """z_L ~ p(z_L) for `num_samples` rows (standard deviation x `temperature`)."""
         shape = (num_samples, *self.latent_shapes[-1])
         mean, variance = self._top_prior()
         mean = ops.zeros(shape) if mean is None else ops.broadcast_to(mean, shape)
         variance = ops.ones(shape) if variance is None else ops.broadcast_to(variance, shape)
+        if temperature is not None:
+            variance = variance * ops.square(ops.cast(temperature, "float32"))
         return distributions.sample_normal(mean, variance, self._layer_seed(seed, self.num_layers))
 
-    def _descend(self, z, above, start, stop, seed, sample):
+    def _descend(self, z, above, start, stop, seed, sample, temperature=None):
         """Down the generative path from z = z_{start+1} (0-based index `start`) to
-        z_{stop+1}, each layer drawn from p(z_i | z_{>i}) (`sample`) or at its mean.
-        Returns (z, the features of the last block, for skip connections)."""
+        z_{stop+1}, each layer drawn from p(z_i | z_{>i}) (`sample`; standard
+        deviation x temperature[i] when given) or at its mean. Returns (z, the
+        features of the last block, for skip connections)."""
         for i in reversed(range(stop, start)):
             mean, variance, above = self._prior_params(i, z, above, training=False)
+            if temperature is not None:
+                variance = variance * ops.square(ops.cast(temperature[i], "float32"))
             z = (self.decoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i + 1))
                  if sample else mean)
         return z, above
+
+    def interpolate(self, x_a, x_b, steps=8, layer=None, method="slerp"):
+        """Images along a path between two inputs in one layer's latent space.
+
+        The chosen `layer` (1 = bottom; default the top) goes from x_a's
+        posterior mean to x_b's in `steps` points, spherically ("slerp", around
+        the prior's centre) or linearly ("linear"); the layers above sit at their
+        prior means, the layers below at their conditional means. Returns means
+        of p(x | z_1), shape [steps, *image] for one pair, or [pairs, steps,
+        *image] for batches of pairs. With `layer=1` the endpoints are the
+        model's reconstructions of x_a and x_b.
+        """
+        self._require_built("interpolate")
+        _checks.positive_int("steps", steps)
+        layer = self.num_layers if layer is None else layer
+        if not (_checks.is_int(layer) and 1 <= layer <= self.num_layers):
+            raise ValueError(f"Invalid value for argument `layer`: expected an int from 1 to "
+                             f"{self.num_layers}, received {layer!r}.")
+        _checks.one_of("method", method, ("slerp", "linear"))
+        single = len(np.shape(inputs.unpack(x_a))) == len(self.feature_shape)
+        x_a, x_b = ((x[None] if single else x) for x in (np.asarray(x_a), np.asarray(x_b)))
+        i = layer - 1
+        m_a, m_b = (ops.convert_to_tensor(self.encode(x)[i][0]) for x in (x_a, x_b))
+        pairs = m_a.shape[0]
+        t = ops.reshape(ops.linspace(0.0, 1.0, steps), (1, steps) + (1,) * (len(m_a.shape) - 1))
+        a, b = ops.expand_dims(m_a, 1), ops.expand_dims(m_b, 1)
+        if method == "linear":
+            path = (1 - t) * a + t * b
+        else:  # slerp of the flattened means; linear where they are (anti)parallel
+            flat_a = ops.reshape(m_a, (pairs, -1))
+            flat_b = ops.reshape(m_b, (pairs, -1))
+            cosine = ops.sum(flat_a * flat_b, -1) / (
+                ops.norm(flat_a, axis=-1) * ops.norm(flat_b, axis=-1) + 1e-12)
+            omega = ops.reshape(ops.arccos(ops.clip(cosine, -1.0, 1.0)),
+                                (pairs, 1) + (1,) * (len(m_a.shape) - 1))
+            safe = ops.maximum(ops.sin(omega), 1e-6)
+            slerp = (ops.sin((1 - t) * omega) * a + ops.sin(t * omega) * b) / safe
+            path = ops.where(omega > 1e-3, slerp, (1 - t) * a + t * b)
+        z = ops.reshape(path, (pairs * steps, *self.latent_shapes[i]))
+        above = None
+        if i < self.num_layers - 1:  # the features of the layers above, at their prior means
+            top_mean, _ = self._top_prior()
+            top = ops.zeros((1, *self.latent_shapes[-1])) if top_mean is None else top_mean
+            # (down to block i: the features that p(z_layer) is computed from)
+            _, above = self._descend(top, None, self.num_layers - 1, i, None, sample=False)
+            above = None if above is None else ops.repeat(above, pairs * steps, axis=0)
+        z, _ = self._descend(z, above, i, 0, None, sample=False)
+        images = ops.reshape(self.decode(z), (pairs, steps, *self.feature_shape))
+        return images[0] if single else images
 
     def layer_variations(self, layer, rows=4, columns=8, seed=0):
         """What stochastic layer `layer` (1 = bottom) controls, as images.
