@@ -117,8 +117,18 @@ def resolve_model_path(path):
 
 
 def _load_ladder_vae(path):
-    """The LadderVAE saved at `path` (see `resolve_model_path`), or a ValueError naming MODEL."""
-    path = resolve_model_path(path)
+    """The LadderVAE saved at `path` (see `resolve_model_path`), or a ValueError naming MODEL.
+
+    A model trained with `train.ema_decay` comes back with its moving-average weights in
+    place (what evaluate, sample and export then use), and says so.
+    """
+    model = _load_saved(resolve_model_path(path))
+    if model.use_ema_weights():
+        print(f"using the moving averages of the weights (ema_decay {model.ema_decay:g})")
+    return model
+
+
+def _load_saved(path):
     if path.endswith(".npz"):
         model, epoch = training.model_from_checkpoint(path)
         print(f"{path}: the model after epoch {epoch}")
@@ -250,6 +260,7 @@ def run_evaluate(args):
             "samples": k, "batch_size": args.batch_size, "chunk_size": args.chunk_size,
             "bn_statistics": args.bn_statistics, "max_examples": args.max_examples,
             "jit_compile": args.jit_compile, "seed": args.seed,
+            "weights": "moving average" if model.ema_variables else "trained",
             "active_unit_threshold": evaluation.ACTIVE_UNIT_THRESHOLD,
         },
         "model_config": {key: value for key, value in model.get_config().items()

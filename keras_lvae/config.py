@@ -90,6 +90,8 @@ class TrainConfig:
     jit_compile: bool = False          # XLA: worth it on GPUs, not on this CPU
     strategy: Literal["none", "mirrored", "multi_worker"] = "none"
     skip_nonfinite_steps: bool = False  # skip (and count) steps with NaN/Inf loss or gradients
+    ema_decay: float = 0.0             # > 0: keep a moving average of the weights (e.g. 0.999),
+                                       # used by validation, evaluate, sample and export
     eval_samples: int = 100            # k of the test L_k printed at the end; 0 skips it
     sample_every_epochs: int = 1       # prior-sample images in TensorBoard; 0 never
     keep_epochs: Optional[tuple[int, ...]] = None  # keep snapshots/epoch_<N>.npz of these epochs
@@ -144,7 +146,7 @@ _POSITIVE = {"data.batch_size", "model.dense_per_block", "train.epochs", "train.
              "fine_tune.decay_every_epochs", "tune.max_trials", "tune.epochs_per_trial",
              "tune.retrain_epochs", "tune.seed", "train.keep_epochs", "model.residual_blocks",
              "model.kernel_size"}
-_MAY_BE_ZERO = {"tune.warmup_epochs", "model.free_bits"}  # lists and floats that may hold 0
+_MAY_BE_ZERO = {"tune.warmup_epochs", "model.free_bits", "train.ema_decay"}  # lists and floats that may hold 0
 
 
 def _types(section_class):
@@ -239,6 +241,9 @@ def validate(config):
     if model.architecture == "conv" and model.downsample is not None:
         _checks.one_per_layer("model.downsample", model.downsample, "model.latent_dims",
                               model.latent_dims)
+    if config.train.ema_decay >= 1:
+        raise ValueError("Invalid value for `train.ema_decay`: expected a number in [0, 1), "
+                         f"received {config.train.ema_decay!r}.")
     if config.fine_tune.decay_factor > 1:
         raise ValueError("Invalid value for `fine_tune.decay_factor`: expected a number in "
                          f"(0, 1], received {config.fine_tune.decay_factor!r}.")

@@ -356,7 +356,7 @@ def build_model(config, steps_per_epoch):
     return model_class(
         **arguments, warmup_steps=t.warmup_epochs * steps_per_epoch,
         mc_samples=t.mc_samples, iw_samples=t.iw_samples,
-        skip_nonfinite_steps=t.skip_nonfinite_steps, seed=t.seed)
+        skip_nonfinite_steps=t.skip_nonfinite_steps, ema_decay=t.ema_decay, seed=t.seed)
 
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}

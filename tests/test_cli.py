@@ -343,11 +343,12 @@ def test_ctrl_c_says_where_to_resume_and_exits_130(tmp_path):
 @pytest.mark.slow  # over 10 s
 def test_conv_model_trains_evaluates_samples_and_exports_through_the_cli(tmp_path):
     """The commands work for a ConvLadderVAE as for an MLP one (2 epochs on the shipped
-    digits)."""
+    digits), and use the moving-average weights of a run that kept them."""
     conv = ["--set", "model.architecture=conv", "--set", "model.latent_dims=8,4",
             "--set", "model.hidden_dims=16,16", "--set", "model.residual_blocks=1",
             "--set", "model.downsample=1,1", "--set", "model.skip=true",
             "--set", "model.free_bits=0.1", "--set", "train.epochs=2",
+            "--set", "train.ema_decay=0.9",
             "--set", "train.eval_samples=5"]
     result = run("train", "recipes/quickstart.py", "--workdir", str(tmp_path / "run"), *conv)
     assert result.returncode == 0, result.stderr
@@ -359,6 +360,8 @@ def test_conv_model_trains_evaluates_samples_and_exports_through_the_cli(tmp_pat
     report = json.loads((tmp_path / "run" / "evaluation" / "report.json").read_text())
     assert report["latent_layers"][0]["shape"] == [14, 14, 8]
     assert report["model_config"]["skip"] is True
+    assert "using the moving averages of the weights" in result.stdout
+    assert report["settings"]["weights"] == "moving average"
     assert plots.png_size(tmp_path / "run" / "evaluation" / "layer_variations.png") == (800, 300)
     result = run("sample", str(tmp_path / "run"), "--num-samples", "20", "--temperature", "0.5")
     assert result.returncode == 0, result.stderr

@@ -1,3 +1,4 @@
+import contextlib
 import math
 import warnings
 
@@ -94,6 +95,13 @@ class LadderVAE(keras.Model):
             example as in addtt/ladder-vae-pytorch (`free_bits_kl`).
         learn_top_prior: p(z_L) = N(mean, variance) with a trainable mean and
             log-variance per unit (initialised to N(0, I)) instead of N(0, I).
+        ema_decay: in [0, 1); > 0 keeps an exponential moving average of the
+            trainable weights, ema = decay * ema + (1 - decay) * weights after
+            every update (starting from the initial weights, no bias
+            correction). `evaluate` (and so fit's validation) runs with the
+            averages; `with model.ema_weights_applied():` or
+            `model.use_ema_weights()` use them elsewhere. Saved with the model
+            and in checkpoints. Reference: the EMA weights of openai/vdvae.
         seed: int or None. An int makes the model reproducible: it seeds the
             weight initialisation and every sampling layer (training noise,
             `generate`, evaluation). Data order and binarization are the data
@@ -136,6 +144,7 @@ class LadderVAE(keras.Model):
         skip=False,
         free_bits=0.0,
         learn_top_prior=False,
+        ema_decay=0.0,
         seed=None,
         **kwargs,
     ):
@@ -159,6 +168,11 @@ class LadderVAE(keras.Model):
                              f">= 0 (nats per layer), received {free_bits!r}.")
         self.free_bits = float(free_bits)
         self.learn_top_prior = bool(learn_top_prior)
+        if not (isinstance(ema_decay, (int, float)) and not isinstance(ema_decay, bool)
+                and 0 <= ema_decay < 1):
+            raise ValueError("Invalid value for argument `ema_decay`: expected a number in "
+                             f"[0, 1) (0: no moving average), received {ema_decay!r}.")
+        self.ema_decay = float(ema_decay)
         self.seed = _checks.optional_int("seed", seed)
         self.num_layers = len(self.latent_dims)
         block, head = self._block, self._head
@@ -302,6 +316,15 @@ class LadderVAE(keras.Model):
                 shape=top, initializer="zeros", name="top_prior_mean")
             self.top_prior_log_variance = self.add_weight(
                 shape=top, initializer="zeros", name="top_prior_log_variance")
+        self.ema_variables = []
+        if self.ema_decay:
+            for weight in self.trainable_weights:  # named after the weight they follow
+                name = "ema__" + weight.path.split("/", 1)[-1].replace("/", "__")
+                average = self.add_weight(shape=weight.shape, initializer="zeros",
+                                          trainable=False, aggregation="only_first_replica",
+                                          name=name)
+                average.assign(weight)
+                self.ema_variables.append(average)
 
     # ----------------------------------------------------------- input checks
     def _prepare(self, x, allow_nan=False):
@@ -816,6 +839,37 @@ class LadderVAE(keras.Model):
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         with tf.control_dependencies([loss]):
             self.trained_steps.assign_add(1)
+        for average, weight in zip(self.ema_variables, self._ema_followed()):
+            average.assign(self.ema_decay * average + (1.0 - self.ema_decay) * weight)
+
+    def _ema_followed(self):
+        """The trainable weights the moving averages follow, in `ema_variables`' order."""
+        return self.trainable_weights
+
+    @contextlib.contextmanager
+    def ema_weights_applied(self):
+        """Within the block the trainable weights hold their moving averages (no-op
+        without `ema_decay`); afterwards they are restored."""
+        if not self.ema_variables:
+            yield
+            return
+        weights = self._ema_followed()
+        saved = [tf.identity(w.value) for w in weights]
+        for weight, average in zip(weights, self.ema_variables):
+            weight.assign(average)
+        try:
+            yield
+        finally:
+            for weight, value in zip(weights, saved):
+                weight.assign(value)
+
+    def use_ema_weights(self):
+        """Replace the trainable weights by their moving averages for good (for
+        inference, export or evaluation of a loaded model). Returns True if the
+        model had them."""
+        for weight, average in zip(self._ema_followed(), self.ema_variables):
+            weight.assign(average)
+        return bool(self.ema_variables)
 
     def fit(self, x=None, *args, **kwargs):
         """`keras.Model.fit`, refusing empty data and non-positive batch sizes.
@@ -837,7 +891,8 @@ class LadderVAE(keras.Model):
         validation = kwargs.get("_use_cached_eval_dataset", False)  # fit's validation pass
         if not validation:
             inputs.check_data("x", x, kwargs.get("batch_size"))
-        result = super().evaluate(x, *args, **kwargs)
+        with self.ema_weights_applied():  # validation and evaluation see the averages
+            result = super().evaluate(x, *args, **kwargs)
         if int(self.nelbo_tracker.count.numpy()) == 0:  # no batch ran
             raise inputs.no_batch_error("validation_data" if validation else "x")
         return result
@@ -881,6 +936,7 @@ class LadderVAE(keras.Model):
             skip=self.skip,
             free_bits=self.free_bits,
             learn_top_prior=self.learn_top_prior,
+            ema_decay=self.ema_decay,
             seed=self.seed,
         )
         return config
