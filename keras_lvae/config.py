@@ -90,6 +90,10 @@ class TrainConfig:
     jit_compile: bool = False          # XLA: worth it on GPUs, not on this CPU
     strategy: Literal["none", "mirrored", "multi_worker"] = "none"
     skip_nonfinite_steps: bool = False  # skip (and count) steps with NaN/Inf loss or gradients
+    global_clipnorm: float = 0.0       # > 0: the optimizer clips the global gradient norm
+    skip_threshold: float = 0.0        # > 0: skip updates whose gradient norm exceeds it
+    adaptive_skip_factor: float = 0.0  # > 0: skip above this multiple of the 0.95 quantile of
+    adaptive_skip_window: int = 200    # ... the last this many gradient norms
     ema_decay: float = 0.0             # > 0: keep a moving average of the weights (e.g. 0.999),
                                        # used by validation, evaluate, sample and export
     eval_samples: int = 100            # k of the test L_k printed at the end; 0 skips it
@@ -145,8 +149,9 @@ _POSITIVE = {"data.batch_size", "model.dense_per_block", "train.epochs", "train.
              "train.iw_samples", "fine_tune.mc_samples", "fine_tune.iw_samples",
              "fine_tune.decay_every_epochs", "tune.max_trials", "tune.epochs_per_trial",
              "tune.retrain_epochs", "tune.seed", "train.keep_epochs", "model.residual_blocks",
-             "model.kernel_size"}
-_MAY_BE_ZERO = {"tune.warmup_epochs", "model.free_bits", "train.ema_decay"}  # lists and floats that may hold 0
+             "model.kernel_size", "train.adaptive_skip_window"}
+_MAY_BE_ZERO = {"tune.warmup_epochs", "model.free_bits", "train.ema_decay",
+                "train.global_clipnorm", "train.skip_threshold", "train.adaptive_skip_factor"}  # lists and floats that may hold 0
 
 
 def _types(section_class):

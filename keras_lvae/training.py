@@ -356,7 +356,9 @@ def build_model(config, steps_per_epoch):
     return model_class(
         **arguments, warmup_steps=t.warmup_epochs * steps_per_epoch,
         mc_samples=t.mc_samples, iw_samples=t.iw_samples,
-        skip_nonfinite_steps=t.skip_nonfinite_steps, ema_decay=t.ema_decay, seed=t.seed)
+        skip_nonfinite_steps=t.skip_nonfinite_steps, skip_threshold=t.skip_threshold,
+        adaptive_skip_factor=t.adaptive_skip_factor, adaptive_skip_window=t.adaptive_skip_window,
+        ema_decay=t.ema_decay, seed=t.seed)
 
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
@@ -375,7 +377,8 @@ def compile_model(model, config, steps_per_epoch, optimizer=None):
         rate = step_decay(config.train.learning_rate, steps_per_epoch,
                           config.fine_tune.decay_every_epochs, config.fine_tune.decay_factor,
                           start_epoch=config.train.epochs)
-        optimizer = OPTIMIZERS[config.train.optimizer](rate)
+        optimizer = OPTIMIZERS[config.train.optimizer](
+            rate, global_clipnorm=config.train.global_clipnorm or None)
     model.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)
 
 

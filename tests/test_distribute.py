@@ -162,3 +162,23 @@ def test_one_mirrored_conv_step_equals_the_single_device_step():
         print("equal:", gap < 1e-5, gap)
     """)
     assert "synchronized: True" in out and "moved: True" in out and "equal: True" in out, out
+
+
+@pytest.mark.slow  # over 10 s
+def test_step_skipping_under_two_replicas_is_refused_by_name():
+    """Not supported yet (a skipped update needs a conditional optimizer step, which a
+    multi-replica step cannot run inside tf.cond): a clear error, not a crash deep in TF."""
+    out = run("""
+        x = (np.random.default_rng(0).random((8, 20)) < 0.3).astype("float32")
+        for option in (dict(skip_threshold=5.0), dict(skip_nonfinite_steps=True)):
+            with strategy.scope():
+                model = keras_lvae.LadderVAE(latent_dims=(4, 2), hidden_dims=(16, 8), seed=2,
+                                             **option)
+                model.compile(optimizer=keras.optimizers.SGD(0.1))
+            try:
+                model.fit(x, batch_size=8, epochs=1, verbose=0)
+                print("trained")
+            except ValueError as error:
+                print("refused:", "not supported under a multi-replica" in str(error))
+    """)
+    assert out.count("refused: True") == 2, out

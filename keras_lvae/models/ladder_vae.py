@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_lvae import _checks, densities, distributions, inputs
+from keras_lvae import _checks, densities, distributions, inputs, update_skipping
 from keras_lvae.layers import LadderMerge, MLPBlock, StochasticGaussian
 from keras_lvae.schedules import check_warmup_steps, warmup_beta
 
@@ -95,6 +95,17 @@ class LadderVAE(keras.Model):
             example as in addtt/ladder-vae-pytorch (`free_bits_kl`).
         learn_top_prior: p(z_L) = N(mean, variance) with a trainable mean and
             log-variance per unit (initialised to N(0, I)) instead of N(0, I).
+        skip_threshold: > 0 skips (and counts in `skipped_steps`) any update
+            whose global gradient norm exceeds it; 0 is off.
+        adaptive_skip_factor: > 0 skips updates whose global gradient norm
+            exceeds this multiple of the 0.95 quantile of the last
+            `adaptive_skip_window` norms (skipped ones included, so the threshold
+            follows a lasting change of scale); until 10 norms are known the
+            fixed `skip_threshold` (if any) applies. Norms are of the unscaled
+            gradients, before the optimizer's own clipping (`global_clipnorm`).
+            See `keras_lvae.update_skipping`. Like `skip_nonfinite_steps`, not
+            available under a multi-replica tf.distribute strategy yet.
+        adaptive_skip_window: norms the adaptive rule remembers.
         ema_decay: in [0, 1); > 0 keeps an exponential moving average of the
             trainable weights, ema = decay * ema + (1 - decay) * weights after
             every update (starting from the initial weights, no bias
@@ -144,6 +155,9 @@ class LadderVAE(keras.Model):
         skip=False,
         free_bits=0.0,
         learn_top_prior=False,
+        skip_threshold=0.0,
+        adaptive_skip_factor=0.0,
+        adaptive_skip_window=200,
         ema_decay=0.0,
         seed=None,
         **kwargs,
@@ -173,6 +187,16 @@ class LadderVAE(keras.Model):
             raise ValueError("Invalid value for argument `ema_decay`: expected a number in "
                              f"[0, 1) (0: no moving average), received {ema_decay!r}.")
         self.ema_decay = float(ema_decay)
+        for name, value in (("skip_threshold", skip_threshold),
+                            ("adaptive_skip_factor", adaptive_skip_factor)):
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and math.isfinite(value) and value >= 0):
+                raise ValueError(f"Invalid value for argument `{name}`: expected a finite "
+                                 f"number >= 0 (0: off), received {value!r}.")
+        self.skip_threshold = float(skip_threshold)
+        self.adaptive_skip_factor = float(adaptive_skip_factor)
+        self.adaptive_skip_window = _checks.positive_int("adaptive_skip_window",
+                                                         adaptive_skip_window)
         self.seed = _checks.optional_int("seed", seed)
         self.num_layers = len(self.latent_dims)
         block, head = self._block, self._head
@@ -203,6 +227,14 @@ class LadderVAE(keras.Model):
         self.trained_steps = self.add_weight(
             shape=(), dtype="int64", initializer="zeros", trainable=False,
             aggregation="only_first_replica", name="trained_steps")
+
+        if self.adaptive_skip_factor:  # the recent gradient norms (saved: exact resume)
+            self.grad_norm_history = self.add_weight(
+                shape=(self.adaptive_skip_window,), initializer="zeros", trainable=False,
+                aggregation="only_first_replica", name="grad_norm_history")
+            self.grad_norm_count = self.add_weight(
+                shape=(), dtype="int64", initializer="zeros", trainable=False,
+                aggregation="only_first_replica", name="grad_norm_count")
 
         mean = keras.metrics.Mean
         self.loss_tracker = mean(name="loss")
@@ -764,7 +796,32 @@ class LadderVAE(keras.Model):
             *self.kl_layer_trackers,
             self.beta_tracker,
         ]
-        return trackers + [self.skipped_tracker] if self.skip_nonfinite_steps else trackers
+        return trackers + [self.skipped_tracker] if self._guarded() else trackers
+
+    def _guarded(self):
+        """Whether training steps may be skipped (and `skipped_steps` is logged)."""
+        return self.skip_nonfinite_steps or bool(self.skip_threshold or self.adaptive_skip_factor)
+
+    def _gradient_norm(self, gradients):
+        """Global norm of the unscaled gradients."""
+        norm = tf.linalg.global_norm([tf.cast(g, "float32") for g in gradients if g is not None])
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            norm = norm / tf.cast(self.optimizer.dynamic_scale, "float32")
+        return norm
+
+    def _norm_allowed(self, gradients):
+        """True unless the step's gradient norm is over the fixed or adaptive threshold."""
+        if not (self.skip_threshold or self.adaptive_skip_factor):
+            return tf.constant(True)
+        norm = self._gradient_norm(gradients)
+        threshold = tf.constant(self.skip_threshold or float("inf"))
+        if self.adaptive_skip_factor:
+            adaptive = update_skipping.adaptive_threshold(
+                self.grad_norm_history, self.grad_norm_count, self.adaptive_skip_factor)
+            threshold = tf.where(tf.math.is_inf(adaptive), threshold, adaptive)
+            with tf.control_dependencies([threshold]):
+                update_skipping.record(self.grad_norm_history, self.grad_norm_count, norm)
+        return tf.logical_and(tf.math.is_finite(norm), norm <= threshold)
 
     def _record(self, loss, terms, beta):
         self._update_trackers(loss, terms, beta)
@@ -793,12 +850,21 @@ class LadderVAE(keras.Model):
         # Beta from the model's own step counter, a tensor: correct inside a compiled step
         # and unchanged by a new optimizer.
         beta = warmup_beta(self.trained_steps, self.warmup_steps)
-        guard = self.skip_nonfinite_steps
+        guard = self._guarded()
+        if guard and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            # The skipped update sits in a tf.cond, and a multi-replica optimizer step
+            # (its gradient all-reduce) cannot run inside control flow.
+            raise ValueError(
+                "Skipping training steps (skip_nonfinite_steps, skip_threshold, "
+                "adaptive_skip_factor) is not supported under a multi-replica "
+                "tf.distribute strategy yet; train without it, or clip with "
+                "global_clipnorm.")
         if guard:  # what a skipped step must put back: the forward pass updates them
             statistics = [v for v in self.non_trainable_variables if "moving_" in v.path]
             saved = [tf.identity(v.value) for v in statistics]
         with tf.GradientTape() as tape:
-            loss, terms = self.training_objective(x, beta=beta, training=True, allow_nan=guard)
+            loss, terms = self.training_objective(x, beta=beta, training=True,
+                                                  allow_nan=self.skip_nonfinite_steps)
             loss = ops.mean(loss)
             if self.losses:
                 loss = loss + ops.sum(self.losses)
@@ -817,6 +883,7 @@ class LadderVAE(keras.Model):
         if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             checked += [g for g in gradients if g is not None]
         finite = ops.all(ops.stack([ops.all(ops.isfinite(t)) for t in checked]))
+        accept = ops.logical_and(finite, self._norm_allowed(gradients))
         if not self.optimizer.built:  # build outside the branch that applies
             self.optimizer.build(self.trainable_variables)
 
@@ -830,7 +897,7 @@ class LadderVAE(keras.Model):
                 variable.assign(value)
             return tf.constant(1.0)
 
-        self.skipped_tracker.update_state(tf.cond(finite, update, skip))
+        self.skipped_tracker.update_state(tf.cond(accept, update, skip))
         return self._logs()
 
     def _apply(self, gradients, loss):
@@ -936,6 +1003,9 @@ class LadderVAE(keras.Model):
             skip=self.skip,
             free_bits=self.free_bits,
             learn_top_prior=self.learn_top_prior,
+            skip_threshold=self.skip_threshold,
+            adaptive_skip_factor=self.adaptive_skip_factor,
+            adaptive_skip_window=self.adaptive_skip_window,
             ema_decay=self.ema_decay,
             seed=self.seed,
         )

@@ -83,3 +83,80 @@ def test_keras_file_and_checkpoint_keep_the_averages(tmp_path):
 def test_bad_decay_is_refused(bad):
     with pytest.raises(ValueError, match="`ema_decay`"):
         keras_lvae.LadderVAE(latent_dims=(2,), hidden_dims=(4,), ema_decay=bad)
+
+
+# ------------------------------------------------------------- update skipping
+def test_adaptive_threshold_follows_a_known_sequence_of_norms():
+    """factor x the inverted-CDF 0.95 quantile of the last `window` norms (numpy's), +inf
+    before 10 norms; the ring buffer forgets the oldest."""
+    import tensorflow as tf
+
+    from keras_lvae import update_skipping
+
+    window, factor = 12, 3.0
+    history = tf.Variable(tf.zeros(window))
+    count = tf.Variable(tf.constant(0, tf.int64))
+    norms = np.random.default_rng(0).lognormal(size=40).astype("float32")
+    norms[25:] *= 50  # a lasting change of scale
+    skipped_late = []
+    for k, norm in enumerate(norms):
+        got = float(update_skipping.adaptive_threshold(history, count, factor))
+        recent = norms[max(0, k - window):k]
+        if k < 10:
+            assert got == float("inf")
+        else:
+            want = factor * np.quantile(recent, 0.95, method="inverted_cdf")
+            assert got == pytest.approx(want, rel=1e-6)
+        if k >= 25:
+            skipped_late.append(norm > got)
+        update_skipping.record(history, count, norm)
+    assert any(skipped_late[:3]) and not any(skipped_late[-5:])  # it adapts, it never stalls
+
+
+def test_a_constructed_batch_with_a_huge_gradient_is_the_one_skipped():
+    """Gaussian likelihood, threshold 1e4: ordinary batches train, the batch of 1e4-valued
+    pixels (gradient norm ~1e8) is skipped and counted."""
+    model = make(likelihood="gaussian", skip_threshold=1e4)
+    x = np.random.default_rng(1).random((12, 10)).astype("float32")
+    x[4:8] = 1e4
+    history = model.fit(x, batch_size=4, epochs=1, shuffle=False, verbose=0).history
+    assert history["skipped_steps"] == [1.0]
+    assert int(model.trained_steps.numpy()) == 2
+
+
+def snapshot(model):
+    return ([v.numpy().copy() for v in model.trainable_variables],
+            [v.numpy().copy() for v in model.optimizer.variables])
+
+
+@pytest.mark.parametrize("kwargs", [dict(skip_threshold=1e-6),
+                                    dict(adaptive_skip_factor=1e-6, adaptive_skip_window=10)])
+def test_an_update_over_the_threshold_is_skipped_and_counted(kwargs):
+    """A threshold far below any real gradient norm: every step is skipped, the weights,
+    batch-norm statistics and optimizer state do not move, skipped_steps counts them.
+    (The adaptive rule starts skipping once it knows 10 norms.)"""
+    model = make(**kwargs)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.optimizer.build(model.trainable_variables)
+    steps = 14 if "adaptive_skip_factor" in kwargs else 3
+    x = np.tile(X, (steps * 4 // len(X) + 1, 1))[:steps * 4]
+    if "adaptive_skip_factor" in kwargs:  # the first 10 steps train (no threshold yet)
+        model.fit(x[:40], batch_size=4, epochs=1, shuffle=False, verbose=0)
+        x = x[40:]
+    before = snapshot(model)
+    statistics = [v.numpy().copy() for v in model.non_trainable_variables if "moving_" in v.path]
+    history = model.fit(x, batch_size=4, epochs=1, shuffle=False, verbose=0).history
+    assert history["skipped_steps"] == [len(x) // 4]
+    after = snapshot(model)
+    for a, b in zip(before[0] + before[1], after[0] + after[1]):
+        np.testing.assert_array_equal(a, b)
+    for a, v in zip(statistics, [v for v in model.non_trainable_variables if "moving_" in v.path]):
+        np.testing.assert_array_equal(a, v.numpy())
+
+
+def test_a_generous_threshold_skips_nothing_and_equals_plain_training():
+    plain, guarded = make(), make(skip_threshold=1e9)
+    for model in (plain, guarded):
+        model.fit(X, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(plain.trainable_variables, guarded.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
