@@ -56,6 +56,7 @@ class ModelConfig:
     share_top_down: bool = True        # ladder inference reuses p(z_i | z_i+1)'s top-down path
     skip: bool = False                 # p(z_i | z_>i) sees the features of the rung above too
     free_bits: float = 0.0             # KL floor in nats per layer and example (0: off)
+    kl_balance: bool = False           # NVAE's KL balancing during the warm-up
     learn_top_prior: bool = False      # p(z_L) = N(mean, variance), trained
     residual_blocks: int = 2           # conv only: residual blocks per rung
     downsample: Optional[tuple[int, ...]] = None  # conv only: factor-2 steps per rung; none: 1s
@@ -68,7 +69,7 @@ class ModelConfig:
         common = dict(latent_dims=self.latent_dims, hidden_dims=self.hidden_dims,
                       inference=self.inference, batch_norm=self.batch_norm,
                       likelihood=self.likelihood, share_top_down=self.share_top_down,
-                      skip=self.skip, free_bits=self.free_bits,
+                      skip=self.skip, free_bits=self.free_bits, kl_balance=self.kl_balance,
                       learn_top_prior=self.learn_top_prior)
         if self.architecture == "mlp":
             return LadderVAE, dict(common, dense_per_block=self.dense_per_block)

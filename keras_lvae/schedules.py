@@ -80,3 +80,31 @@ def step_decay(learning_rate, steps_per_epoch, every_epochs=200, factor=0.75, st
                          f"received {factor!r}.")
     return StepDecay(learning_rate, decay_steps=steps_per_epoch * every_epochs,
                      decay_rate=factor, start_step=steps_per_epoch * start_epoch)
+
+
+# Added to each layer's mean KL before normalising, so a collapsed layer keeps a small weight.
+KL_BALANCE_OFFSET = 0.01
+
+
+def kl_balance_weights(mean_kls, beta):
+    """Per-layer KL weights of NVAE's KL balancing, used while beta < 1.
+
+    During the warm-up layer i's KL is weighted by
+    w_i = (KL_i + 0.01) / mean_j (KL_j + 0.01), where KL_i is the layer's KL
+    averaged over the batch (held constant in the gradient): the weights
+    average 1 (they sum to the number of layers), and a layer that carries
+    little information is pushed towards the prior less, so it does not
+    switch off early. With beta >= 1 every weight is 1 (the true ELBO).
+    Reference: NVlabs/NVAE `utils.kl_balancer` (with equal group sizes).
+
+    Example:
+    >>> [round(float(w), 3) for w in kl_balance_weights([1.99, 0.99, 2.99], beta=0.5)]
+    [1.0, 0.5, 1.5]
+    >>> [float(w) for w in kl_balance_weights([1.99, 0.99, 2.99], beta=1.0)]
+    [1.0, 1.0, 1.0]
+    """
+    shifted = ops.abs(ops.stop_gradient(ops.stack(
+        [ops.cast(k, "float32") for k in mean_kls]))) + KL_BALANCE_OFFSET
+    balanced = shifted / ops.mean(shifted)
+    weights = ops.where(ops.cast(beta, "float32") < 1.0, balanced, ops.ones_like(balanced))
+    return [weights[i] for i in range(len(mean_kls))]

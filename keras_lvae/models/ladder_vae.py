@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_lvae import _checks, densities, distributions, inputs, update_skipping
+from keras_lvae import _checks, densities, distributions, inputs, schedules, update_skipping
 from keras_lvae.layers import LadderMerge, MLPBlock, StochasticGaussian
 from keras_lvae.schedules import check_warmup_steps, warmup_beta
 
@@ -93,6 +93,11 @@ class LadderVAE(keras.Model):
             true bound and its terms. Not defined for `iw_samples` > 1.
             Reference: Kingma et al. 2016 (IAF), per-layer groups, clamped per
             example as in addtt/ladder-vae-pytorch (`free_bits_kl`).
+        kl_balance: during the warm-up (beta < 1) weight each layer's KL by its
+            share of the batch's mean KL (`keras_lvae.schedules.kl_balance_weights`,
+            NVAE's KL balancing), so no layer switches off early; logged as
+            `kl_weight_<i>`. With beta = 1 it changes nothing. Not defined for
+            `iw_samples` > 1.
         learn_top_prior: p(z_L) = N(mean, variance) with a trainable mean and
             log-variance per unit (initialised to N(0, I)) instead of N(0, I).
         skip_threshold: > 0 skips (and counts in `skipped_steps`) any update
@@ -154,6 +159,7 @@ class LadderVAE(keras.Model):
         skip_nonfinite_steps=False,
         skip=False,
         free_bits=0.0,
+        kl_balance=False,
         learn_top_prior=False,
         skip_threshold=0.0,
         adaptive_skip_factor=0.0,
@@ -182,6 +188,7 @@ class LadderVAE(keras.Model):
                              f">= 0 (nats per layer), received {free_bits!r}.")
         self.free_bits = float(free_bits)
         self.learn_top_prior = bool(learn_top_prior)
+        self.kl_balance = bool(kl_balance)
         if not (isinstance(ema_decay, (int, float)) and not isinstance(ema_decay, bool)
                 and 0 <= ema_decay < 1):
             raise ValueError("Invalid value for argument `ema_decay`: expected a number in "
@@ -243,6 +250,8 @@ class LadderVAE(keras.Model):
         self.kl_tracker = mean(name="kl_loss")
         self.kl_layer_trackers = [mean(name=f"kl_layer_{i + 1}") for i in range(self.num_layers)]
         self.beta_tracker = mean(name="beta")
+        self.kl_weight_trackers = ([mean(name=f"kl_weight_{i + 1}") for i in range(self.num_layers)]
+                                   if self.kl_balance else [])
         self.skipped_tracker = keras.metrics.Sum(name="skipped_steps")
 
     # Settable for fine-tuning; call `compile()` afterwards so the step is retraced.
@@ -554,16 +563,23 @@ class LadderVAE(keras.Model):
         def per_example(values):  # [samples * batch] -> [samples, batch]
             return ops.reshape(values, (mc * iw, -1))
 
+        kl_weights = None
         if iw == 1:
-            kl = terms["kl_loss"]
+            kl, kls = terms["kl_loss"], terms["kl_layers"]
             if self.free_bits > 0:
-                kl = sum(ops.maximum(k, self.free_bits) for k in terms["kl_layers"])
+                kls = [ops.maximum(k, self.free_bits) for k in kls]
+            if self.kl_balance:
+                kl_weights = schedules.kl_balance_weights([ops.mean(k) for k in kls], beta)
+                kls = [w * k for w, k in zip(kl_weights, kls)]
+            if self.free_bits > 0 or self.kl_balance:
+                kl = sum(kls)
             loss = ops.mean(per_example(terms["reconstruction_loss"] + beta * kl), 0)
-        elif self.free_bits > 0:
+        elif self.free_bits > 0 or self.kl_balance:
+            option = f"free_bits={self.free_bits}" if self.free_bits > 0 else "kl_balance=True"
             raise ValueError(
-                f"free_bits={self.free_bits} applies to the ELBO's KL terms, which the "
-                f"importance-weighted loss (iw_samples={iw}) does not have: set free_bits=0 "
-                "for importance-weighted training.")
+                f"{option} applies to the ELBO's KL terms, which the importance-weighted loss "
+                f"(iw_samples={iw}) does not have: turn it off for importance-weighted "
+                "training.")
         else:
             log_weights = ops.reshape(log_px + beta * self._log_prior_ratio(trace), (mc, iw, -1))
             loss = -ops.mean(ops.logsumexp(log_weights, axis=1) - math.log(iw), axis=0)
@@ -572,6 +588,8 @@ class LadderVAE(keras.Model):
             else ops.mean(per_example(value), 0)
             for name, value in terms.items()
         }
+        if kl_weights is not None:
+            terms["kl_weights"] = kl_weights
         return loss, terms
 
     def kl_per_unit(self, x, training=False):
@@ -795,6 +813,7 @@ class LadderVAE(keras.Model):
             self.kl_tracker,
             *self.kl_layer_trackers,
             self.beta_tracker,
+            *self.kl_weight_trackers,
         ]
         return trackers + [self.skipped_tracker] if self._guarded() else trackers
 
@@ -844,6 +863,8 @@ class LadderVAE(keras.Model):
             tracker.update_state(kl)
         if beta is not None:
             self.beta_tracker.update_state(beta)
+        for tracker, weight in zip(self.kl_weight_trackers, terms.get("kl_weights", [])):
+            tracker.update_state(weight)
 
     def train_step(self, data):
         x = inputs.unpack(data)
@@ -970,7 +991,8 @@ class LadderVAE(keras.Model):
         # skipped steps carry no information there, so they are not logged.
         self._update_trackers(ops.mean(terms["nelbo"]), terms, beta=None)
         return {name: value for name, value in self._logs().items()
-                if name not in (self.beta_tracker.name, self.skipped_tracker.name)}
+                if name not in (self.beta_tracker.name, self.skipped_tracker.name)
+                and not name.startswith("kl_weight_")}
 
     def load_own_variables(self, store):
         """Load the model's own variables (`trained_steps`) from a `.keras` file.
@@ -1003,6 +1025,7 @@ class LadderVAE(keras.Model):
             skip=self.skip,
             free_bits=self.free_bits,
             learn_top_prior=self.learn_top_prior,
+            kl_balance=self.kl_balance,
             skip_threshold=self.skip_threshold,
             adaptive_skip_factor=self.adaptive_skip_factor,
             adaptive_skip_window=self.adaptive_skip_window,

@@ -160,3 +160,38 @@ def test_a_generous_threshold_skips_nothing_and_equals_plain_training():
         model.fit(X, batch_size=4, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(plain.trainable_variables, guarded.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------ KL balancing
+def test_kl_balance_weights_follow_a_constructed_kl_vector():
+    from keras_lvae.schedules import KL_BALANCE_OFFSET, kl_balance_weights
+
+    kls = np.array([4.0, 0.0, 1.5, 30.0])
+    weights = np.array([float(w) for w in kl_balance_weights(list(kls), beta=0.3)])
+    shifted = kls + KL_BALANCE_OFFSET
+    np.testing.assert_allclose(weights, shifted / shifted.mean(), rtol=1e-6)
+    assert weights.sum() == pytest.approx(len(kls))  # they average 1
+    assert [float(w) for w in kl_balance_weights(list(kls), beta=1.0)] == [1.0] * 4
+
+
+def test_kl_balanced_loss_and_logged_weights():
+    """loss = recon + beta sum_i w_i KL_i with w from the batch means (per example); the
+    logged kl_weight_<i> are those weights; validation logs none and stays the true bound."""
+    from keras_lvae.schedules import kl_balance_weights
+
+    model = make(kl_balance=True, warmup_steps=100)
+    plain = make()
+    plain.set_weights(model.get_weights())
+    beta = 0.4
+    loss, terms = model.training_objective(X, beta=beta)
+    kls = [np.asarray(k) for k in terms["kl_layers"]]
+    weights = [float(w) for w in kl_balance_weights([k.mean() for k in kls], beta)]
+    want = np.asarray(terms["reconstruction_loss"]) + beta * sum(w * k for w, k in zip(weights, kls))
+    np.testing.assert_allclose(loss, want, rtol=1e-5)
+    assert abs(weights[0] - weights[1]) > 1e-3
+    logs = model.fit(X, validation_data=(X,), batch_size=12, epochs=1, verbose=0).history
+    assert {"kl_weight_1", "kl_weight_2"} <= set(logs)
+    assert not any(name.startswith("val_kl_weight") for name in logs)
+    assert logs["kl_weight_1"][0] + logs["kl_weight_2"][0] == pytest.approx(2.0, rel=1e-5)
+    with pytest.raises(ValueError, match="kl_balance=True"):
+        make(kl_balance=True, iw_samples=2).training_objective(X)
