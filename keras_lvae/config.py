@@ -52,7 +52,8 @@ class ModelConfig:
     inference: Literal["ladder", "bottom_up"] = "ladder"    # bottom_up: the VAE baseline
     batch_norm: bool = True
     dense_per_block: int = 2           # mlp only
-    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    likelihood: Literal["bernoulli", "gaussian", "logistic_mixture"] = "bernoulli"  # the last:
+                                       # 8-bit pixels (conv only), reports in bits/dim too
     share_top_down: bool = True        # ladder inference reuses p(z_i | z_i+1)'s top-down path
     skip: bool = False                 # p(z_i | z_>i) sees the features of the rung above too
     free_bits: float = 0.0             # KL floor in nats per layer and example (0: off)
@@ -63,6 +64,8 @@ class ModelConfig:
     gated: bool = False                # conv only: gated residual branches
     activation: Literal["elu", "swish", "leaky_relu"] = "elu"  # conv only
     kernel_size: int = 3               # conv only
+    mixture_components: int = 10       # conv only: components of the logistic mixture
+    coupled_means: bool = True         # conv only: the mixture's channel-coupled means
 
     def model_arguments(self):
         """(model class, its keyword arguments) for this architecture."""
@@ -75,7 +78,9 @@ class ModelConfig:
             return LadderVAE, dict(common, dense_per_block=self.dense_per_block)
         return ConvLadderVAE, dict(common, residual_blocks=self.residual_blocks,
                                    downsample=self.downsample, gated=self.gated,
-                                   activation=self.activation, kernel_size=self.kernel_size)
+                                   activation=self.activation, kernel_size=self.kernel_size,
+                                   mixture_components=self.mixture_components,
+                                   coupled_means=self.coupled_means)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +155,7 @@ _POSITIVE = {"data.batch_size", "model.dense_per_block", "train.epochs", "train.
              "train.iw_samples", "fine_tune.mc_samples", "fine_tune.iw_samples",
              "fine_tune.decay_every_epochs", "tune.max_trials", "tune.epochs_per_trial",
              "tune.retrain_epochs", "tune.seed", "train.keep_epochs", "model.residual_blocks",
-             "model.kernel_size", "train.adaptive_skip_window"}
+             "model.kernel_size", "train.adaptive_skip_window", "model.mixture_components"}
 _MAY_BE_ZERO = {"tune.warmup_epochs", "model.free_bits", "train.ema_decay",
                 "train.global_clipnorm", "train.skip_threshold", "train.adaptive_skip_factor"}  # lists and floats that may hold 0
 
@@ -236,8 +241,10 @@ def validate(config):
     _checks.one_per_layer("model.hidden_dims", model.hidden_dims, "model.latent_dims",
                           model.latent_dims)
     conv_only = [name for name in ("residual_blocks", "downsample", "gated", "activation",
-                                   "kernel_size")
+                                   "kernel_size", "mixture_components", "coupled_means")
                  if getattr(model, name) != getattr(ModelConfig, name)]
+    if model.likelihood == "logistic_mixture":
+        conv_only.append("likelihood=logistic_mixture")
     if model.architecture == "mlp" and conv_only:
         raise ValueError(f"Invalid config: model.{conv_only[0]} applies to "
                          "model.architecture=conv only; this model is mlp.")

@@ -93,7 +93,7 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
 
     def score(images, num_samples, seed):
         images = _checked(images, "images", (None, *model.feature_shape),
-                          unit_interval=model.likelihood == "bernoulli", finite=True)
+                          unit_interval=model.likelihood != "gaussian", finite=True)
         num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
         seed = _checked(seed, "seed", (2,))
         fold = tf.random.experimental.stateless_fold_in
@@ -119,7 +119,7 @@ def _endpoints(model, chunk_samples):
 
     def checked_images(images):
         return _checked(images, "images", (None, *model.feature_shape),
-                        unit_interval=model.likelihood == "bernoulli", finite=True)
+                        unit_interval=model.likelihood != "gaussian", finite=True)
 
     def encode(images):
         outputs = {}

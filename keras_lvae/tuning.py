@@ -57,7 +57,8 @@ def config_for(config, values):
         shape = dict(hidden_dims=(values["conv_filters"],) * depth,
                      residual_blocks=values["residual_blocks"], downsample=None)
     else:  # back to the MLP defaults of the conv-only fields
-        conv_only = ("residual_blocks", "downsample", "gated", "activation", "kernel_size")
+        conv_only = ("residual_blocks", "downsample", "gated", "activation", "kernel_size",
+                     "mixture_components", "coupled_means")
         shape = dict(hidden_dims=tuple(max(2, values["first_hidden_dim"] >> i)
                                        for i in range(depth)),
                      **{name: getattr(config_lib.ModelConfig, name) for name in conv_only})

@@ -3,11 +3,11 @@ import math
 import keras
 from keras import ops
 
-from keras_lvae import _checks
+from keras_lvae import _checks, logistic_mixture
 from keras_lvae.layers import ConvRung, StochasticGaussian
 from keras_lvae.layers.conv_rung import ACTIVATIONS
-from keras_lvae.models.ladder_vae import (INITIALIZER_SEED_OFFSET, OUTPUT_SEED_OFFSET,
-                                          LadderVAE)
+from keras_lvae.models.ladder_vae import (INITIALIZER_SEED_OFFSET, LIKELIHOODS,
+                                          OUTPUT_SEED_OFFSET, LadderVAE)
 
 # The rung of each path and which layer's downsampling it does (encoder) or undoes.
 _PATHS = ("encoder_block", "decoder_block", "top_down_block", "output_block")
@@ -15,6 +15,8 @@ _PATHS = ("encoder_block", "decoder_block", "top_down_block", "output_block")
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
 class ConvLadderVAE(LadderVAE):
+    LIKELIHOODS = (*LIKELIHOODS, "logistic_mixture")
+
     """A Ladder VAE with convolutional rungs and spatial latents.
 
     The ladder is `LadderVAE`'s (the bottom-up pass, the precision-weighted
@@ -46,6 +48,10 @@ class ConvLadderVAE(LadderVAE):
         gated: gate every residual branch.
         activation: "elu", "swish" or "leaky_relu".
         kernel_size: odd size of the convolutions in rungs and heads.
+        mixture_components: K of `likelihood="logistic_mixture"`, the
+            discretized mixture of logistics over 8-bit pixels (images given as
+            v / 255; see `keras_lvae.logistic_mixture`).
+        coupled_means: the mixture's channel-coupled means (PixelCNN++).
         **kwargs: `LadderVAE`'s arguments; `hidden_dims` are filters per rung
             and `latent_dims` channels per latent. `dense_per_block` does not
             apply.
@@ -62,7 +68,8 @@ class ConvLadderVAE(LadderVAE):
     """
 
     def __init__(self, latent_dims=(32, 32, 32), hidden_dims=(64, 64, 64), residual_blocks=2,
-                 downsample=None, gated=False, activation="elu", kernel_size=3, **kwargs):
+                 downsample=None, gated=False, activation="elu", kernel_size=3,
+                 mixture_components=10, coupled_means=True, **kwargs):
         if "dense_per_block" in kwargs:
             raise ValueError("Invalid argument `dense_per_block`: ConvLadderVAE's rungs are "
                              "residual stacks; set `residual_blocks` instead.")
@@ -84,6 +91,8 @@ class ConvLadderVAE(LadderVAE):
         if self.kernel_size % 2 == 0:
             raise ValueError("Invalid value for argument `kernel_size`: expected an odd int, "
                              f"received {kernel_size!r}.")
+        self.mixture_components = _checks.positive_int("mixture_components", mixture_components)
+        self.coupled_means = bool(coupled_means)
         super().__init__(latent_dims=latent_dims, hidden_dims=hidden_dims, **kwargs)
 
     def _block(self, i, name, offset):
@@ -121,9 +130,12 @@ class ConvLadderVAE(LadderVAE):
 
     def _output_layer(self, layout):
         seed = self._offset_seed(OUTPUT_SEED_OFFSET)
-        if self.likelihood == "bernoulli":
+        if self.likelihood != "gaussian":  # Bernoulli logits or the mixture's parameters
+            channels = layout[-1] if self.likelihood == "bernoulli" else \
+                logistic_mixture.num_parameters(self.mixture_components, layout[-1],
+                                                self.coupled_means)
             return keras.layers.Conv2D(
-                layout[-1], self.kernel_size, padding="same", name="output_logits",
+                channels, self.kernel_size, padding="same", name="output_logits",
                 kernel_initializer=keras.initializers.GlorotUniform(seed))
         return StochasticGaussian(layout[-1], batch_norm=False, kernel_size=self.kernel_size,
                                   seed=seed, name="output_gaussian")
@@ -158,5 +170,7 @@ class ConvLadderVAE(LadderVAE):
             gated=self.gated,
             activation=self.activation,
             kernel_size=self.kernel_size,
+            mixture_components=self.mixture_components,
+            coupled_means=self.coupled_means,
         )
         return config

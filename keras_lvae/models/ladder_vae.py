@@ -7,7 +7,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_lvae import _checks, densities, distributions, inputs, schedules, update_skipping
+from keras_lvae import (_checks, densities, distributions, inputs, logistic_mixture, schedules,
+                        update_skipping)
 from keras_lvae.layers import LadderMerge, MLPBlock, StochasticGaussian
 from keras_lvae.schedules import check_warmup_steps, warmup_beta
 
@@ -39,6 +40,9 @@ def _checked_positive_int_property(name):
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
 class LadderVAE(keras.Model):
+    # Pixel likelihoods this architecture offers (ConvLadderVAE adds "logistic_mixture").
+    LIKELIHOODS = LIKELIHOODS
+
     """Ladder Variational Autoencoder (Sønderby et al., 2016) and its VAE baseline.
 
     Stochastic layers z_1 (bottom) ... z_L (top). Generative model:
@@ -174,7 +178,7 @@ class LadderVAE(keras.Model):
         _checks.one_per_layer("hidden_dims", self.hidden_dims, "latent_dims", self.latent_dims)
         self.inference = _checks.one_of("inference", inference, INFERENCE_TYPES)
         self.dense_per_block = _checks.positive_int("dense_per_block", dense_per_block)
-        self.likelihood = _checks.one_of("likelihood", likelihood, LIKELIHOODS)
+        self.likelihood = _checks.one_of("likelihood", likelihood, self.LIKELIHOODS)
         self.batch_norm = bool(batch_norm)
         self.share_top_down = bool(share_top_down)
         self.warmup_steps = check_warmup_steps(warmup_steps)
@@ -375,7 +379,7 @@ class LadderVAE(keras.Model):
             x = np.asarray(x)
         if not self.built:
             self.build(tuple(x.shape))
-        return inputs.images(x, self.feature_shape, unit_interval=self.likelihood == "bernoulli",
+        return inputs.images(x, self.feature_shape, unit_interval=self.likelihood != "gaussian",
                              allow_nan=allow_nan, layout=self.layout)
 
     # ---------------------------------------------------------------- passes
@@ -473,21 +477,29 @@ class LadderVAE(keras.Model):
         return trace
 
     def _output_params(self, z_1, training):
-        """Logits (Bernoulli) or (mean, variance) (Gaussian) of p(x | z_1)."""
+        """Logits (Bernoulli), (mean, variance) (Gaussian) or the mixture's parameters
+        (logistic mixture) of p(x | z_1)."""
         h = self.output_block(z_1, training=training)
-        if self.likelihood == "bernoulli":
-            return self._crop(ops.cast(self.output_head(h), "float32"))
-        _, mean, variance = self.output_head(h, training=training, sample=False)
-        return self._crop(mean), self._crop(variance)
+        if self.likelihood == "gaussian":
+            _, mean, variance = self.output_head(h, training=training, sample=False)
+            return self._crop(mean), self._crop(variance)
+        return self._crop(ops.cast(self.output_head(h), "float32"))
 
     def _output_mean(self, params):
-        return ops.sigmoid(params) if self.likelihood == "bernoulli" else params[0]
+        if self.likelihood == "bernoulli":
+            return ops.sigmoid(params)
+        if self.likelihood == "gaussian":
+            return params[0]
+        return logistic_mixture.mean(params, self.mixture_components, self.layout[-1],
+                                     self.coupled_means)
 
     def _log_px(self, x, z_1, training):
         params = self._output_params(z_1, training)
         if self.likelihood == "bernoulli":
             return densities.bernoulli_log_prob(x, params)
-        return densities.gaussian_log_prob(x, *params)
+        if self.likelihood == "gaussian":
+            return densities.gaussian_log_prob(x, *params)
+        return logistic_mixture.log_prob(x, params, self.mixture_components, self.coupled_means)
 
     def _unflatten(self, x_flat):
         return ops.reshape(x_flat, (-1,) + self.feature_shape)
