@@ -267,6 +267,10 @@ def run_evaluate(args):
                          if key not in ("name", "trainable", "dtype")},
         "log_likelihood": {"L_1": bounds["L_1"], f"L_{k}": bounds["L_k"],
                            "bound_gap": bounds["bound_gap"], "units": "nats"},
+        **({"bits_per_dim": {"L_1": bounds["bits_per_dim"]["L_1"],
+                             f"L_{k}": bounds["bits_per_dim"]["L_k"],
+                             "units": "bits per dimension, -L / (H W C ln 2), values 0..255"}}
+           if "bits_per_dim" in bounds else {}),
         "latent_layers": [
             {"layer": i + 1, "shape": list(layer["kl_per_unit"].shape),
              "units": layer["kl_per_unit"].size, "kl": layer["kl"],
@@ -294,8 +298,16 @@ def run_evaluate(args):
 
     print(f"{args.dataset} {args.split}: {bounds['num_examples']} examples, k = {k}, "
           f"batch-norm statistics: {args.bn_statistics}, {timings['log_likelihood']:.0f} s")
-    print(line("L_1", bounds["L_1"]))
-    print(line(f"L_{k}", bounds["L_k"]))
+    bits = bounds.get("bits_per_dim")
+
+    def bpd(name):  # 8-bit data: bits per dimension beside the nats
+        if bits is None:
+            return ""
+        return (f"  ({bits[name]['mean']:.3f} +- {bits[name]['standard_error']:.3f} bits/dim, "
+                "values 0..255)")
+
+    print(line("L_1", bounds["L_1"]) + bpd("L_1"))
+    print(line(f"L_{k}", bounds["L_k"]) + bpd("L_k"))
     print(line("gap", bounds["bound_gap"]))
     threshold = evaluation.ACTIVE_UNIT_THRESHOLD
     for i, layer in enumerate(layers):

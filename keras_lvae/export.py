@@ -7,7 +7,7 @@ model's input shape and values in [0, 1]):
 
 | signature | inputs | outputs |
 |---|---|---|
-| `score` (= `serving_default`) | `images`, `num_samples` int32 scalar (k >= 1), `seed` int32[2] | `elbo` [batch], `log_likelihood` [batch] (L_k), nats |
+| `score` (= `serving_default`) | `images`, `num_samples` int32 scalar (k >= 1), `seed` int32[2] | `elbo` [batch], `log_likelihood` [batch] (L_k), nats; for 8-bit colour models also `bits_per_dim` [batch] (of L_k) |
 | `encode` | `images` | `mean_<i>`, `variance_<i>` [batch, *latent shape i] per layer i = 1 (bottom) ... L |
 | `reconstruct` | `images` | `reconstruction`, shaped like `images` (from posterior means) |
 | `decode` | `z_1` float32 [batch, *latent shape 1] | `images`: mean of p(x | z_1) |
@@ -20,6 +20,7 @@ no variable is written, so concurrent requests cannot race. Inputs outside
 signature with a message that names the input.
 """
 
+import math
 import os
 import re
 import shutil
@@ -101,7 +102,10 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
         log_likelihood = chunked_log_mean_exp(
             lambda j: model.importance_log_weights(images, chunk_samples, seed=fold(seed, j + 1)),
             num_samples, chunk_samples)
-        return {"elbo": elbo, "log_likelihood": log_likelihood}
+        outputs = {"elbo": elbo, "log_likelihood": log_likelihood}
+        if model.likelihood == "logistic_mixture":  # 8-bit data: -L_k in bits per dimension
+            outputs["bits_per_dim"] = -log_likelihood / (model.num_features * math.log(2.0))
+        return outputs
 
     return score
 

@@ -254,6 +254,9 @@ class LadderVAE(keras.Model):
         self.kl_tracker = mean(name="kl_loss")
         self.kl_layer_trackers = [mean(name=f"kl_layer_{i + 1}") for i in range(self.num_layers)]
         self.beta_tracker = mean(name="beta")
+        # 8-bit data: the negative ELBO in bits per dimension as well (train and validation).
+        self.bits_per_dim_tracker = (mean(name="bits_per_dim")
+                                     if self.likelihood == "logistic_mixture" else None)
         self.kl_weight_trackers = ([mean(name=f"kl_weight_{i + 1}") for i in range(self.num_layers)]
                                    if self.kl_balance else [])
         self.skipped_tracker = keras.metrics.Sum(name="skipped_steps")
@@ -826,6 +829,7 @@ class LadderVAE(keras.Model):
             *self.kl_layer_trackers,
             self.beta_tracker,
             *self.kl_weight_trackers,
+            *([self.bits_per_dim_tracker] if self.bits_per_dim_tracker else []),
         ]
         return trackers + [self.skipped_tracker] if self._guarded() else trackers
 
@@ -869,6 +873,9 @@ class LadderVAE(keras.Model):
     def _update_trackers(self, loss, terms, beta):
         self.loss_tracker.update_state(loss)
         self.nelbo_tracker.update_state(terms["nelbo"])
+        if self.bits_per_dim_tracker is not None:
+            self.bits_per_dim_tracker.update_state(
+                terms["nelbo"] / (self.num_features * math.log(2.0)))
         self.reconstruction_tracker.update_state(terms["reconstruction_loss"])
         self.kl_tracker.update_state(terms["kl_loss"])
         for tracker, kl in zip(self.kl_layer_trackers, terms["kl_layers"]):
