@@ -76,7 +76,7 @@ def main():
     args = parser.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{len(os.sched_getaffinity(0))} usable cores, "
-          f"TF intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or 'all'}")
+          f"TF_NUM_INTRAOP_THREADS={os.environ.get('TF_NUM_INTRAOP_THREADS', 'unset')}")
     for path in args.recipes:
         config = config_lib.load_recipe(path)
         model = training.build_model(config, steps_per_epoch=1)

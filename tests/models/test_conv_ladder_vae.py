@@ -338,6 +338,7 @@ def test_learned_top_prior_adds_a_mean_and_log_variance_per_top_unit(make, shape
     assert count(make(learn_top_prior=True), shape) - count(make(), shape) == 2 * top_units
 
 
+@pytest.mark.slow  # over 10 s
 def test_learned_top_prior_is_trained():
     model, x = make_model_and_data(dict(), learn_top_prior=True)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -514,6 +515,7 @@ def test_colour_model_trains_with_xla_and_mixed_precision(policy):
         keras_lvae.LadderVAE(latent_dims=(2,), hidden_dims=(4,), likelihood="logistic_mixture")
 
 
+@pytest.mark.slow  # over 10 s
 def test_colour_models_report_bits_per_dimension(tmp_path):
     """bpd = -nats / (H W C ln 2): in bound_report, the logged metrics and the exported
     score, on a constructed conversion and on a tiny colour model."""
