@@ -159,10 +159,10 @@ def test_export_bakes_in_the_evaluated_statistics_and_evaluate_scores_the_export
 REPORT_FIELDS = {"model", "dataset", "split", "num_examples", "settings", "model_config",
                  "log_likelihood", "latent_layers", "plots", "per_example", "timing_seconds",
                  "versions", "created"}
-LAYER_FIELDS = {"layer", "units", "kl", "active_units_kl", "active_units_cov", "kl_per_unit",
-                "posterior_mean_variance"}
-PLOTS = {"prior_samples", "reconstructions", "kl_per_layer", "kl_per_unit", "latent_pca",
-         "training_curves"}
+LAYER_FIELDS = {"layer", "shape", "units", "kl", "active_units_kl", "active_units_cov",
+                "active_channels", "kl_per_channel", "kl_per_unit", "posterior_mean_variance"}
+PLOTS = {"prior_samples", "reconstructions", "layer_variations", "kl_per_layer", "kl_per_unit",
+         "latent_pca", "training_curves"}
 
 
 @pytest.mark.slow  # over 10 s
