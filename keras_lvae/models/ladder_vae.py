@@ -198,6 +198,7 @@ class LadderVAE(keras.Model):
             raise ValueError("Invalid value for argument `ema_decay`: expected a number in "
                              f"[0, 1) (0: no moving average), received {ema_decay!r}.")
         self.ema_decay = float(ema_decay)
+        self.ema_variables = []  # filled in build() when ema_decay > 0
         for name, value in (("skip_threshold", skip_threshold),
                             ("adaptive_skip_factor", adaptive_skip_factor)):
             if not (isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -364,8 +365,7 @@ class LadderVAE(keras.Model):
                 shape=top, initializer="zeros", name="top_prior_mean")
             self.top_prior_log_variance = self.add_weight(
                 shape=top, initializer="zeros", name="top_prior_log_variance")
-        self.ema_variables = []
-        if self.ema_decay:
+        if self.ema_decay and not self.ema_variables:
             for weight in self.trainable_weights:  # named after the weight they follow
                 name = "ema__" + weight.path.split("/", 1)[-1].replace("/", "__")
                 average = self.add_weight(shape=weight.shape, initializer="zeros",

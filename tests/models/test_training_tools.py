@@ -195,3 +195,15 @@ def test_kl_balanced_loss_and_logged_weights():
     assert logs["kl_weight_1"][0] + logs["kl_weight_2"][0] == pytest.approx(2.0, rel=1e-5)
     with pytest.raises(ValueError, match="kl_balance=True"):
         make(kl_balance=True, iw_samples=2).training_objective(X)
+
+
+def test_evaluate_and_fit_work_on_a_model_not_built_yet():
+    """Keras builds the model inside evaluate/fit; the EMA bookkeeping must not need it
+    built before (with or without EMA)."""
+    for decay in (0.0, 0.9):
+        model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(8, 4), seed=1,
+                                     ema_decay=decay)
+        model.compile(optimizer="adam")
+        assert np.isfinite(model.evaluate(X, batch_size=12, verbose=0)[0])
+        model.fit(X, batch_size=12, epochs=1, verbose=0)
+        assert len(model.ema_variables) == (len(model.trainable_weights) if decay else 0)
