@@ -9,9 +9,6 @@ from keras_lvae.layers.conv_rung import ACTIVATIONS
 from keras_lvae.models.ladder_vae import (INITIALIZER_SEED_OFFSET, LIKELIHOODS,
                                           OUTPUT_SEED_OFFSET, LadderVAE)
 
-# The rung of each path and which layer's downsampling it does (encoder) or undoes.
-_PATHS = ("encoder_block", "decoder_block", "top_down_block", "output_block")
-
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
 class ConvLadderVAE(LadderVAE):
