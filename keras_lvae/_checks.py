@@ -1,5 +1,7 @@
 """Argument checks shared by layers and models, with Keras-style messages."""
 
+import math
+
 
 def is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
@@ -20,6 +22,23 @@ def non_negative_int(name, value):
         raise ValueError(
             f"Invalid value for argument `{name}`: expected a non-negative int, received {value!r}."
         )
+    return value
+
+
+def non_negative_number(name, value, note=""):
+    """Return `value` as a float if it is a finite int or float >= 0, else raise ValueError."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0):
+        raise ValueError(f"Invalid value for argument `{name}`: expected a finite number >= 0"
+                         f"{note}, received {value!r}.")
+    return float(value)
+
+
+def odd_positive_int(name, value):
+    """Return `value` if it is an odd positive int (a kernel size), else raise ValueError."""
+    if not is_int(value) or value < 1 or value % 2 == 0:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected an odd int, received {value!r}.")
     return value
 
 

@@ -5,6 +5,8 @@ other axes; reductions over the batch happen in the model's step functions.
 Elementwise TFP densities live in `keras_lvae.distributions`.
 """
 
+import math
+
 from keras import ops
 
 from keras_lvae import distributions
@@ -70,3 +72,13 @@ def bernoulli_log_prob(x, logits):
     # which evaluates two softplus ops and costs about 8% of an importance-sampling pass.
     x, logits = ops.cast(x, "float32"), ops.cast(logits, "float32")
     return per_example_sum(x * logits - ops.softplus(logits))
+
+
+def bits_per_dim(log_likelihood_nats, num_dims):
+    """-log p(x) in bits per dimension: -nats / (num_dims * ln 2); arrays or tensors.
+
+    Example:
+    >>> round(float(bits_per_dim(-3072 * math.log(2) * 3.5, 3072)), 6)  # CIFAR-10 sized
+    3.5
+    """
+    return -log_likelihood_nats / (num_dims * math.log(2.0))

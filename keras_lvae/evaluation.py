@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lvae import _checks
+from keras_lvae.densities import bits_per_dim
 from keras_lvae.inputs import unpack
 
 # Rows (examples x samples) evaluated in one pass. Measured on the paper's MNIST
@@ -173,15 +174,6 @@ def bound_report(model, data, num_samples=5000, **options):
                                   for name, values in (("L_1", l_1), ("L_k", l_k))}
     return report
 
-
-def bits_per_dim(log_likelihood_nats, num_dims):
-    """-log p(x) in bits per dimension: -nats / (num_dims * ln 2).
-
-    Example:
-    >>> round(float(bits_per_dim(-3072 * np.log(2) * 3.5, 3072)), 6)  # CIFAR-10 sized
-    3.5
-    """
-    return -np.asarray(log_likelihood_nats, np.float64) / (num_dims * np.log(2.0))
 
 
 def _batches(data, batch_size):

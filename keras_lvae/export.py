@@ -20,7 +20,6 @@ no variable is written, so concurrent requests cannot race. Inputs outside
 signature with a message that names the input.
 """
 
-import math
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ import tempfile
 import tensorflow as tf
 
 from keras_lvae import _checks
+from keras_lvae.densities import bits_per_dim
 from keras_lvae.evaluation import chunked_log_mean_exp
 from keras_lvae.models.ladder_vae import LadderVAE
 
@@ -104,7 +104,7 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
             num_samples, chunk_samples)
         outputs = {"elbo": elbo, "log_likelihood": log_likelihood}
         if model.likelihood == "logistic_mixture":  # 8-bit data: -L_k in bits per dimension
-            outputs["bits_per_dim"] = -log_likelihood / (model.num_features * math.log(2.0))
+            outputs["bits_per_dim"] = bits_per_dim(log_likelihood, model.num_features)
         return outputs
 
     return score

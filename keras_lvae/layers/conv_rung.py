@@ -77,10 +77,7 @@ class ConvRung(keras.layers.Layer):
         self.gated = bool(gated)
         self.activation = _checks.one_of("activation", activation, tuple(ACTIVATIONS))
         self.batch_norm = bool(batch_norm)
-        self.kernel_size = _checks.positive_int("kernel_size", kernel_size)
-        if self.kernel_size % 2 == 0:
-            raise ValueError("Invalid value for argument `kernel_size`: expected an odd int, "
-                             f"received {kernel_size!r}.")
+        self.kernel_size = _checks.odd_positive_int("kernel_size", kernel_size)
         self.project_input = bool(project_input)
         self.seed = _checks.optional_int("seed", seed)
 

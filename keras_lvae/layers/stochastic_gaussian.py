@@ -55,10 +55,8 @@ class StochasticGaussian(keras.layers.Layer):
             )
         self.variance_floor = float(variance_floor)
         self.seed = _checks.optional_int("seed", seed)
-        if kernel_size is not None and (not _checks.positive_int("kernel_size", kernel_size) % 2):
-            raise ValueError("Invalid value for argument `kernel_size`: expected None or an odd "
-                             f"int, received {kernel_size!r}.")
-        self.kernel_size = kernel_size
+        self.kernel_size = (None if kernel_size is None
+                            else _checks.odd_positive_int("kernel_size", kernel_size))
         # Mean and variance heads as one Dense (and one batch norm) of 2 * units:
         # the same maths as two heads with half the ops, which matters on CPU.
         options = dict(use_bias=not self.batch_norm,

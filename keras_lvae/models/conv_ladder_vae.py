@@ -12,8 +12,6 @@ from keras_lvae.models.ladder_vae import (INITIALIZER_SEED_OFFSET, LIKELIHOODS,
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
 class ConvLadderVAE(LadderVAE):
-    LIKELIHOODS = (*LIKELIHOODS, "logistic_mixture")
-
     """A Ladder VAE with convolutional rungs and spatial latents.
 
     The ladder is `LadderVAE`'s (the bottom-up pass, the precision-weighted
@@ -64,6 +62,8 @@ class ConvLadderVAE(LadderVAE):
     (4, 7, 7)
     """
 
+    LIKELIHOODS = (*LIKELIHOODS, "logistic_mixture")
+
     def __init__(self, latent_dims=(32, 32, 32), hidden_dims=(64, 64, 64), residual_blocks=2,
                  downsample=None, gated=False, activation="elu", kernel_size=3,
                  mixture_components=10, coupled_means=True, **kwargs):
@@ -84,10 +84,7 @@ class ConvLadderVAE(LadderVAE):
         self.downsample = tuple(downsample)
         self.gated = bool(gated)
         self.activation = _checks.one_of("activation", activation, tuple(ACTIVATIONS))
-        self.kernel_size = _checks.positive_int("kernel_size", kernel_size)
-        if self.kernel_size % 2 == 0:
-            raise ValueError("Invalid value for argument `kernel_size`: expected an odd int, "
-                             f"received {kernel_size!r}.")
+        self.kernel_size = _checks.odd_positive_int("kernel_size", kernel_size)
         self.mixture_components = _checks.positive_int("mixture_components", mixture_components)
         self.coupled_means = bool(coupled_means)
         super().__init__(latent_dims=latent_dims, hidden_dims=hidden_dims, **kwargs)

@@ -40,9 +40,6 @@ def _checked_positive_int_property(name):
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
 class LadderVAE(keras.Model):
-    # Pixel likelihoods this architecture offers (ConvLadderVAE adds "logistic_mixture").
-    LIKELIHOODS = LIKELIHOODS
-
     """Ladder Variational Autoencoder (Sønderby et al., 2016) and its VAE baseline.
 
     Stochastic layers z_1 (bottom) ... z_L (top). Generative model:
@@ -148,6 +145,9 @@ class LadderVAE(keras.Model):
     (3, 10)
     """
 
+    # Pixel likelihoods this architecture offers (ConvLadderVAE adds "logistic_mixture").
+    LIKELIHOODS = LIKELIHOODS
+
     def __init__(
         self,
         latent_dims=(64, 32, 16, 8, 4),
@@ -186,11 +186,7 @@ class LadderVAE(keras.Model):
         self.iw_samples = iw_samples
         self.skip_nonfinite_steps = bool(skip_nonfinite_steps)
         self.skip = bool(skip)
-        if not (isinstance(free_bits, (int, float)) and not isinstance(free_bits, bool)
-                and math.isfinite(free_bits) and free_bits >= 0):
-            raise ValueError("Invalid value for argument `free_bits`: expected a finite number "
-                             f">= 0 (nats per layer), received {free_bits!r}.")
-        self.free_bits = float(free_bits)
+        self.free_bits = _checks.non_negative_number("free_bits", free_bits, " (nats per layer)")
         self.learn_top_prior = bool(learn_top_prior)
         self.kl_balance = bool(kl_balance)
         if not (isinstance(ema_decay, (int, float)) and not isinstance(ema_decay, bool)
@@ -199,14 +195,10 @@ class LadderVAE(keras.Model):
                              f"[0, 1) (0: no moving average), received {ema_decay!r}.")
         self.ema_decay = float(ema_decay)
         self.ema_variables = []  # filled in build() when ema_decay > 0
-        for name, value in (("skip_threshold", skip_threshold),
-                            ("adaptive_skip_factor", adaptive_skip_factor)):
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and math.isfinite(value) and value >= 0):
-                raise ValueError(f"Invalid value for argument `{name}`: expected a finite "
-                                 f"number >= 0 (0: off), received {value!r}.")
-        self.skip_threshold = float(skip_threshold)
-        self.adaptive_skip_factor = float(adaptive_skip_factor)
+        self.skip_threshold = _checks.non_negative_number("skip_threshold", skip_threshold,
+                                                          " (0: off)")
+        self.adaptive_skip_factor = _checks.non_negative_number(
+            "adaptive_skip_factor", adaptive_skip_factor, " (0: off)")
         self.adaptive_skip_window = _checks.positive_int("adaptive_skip_window",
                                                          adaptive_skip_window)
         self.seed = _checks.optional_int("seed", seed)
@@ -688,13 +680,11 @@ class LadderVAE(keras.Model):
         """One non-negative float per layer, bottom to top, from a number or a list."""
         values = (list(temperature) if isinstance(temperature, (list, tuple))
                   else [temperature] * self.num_layers)
-        if len(values) != self.num_layers or not all(
-                isinstance(t, (int, float)) and not isinstance(t, bool)
-                and math.isfinite(t) and t >= 0 for t in values):
-            raise ValueError(
-                "Invalid value for argument `temperature`: expected a number >= 0 or one per "
-                f"stochastic layer ({self.num_layers}), received {temperature!r}.")
-        return [float(t) for t in values]
+        note = f" (or one per stochastic layer, {self.num_layers})"
+        if len(values) != self.num_layers:
+            raise ValueError(f"Invalid value for argument `temperature`: expected a number >= 0"
+                             f"{note}, received {temperature!r}.")
+        return [_checks.non_negative_number("temperature", t, note) for t in values]
 
     def generate_stateless(self, num_samples, seed, temperature=None):
         """`generate` from an int32[2] seed tensor, with only stateless ops.
@@ -745,10 +735,7 @@ class LadderVAE(keras.Model):
         """
         self._require_built("interpolate")
         _checks.positive_int("steps", steps)
-        layer = self.num_layers if layer is None else layer
-        if not (_checks.is_int(layer) and 1 <= layer <= self.num_layers):
-            raise ValueError(f"Invalid value for argument `layer`: expected an int from 1 to "
-                             f"{self.num_layers}, received {layer!r}.")
+        layer = self._checked_layer(self.num_layers if layer is None else layer)
         _checks.one_of("method", method, ("slerp", "linear"))
         single = len(np.shape(inputs.unpack(x_a))) == len(self.feature_shape)
         x_a, x_b = ((x[None] if single else x) for x in (np.asarray(x_a), np.asarray(x_b)))
@@ -793,9 +780,7 @@ class LadderVAE(keras.Model):
         Reference: the per-layer sample figures of addtt/ladder-vae-pytorch.
         """
         self._require_built("layer_variations")
-        if not (_checks.is_int(layer) and 1 <= layer <= self.num_layers):
-            raise ValueError(f"Invalid value for argument `layer`: expected an int from 1 to "
-                             f"{self.num_layers}, received {layer!r}.")
+        self._checked_layer(layer)
         _checks.positive_int("rows", rows)
         _checks.positive_int("columns", columns)
         seed = tf.constant([_checks.optional_int("seed", seed) or 0, 1], tf.int32)
@@ -810,6 +795,13 @@ class LadderVAE(keras.Model):
             z, above = self._descend(z, above, i + 1, i, fold(seed, 1), sample=True)
         z, _ = self._descend(z, above, i, 0, seed, sample=False)
         return ops.reshape(self.decode(z), (rows, columns, *self.feature_shape))
+
+    def _checked_layer(self, layer):
+        """`layer` if it numbers a stochastic layer (1 = bottom), else ValueError."""
+        if not (_checks.is_int(layer) and 1 <= layer <= self.num_layers):
+            raise ValueError(f"Invalid value for argument `layer`: expected an int from 1 to "
+                             f"{self.num_layers}, received {layer!r}.")
+        return layer
 
     def _require_built(self, method):
         if not self.built:
@@ -875,7 +867,7 @@ class LadderVAE(keras.Model):
         self.nelbo_tracker.update_state(terms["nelbo"])
         if self.bits_per_dim_tracker is not None:
             self.bits_per_dim_tracker.update_state(
-                terms["nelbo"] / (self.num_features * math.log(2.0)))
+                densities.bits_per_dim(-terms["nelbo"], self.num_features))
         self.reconstruction_tracker.update_state(terms["reconstruction_loss"])
         self.kl_tracker.update_state(terms["kl_loss"])
         for tracker, kl in zip(self.kl_layer_trackers, terms["kl_layers"]):
