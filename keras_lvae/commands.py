@@ -74,6 +74,7 @@ def _dataset_arguments(args):
         args.data_dir = run.data.data_dir
     if args.validation_size is None:
         args.validation_size = run.data.validation_size if same_data else 0
+    args.image_size = run.data.image_size if same_data else None
 
 
 def run_sample(args):
@@ -178,7 +179,8 @@ def _recompute_statistics(model, args):
     binarize = None if model.likelihood == "bernoulli" else False  # the dataset's protocol
     train_ds = data.load_dataset(args.dataset, "train", batch_size=256, shuffle=False,
                                  data_dir=args.data_dir, seed=args.seed,
-                                 validation_size=args.validation_size, binarize=binarize)
+                                 validation_size=args.validation_size, binarize=binarize,
+                                 image_size=args.image_size)
     evaluation.recompute_batch_norm_statistics(model, train_ds)
 
 
@@ -203,7 +205,7 @@ def run_evaluate(args):
     binarize = None if model.likelihood == "bernoulli" else False  # the dataset's protocol
     images, labels = data.load_evaluation_arrays(
         args.dataset, args.split, data_dir=args.data_dir, validation_size=args.validation_size,
-        binarize=binarize)
+        binarize=binarize, image_size=args.image_size)
     if args.max_examples is not None:
         images = images[:args.max_examples]
         labels = None if labels is None else labels[:args.max_examples]

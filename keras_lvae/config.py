@@ -40,6 +40,7 @@ class DataConfig:
                                        # the paper reports test numbers, tuning needs validation
     validation_size: int = 0           # hold out the last N training images as the validation
                                        # split (binarized_mnist has its own: leave 0)
+    image_size: Optional[int] = None   # image_folder only: the side its images are resized to
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +238,15 @@ def validate(config):
     if config.data.dataset not in data.list_datasets():
         raise ValueError(f"Invalid value for `data.dataset`: expected one of "
                          f"{data.list_datasets()}, received {config.data.dataset!r}.")
+    try:
+        shape = data.image_shape(config.data.dataset, config.data.image_size)
+    except ValueError as error:
+        raise ValueError(f"Invalid value for `data.image_size`: {error}") from None
     model = config.model
+    if shape[-1] == 3 and model.likelihood == "bernoulli":
+        raise ValueError(f"Invalid config: data.dataset={config.data.dataset} has 8-bit colour "
+                         "images; model.likelihood=bernoulli is for binary pixels: use "
+                         "logistic_mixture (with model.architecture=conv) or gaussian.")
     _checks.one_per_layer("model.hidden_dims", model.hidden_dims, "model.latent_dims",
                           model.latent_dims)
     conv_only = [name for name in ("residual_blocks", "downsample", "gated", "activation",

@@ -222,7 +222,7 @@ def model_from_checkpoint(path):
                          "architecture is unknown; pass the run's model.keras instead")
     config = load_run_config(workdir)
     model = build_model(config, steps_per_epoch=1)  # the step counter is restored
-    model.build((None, *data.image_shape(config.data.dataset)))
+    model.build((None, *data.image_shape(config.data.dataset, config.data.image_size)))
     compile_model(model, config, steps_per_epoch=1)  # checkpoints hold the optimizer too
     epoch = restore_checkpoint(model, path)
     return model, epoch
@@ -400,7 +400,7 @@ def datasets(config, epochs=None):
     # These pipelines shuffle themselves; Keras' note about fit(shuffle=True) is noise.
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     d, t = config.data, config.train
-    load = dict(data_dir=d.data_dir, validation_size=d.validation_size)
+    load = dict(data_dir=d.data_dir, validation_size=d.validation_size, image_size=d.image_size)
     train_ds = _training_data(config, epochs)
     validation_ds = data.load_dataset(d.dataset, d.validation_split, batch_size=d.batch_size,
                                       seed=t.seed, **load)
@@ -413,7 +413,7 @@ def _training_data(config, epochs=None):
     d = config.data
     train_ds = data.load_dataset(d.dataset, "train", batch_size=d.batch_size,
                                  seed=config.train.seed, epochs=epochs, data_dir=d.data_dir,
-                                 validation_size=d.validation_size)
+                                 validation_size=d.validation_size, image_size=d.image_size)
     if int(train_ds.cardinality()) == 0:
         raise ValueError(f"data.batch_size={d.batch_size} is larger than the training set")
     return _sharded(config, train_ds)

@@ -84,8 +84,23 @@ def test_dict_round_trip_and_refusal_of_unknown_keys():
 
 
 def test_dataset_names_agree_with_the_data_module():
+    colour = ModelConfig(architecture="conv", likelihood="logistic_mixture",
+                         latent_dims=(8, 4), hidden_dims=(16, 16))
     for name in data.list_datasets():
-        assert Config(data=DataConfig(dataset=name)).data.dataset == name
+        size = 16 if name == "image_folder" else None
+        model = colour if data.image_shape(name, size)[-1] == 3 else ModelConfig()
+        config = Config(data=DataConfig(dataset=name, image_size=size), model=model)
+        assert config.data.dataset == name
+
+
+def test_colour_data_need_a_colour_likelihood_and_image_folder_a_size():
+    with pytest.raises(ValueError, match=r"data.dataset=cifar10 has 8-bit colour images; "
+                                         r"model.likelihood=bernoulli .* use logistic_mixture"):
+        Config(data=DataConfig(dataset="cifar10"))
+    with pytest.raises(ValueError, match=r"`data.image_size`: .*image_folder needs .*received None"):
+        Config(data=DataConfig(dataset="image_folder"), model=ModelConfig(likelihood="gaussian"))
+    with pytest.raises(ValueError, match=r"`data.image_size`: .*only image_folder is resized"):
+        Config(data=DataConfig(dataset="mnist", image_size=28))
 
 
 def test_every_key_is_listed_once():

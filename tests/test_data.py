@@ -28,8 +28,9 @@ def no_env(monkeypatch):
 
 # ------------------------------------------------------------ real files
 def test_list_datasets():
-    assert data.list_datasets() == ["binarized_mnist", "fashion_mnist", "mnist", "mnist_5k",
-                                    "norb", "omniglot"]
+    assert data.list_datasets() == ["binarized_mnist", "celeba", "cifar10", "fashion_mnist",
+                                    "image_folder", "mnist", "mnist_5k", "norb", "omniglot",
+                                    "photo_patches", "svhn"]
 
 
 def test_mnist_idx_files(mnist_dir):
