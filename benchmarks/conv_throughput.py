@@ -1,7 +1,8 @@
 """Training images/s and L_k samples/s of a recipe's model (default: the conv recipes).
 
-For each recipe: the model, batch size and optimizer of the recipe; random binary
-28x28x1 images in memory (the cost does not depend on pixel values). Training:
+For each recipe: the model, batch size and optimizer of the recipe (or each of
+`--batch-sizes`); random images of the recipe's dataset shape in memory, binary or
+8-bit (the cost does not depend on pixel values). Training:
 `--steps` steps after a warm-up fit that absorbs tracing and XLA compilation.
 L_k: `--samples` importance samples on `--examples` images after a traced call.
 Every run is printed with the median, with `jit_compile` off and on. Pin the
@@ -10,10 +11,19 @@ process to one core (and one TF thread) or leave it two:
     taskset -c 1 env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
         python benchmarks/conv_throughput.py --runs 3
     python benchmarks/conv_throughput.py --runs 3
+
+The CIFAR-10 recipe at batch 32 and 128 (issue 16), and the peak resident memory of a
+process that builds the model and evaluates L_k (`--evaluation-memory`, nothing else):
+
+    python benchmarks/conv_throughput.py recipes/cifar10.py --batch-sizes 32,128 --steps 4
+    python benchmarks/conv_throughput.py recipes/cifar10.py --evaluation-memory \
+        --examples 100 --samples 100
 """
 
 import argparse
+import dataclasses
 import os
+import resource
 import statistics
 import time
 
@@ -24,7 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_lvae  # noqa: E402
-from keras_lvae import config as config_lib, training  # noqa: E402
+from keras_lvae import config as config_lib, data as data_lib, training  # noqa: E402
 
 RECIPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes")
 DEFAULT = [os.path.join(RECIPES, name) for name in
@@ -38,11 +48,20 @@ def model_of(config, jit_compile):
     return model
 
 
+def images(config, count):
+    """`count` random images shaped as the recipe's data: binary, or 8-bit levels v / 255."""
+    shape = data_lib.image_shape(config.data.dataset, config.data.image_size)
+    rng = np.random.default_rng(0)
+    if config.model.likelihood == "bernoulli":
+        return (rng.random((count, *shape)) < 0.13).astype("float32")
+    return (rng.integers(0, 256, (count, *shape)) / 255).astype("float32")
+
+
 def training_rate(config, jit_compile, steps):
     """Training images per second."""
     batch = config.data.batch_size
     model = model_of(config, jit_compile)
-    x = (np.random.default_rng(0).random((steps * batch, 28, 28, 1)) < 0.13).astype("float32")
+    x = images(config, steps * batch)
     data = tf.data.Dataset.from_tensor_slices(x).batch(batch, drop_remainder=True).cache()
     model.fit(data.take(3), epochs=1, verbose=0)  # trace and compile
     start = time.perf_counter()
@@ -53,7 +72,7 @@ def training_rate(config, jit_compile, steps):
 def bound_rate(config, jit_compile, examples, samples):
     """Importance samples per second of `log_likelihood`."""
     model = model_of(config, False)
-    x = (np.random.default_rng(0).random((examples, 28, 28, 1)) < 0.13).astype("float32")
+    x = images(config, examples)
     options = dict(batch_size=min(examples, 100), jit_compile=jit_compile)
     keras_lvae.log_likelihood(model, x[:options["batch_size"]], num_samples=10, **options)
     start = time.perf_counter()
@@ -73,24 +92,44 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--examples", type=int, default=20)
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--batch-sizes", default=None,
+                        help="comma-separated training batch sizes (default: the recipe's)")
+    parser.add_argument("--evaluation-memory", action="store_true",
+                        help="only evaluate L_k once and print the process's peak memory")
     args = parser.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{len(os.sched_getaffinity(0))} usable cores, "
           f"TF_NUM_INTRAOP_THREADS={os.environ.get('TF_NUM_INTRAOP_THREADS', 'unset')}")
     for path in args.recipes:
-        config = config_lib.load_recipe(path)
-        model = training.build_model(config, steps_per_epoch=1)
-        model.build((None, 28, 28, 1))
-        print(f"{os.path.basename(path)}: batch {config.data.batch_size}, "
-              f"{model.count_params():,} weights, optimizer {config.train.optimizer}")
-        for jit_compile in (False, True):
-            report(f"training, jit_compile={jit_compile}",
-                   [training_rate(config, jit_compile, args.steps) for _ in range(args.runs)],
-                   "images/s")
-        for jit_compile in (False, True):
-            report(f"L_{args.samples}, jit_compile={jit_compile}",
-                   [bound_rate(config, jit_compile, args.examples, args.samples)
-                    for _ in range(args.runs)], "samples/s")
+        recipe = config_lib.load_recipe(path)
+        if args.evaluation_memory:
+            rate = bound_rate(recipe, False, args.examples, args.samples)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+            print(f"{os.path.basename(path)}: L_{args.samples} of {args.examples} images at "
+                  f"{rate:,.0f} samples/s; peak resident memory {peak:,.0f} MiB")
+            continue
+        sizes = ([int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes
+                 else [recipe.data.batch_size])
+        for batch in sizes:
+            config = dataclasses.replace(
+                recipe, data=dataclasses.replace(recipe.data, batch_size=batch))
+            measure(path, config, args)
+
+
+def measure(path, config, args):
+    """Print the training and L_k rates of `config`'s model, jit_compile off and on."""
+    model = training.build_model(config, steps_per_epoch=1)
+    model.build((None, *data_lib.image_shape(config.data.dataset, config.data.image_size)))
+    print(f"{os.path.basename(path)}: batch {config.data.batch_size}, "
+          f"{model.count_params():,} weights, optimizer {config.train.optimizer}")
+    for jit_compile in (False, True):
+        report(f"training, jit_compile={jit_compile}",
+               [training_rate(config, jit_compile, args.steps) for _ in range(args.runs)],
+               "images/s")
+    for jit_compile in (False, True):
+        report(f"L_{args.samples}, jit_compile={jit_compile}",
+               [bound_rate(config, jit_compile, args.examples, args.samples)
+                for _ in range(args.runs)], "samples/s")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import datetime
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import platform
 import sys
@@ -184,6 +185,17 @@ def _recompute_statistics(model, args):
     evaluation.recompute_batch_norm_statistics(model, train_ds)
 
 
+BITS_PER_DIM_UNITS = "bits per dimension, -L / (H W C ln 2), values 0..255"
+
+
+def _bits_text(bits, name):
+    """8-bit data: the bound `name` in bits per dimension, to print beside the nats."""
+    if bits is None or name not in bits:
+        return ""
+    return (f"  ({bits[name]['mean']:.3f} +- {bits[name]['standard_error']:.3f} bits/dim, "
+            "values 0..255)")
+
+
 def _is_saved_model(path):
     return os.path.isfile(os.path.join(path, "saved_model.pb"))
 
@@ -271,7 +283,7 @@ def run_evaluate(args):
                            "bound_gap": bounds["bound_gap"], "units": "nats"},
         **({"bits_per_dim": {"L_1": bounds["bits_per_dim"]["L_1"],
                              f"L_{k}": bounds["bits_per_dim"]["L_k"],
-                             "units": "bits per dimension, -L / (H W C ln 2), values 0..255"}}
+                             "units": BITS_PER_DIM_UNITS}}
            if "bits_per_dim" in bounds else {}),
         "latent_layers": [
             {"layer": i + 1, "shape": list(layer["kl_per_unit"].shape),
@@ -301,15 +313,8 @@ def run_evaluate(args):
     print(f"{args.dataset} {args.split}: {bounds['num_examples']} examples, k = {k}, "
           f"batch-norm statistics: {args.bn_statistics}, {timings['log_likelihood']:.0f} s")
     bits = bounds.get("bits_per_dim")
-
-    def bpd(name):  # 8-bit data: bits per dimension beside the nats
-        if bits is None:
-            return ""
-        return (f"  ({bits[name]['mean']:.3f} +- {bits[name]['standard_error']:.3f} bits/dim, "
-                "values 0..255)")
-
-    print(line("L_1", bounds["L_1"]) + bpd("L_1"))
-    print(line(f"L_{k}", bounds["L_k"]) + bpd("L_k"))
+    print(line("L_1", bounds["L_1"]) + _bits_text(bits, "L_1"))
+    print(line(f"L_{k}", bounds["L_k"]) + _bits_text(bits, "L_k"))
     print(line("gap", bounds["bound_gap"]))
     threshold = evaluation.ACTIVE_UNIT_THRESHOLD
     for i, layer in enumerate(layers):
@@ -326,8 +331,9 @@ def run_evaluate(args):
 def _evaluate_saved_model(args):
     """`lvae evaluate` of an exported version: L_1 and L_k through its `score` signature,
     with TensorFlow's SavedModel loader alone (what TF Serving would answer)."""
+    from keras_lvae.densities import bits_per_dim
     from keras_lvae.evaluation import mean_and_standard_error
-    from keras_lvae.export import score_saved_model
+    from keras_lvae.export import saved_model_takes_8_bit_images, score_saved_model
 
     if args.dataset is None:
         raise ValueError("--dataset is needed to evaluate a SavedModel (it has no config.json)")
@@ -342,12 +348,19 @@ def _evaluate_saved_model(args):
     k = args.samples
     summary = {name: dict(zip(("mean", "standard_error"), mean_and_standard_error(values)))
                for name, values in (("L_1", l_1), (f"L_{k}", l_k), ("bound_gap", l_k - l_1))}
+    bits = None
+    if saved_model_takes_8_bit_images(args.model):  # bits per dimension beside the nats
+        dims = math.prod(images.shape[1:])
+        bits = {name: dict(zip(("mean", "standard_error"),
+                               mean_and_standard_error(bits_per_dim(values, dims))))
+                for name, values in (("L_1", l_1), (f"L_{k}", l_k))}
     report = {
         "model": os.path.abspath(args.model), "format": "SavedModel (score signature)",
         "dataset": args.dataset, "split": args.split, "num_examples": int(len(images)),
         "settings": {"samples": k, "batch_size": args.batch_size, "seed": args.seed,
                      "max_examples": args.max_examples},
         "log_likelihood": {**summary, "units": "nats"},
+        **({"bits_per_dim": {**bits, "units": BITS_PER_DIM_UNITS}} if bits else {}),
         "per_example": "per_example.csv", "timing_seconds": {"log_likelihood": seconds},
         "versions": _versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -360,7 +373,7 @@ def _evaluate_saved_model(args):
           f"{args.model} (its own batch-norm statistics), {seconds:.0f} s")
     for name in ("L_1", f"L_{k}", "bound_gap"):
         print(f"{'gap' if name == 'bound_gap' else name:>7} {summary[name]['mean']:9.2f} +- "
-              f"{summary[name]['standard_error']:.2f} nats")
+              f"{summary[name]['standard_error']:.2f} nats" + _bits_text(bits, name))
     print(f"wrote {os.path.join(output, 'report.json')} and per_example.csv")
     return 0
 

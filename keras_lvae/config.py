@@ -157,7 +157,7 @@ _POSITIVE = {"data.batch_size", "model.dense_per_block", "train.epochs", "train.
              "fine_tune.decay_every_epochs", "tune.max_trials", "tune.epochs_per_trial",
              "tune.retrain_epochs", "tune.seed", "train.keep_epochs", "model.residual_blocks",
              "model.kernel_size", "train.adaptive_skip_window", "model.mixture_components"}
-_MAY_BE_ZERO = {"tune.warmup_epochs", "model.free_bits", "train.ema_decay",
+_MAY_BE_ZERO = {"tune.warmup_epochs", "model.free_bits", "model.downsample", "train.ema_decay",
                 "train.global_clipnorm", "train.skip_threshold", "train.adaptive_skip_factor"}  # lists and floats that may hold 0
 
 

@@ -2,8 +2,10 @@
 
 `export_saved_model(model, base_dir)` writes `base_dir/<version>/`, the layout
 TF Serving watches, with six signatures (all `tensorflow/serving/predict`,
-dynamic batch size, named inputs and outputs; `images` are float32 with the
-model's input shape and values in [0, 1]):
+dynamic batch size, named inputs and outputs). `images`, in and out, have the
+model's input shape and are float32 in [0, 1]; for a model of 8-bit data
+(`likelihood="logistic_mixture"`) they are uint8 in {0, ..., 255}, as a decoded
+PNG or JPEG is (outputs: the model's mean image, rounded):
 
 | signature | inputs | outputs |
 |---|---|---|
@@ -93,8 +95,7 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
     chunk_samples = _checks.positive_int("chunk_samples", chunk_samples)
 
     def score(images, num_samples, seed):
-        images = _checked(images, "images", (None, *model.feature_shape),
-                          unit_interval=model.likelihood != "gaussian", finite=True)
+        images = _model_images(model, images)
         num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
         seed = _checked(seed, "seed", (2,))
         fold = tf.random.experimental.stateless_fold_in
@@ -110,47 +111,66 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
     return score
 
 
+def _eight_bit(model):
+    return model.likelihood == "logistic_mixture"
+
+
+def _model_images(model, images):
+    """Checked signature `images` as the model's float32 in [0, 1]."""
+    if _eight_bit(model):
+        images = _checked(images, "images", (None, *model.feature_shape))
+        return tf.cast(images, tf.float32) / 255.0
+    return _checked(images, "images", (None, *model.feature_shape),
+                    unit_interval=model.likelihood != "gaussian", finite=True)
+
+
+def _output_images(model, images):
+    """The model's float images as the signature returns them (uint8 for 8-bit data)."""
+    if _eight_bit(model):
+        return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+    return images
+
+
 def _endpoints(model, chunk_samples):
     """{name: (function returning a dict of named outputs, input signature)}, in the
     order of SIGNATURES."""
     # Declared shapes and dtypes tell callers (saved_model_cli, TF Serving's metadata
     # endpoint, client generators) what to send; neither TF Serving nor a loaded signature
     # checks fed shapes against them, so `_checked` checks them again inside.
-    image_spec = tf.TensorSpec((None, *model.feature_shape), tf.float32, name="images")
+    image_spec = tf.TensorSpec((None, *model.feature_shape),
+                               tf.uint8 if _eight_bit(model) else tf.float32, name="images")
     count_spec = tf.TensorSpec((), tf.int32, name="num_samples")
     seed_spec = tf.TensorSpec((2,), tf.int32, name="seed")
     latent_spec = tf.TensorSpec((None, *model.latent_shapes[0]), tf.float32, name="z_1")
 
-    def checked_images(images):
-        return _checked(images, "images", (None, *model.feature_shape),
-                        unit_interval=model.likelihood != "gaussian", finite=True)
-
     def encode(images):
         outputs = {}
-        for i, (mean, variance) in enumerate(model.encode(checked_images(images))):
+        for i, (mean, variance) in enumerate(model.encode(_model_images(model, images))):
             outputs[f"mean_{i + 1}"] = mean
             outputs[f"variance_{i + 1}"] = variance
         return outputs
 
     def reconstruct(images):
-        return {"reconstruction": model(checked_images(images), training=False)}
+        reconstruction = model(_model_images(model, images), training=False)
+        return {"reconstruction": _output_images(model, reconstruction)}
 
     def decode(z_1):
         z_1 = _checked(z_1, "z_1", (None, *model.latent_shapes[0]), finite=True)
-        return {"images": model.decode(z_1)}
+        return {"images": _output_images(model, model.decode(z_1))}
 
     def generate(num_samples, seed):
         num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
-        return {"images": model.generate_stateless(num_samples, _checked(seed, "seed", (2,)))}
+        images = model.generate_stateless(num_samples, _checked(seed, "seed", (2,)))
+        return {"images": _output_images(model, images)}
 
     temperature_spec = tf.TensorSpec((model.num_layers,), tf.float32, name="temperature")
 
     def generate_at_temperature(num_samples, seed, temperature):
         num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
         temperature = _checked(temperature, "temperature", (model.num_layers,), finite=True)
-        return {"images": model.generate_stateless(
-            num_samples, _checked(seed, "seed", (2,)),
-            [temperature[i] for i in range(model.num_layers)])}
+        images = model.generate_stateless(num_samples, _checked(seed, "seed", (2,)),
+                                          [temperature[i] for i in range(model.num_layers)])
+        return {"images": _output_images(model, images)}
 
     return {
         "score": (score_function(model, chunk_samples), [image_spec, count_spec, seed_spec]),
@@ -236,21 +256,35 @@ def export_saved_model(model, base_dir, version=None, *, chunk_samples=DEFAULT_S
     return target
 
 
+def saved_model_takes_8_bit_images(path):
+    """Whether the export at `path` is of a model of 8-bit data (uint8 `images`)."""
+    score = tf.saved_model.load(os.fspath(path)).signatures["score"]
+    return score.structured_input_signature[1]["images"].dtype == tf.uint8
+
+
 def score_saved_model(path, images, num_samples, *, batch_size=100, seed=0):
     """Per-example (L_1, L_k) in nats of `images` through an exported version's `score`.
 
     Loads the SavedModel at `path` with TensorFlow alone; batch j draws its samples with
-    the seed `[seed, j]`. `images`: float32 [N, H, W, C] in [0, 1]. Returns two float64
-    numpy arrays of shape [N]: the one-sample ELBO and the importance-weighted L_k.
+    the seed `[seed, j]`. `images`: float32 [N, H, W, C] in [0, 1] (sent as 8-bit values
+    to a model of 8-bit data). Returns two float64 numpy arrays of shape [N]: the
+    one-sample ELBO and the importance-weighted L_k.
     """
     import numpy as np
 
     _checks.positive_int("num_samples", num_samples)
     _checks.positive_int("batch_size", batch_size)
     score = tf.saved_model.load(os.fspath(path)).signatures["score"]
+    dtype = score.structured_input_signature[1]["images"].dtype
+    if dtype == tf.uint8:
+        levels = np.round(np.asarray(images, np.float32) * 255.0)
+        if not np.array_equal(levels / 255.0, np.asarray(images, np.float32)):
+            raise ValueError("Invalid value for argument `images`: the model scores 8-bit "
+                             "images; expected values v / 255 for integers v in [0, 255].")
+        images = levels.astype(np.uint8)
     elbo, bound = [], []
     for j, start in enumerate(range(0, len(images), batch_size)):
-        out = score(images=tf.constant(images[start:start + batch_size], tf.float32),
+        out = score(images=tf.constant(images[start:start + batch_size], dtype),
                     num_samples=tf.constant(num_samples, tf.int32),
                     seed=tf.constant([seed, j], tf.int32))
         elbo.append(out["elbo"].numpy())

@@ -41,6 +41,7 @@ import tensorflow as tf
 from keras_lvae import config as config_lib
 from keras_lvae import data, plots
 from keras_lvae._files import atomic_write, read_csv, write_csv
+from keras_lvae.densities import bits_per_dim
 from keras_lvae.evaluation import log_likelihood
 from keras_lvae.schedules import step_decay
 
@@ -543,14 +544,19 @@ def _finish(model, config, workdir, test_ds, chief, callbacks, resumed_from, log
     summary = {"model": model, "history": callbacks[0].rows if chief else {},
                "start_epoch": resumed_from,
                "test_nelbo": float(np.ravel(result["nelbo"])[0])}
-    log(f"test L_1 (ELBO): {-summary['test_nelbo']:.2f} nats")
+    def in_units(nats):  # 8-bit data: bits per dimension beside the nats
+        if model.likelihood != "logistic_mixture":
+            return f"{nats:.2f} nats"
+        return f"{nats:.2f} nats ({bits_per_dim(nats, model.num_features):.3f} bits/dim)"
+
+    log(f"test L_1 (ELBO): {in_units(-summary['test_nelbo'])}")
     if not chief:
         log("not the chief worker: worker 0 writes the outputs")
         return summary
     if t.eval_samples:
         bound = log_likelihood(model, test_ds, num_samples=t.eval_samples)
         summary["test_log_likelihood"] = float(np.mean(bound))
-        log(f"test L_{t.eval_samples}: {summary['test_log_likelihood']:.2f} nats")
+        log(f"test L_{t.eval_samples}: {in_units(summary['test_log_likelihood'])}")
     path = os.path.join(workdir, MODEL_FILE)
     partial = os.path.join(workdir, ".model.partial.keras")  # Keras wants the suffix
     model.save(partial)

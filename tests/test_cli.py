@@ -379,3 +379,35 @@ def test_conv_model_trains_evaluates_samples_and_exports_through_the_cli(tmp_pat
                  str(tmp_path / "served"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "served" / "conv" / "1" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow  # over 10 s
+def test_colour_quickstart_trains_evaluates_in_bits_per_dim_and_serves_uint8(tmp_path):
+    """The colour quickstart on the shipped photo tiles, shortened: training logs and the
+    evaluation report bits per dimension; the export takes and returns 8-bit images; its
+    SavedModel evaluates to the same L_1 as the Keras model (same seed)."""
+    small = ["--set", "train.epochs=1", "--set", "model.hidden_dims=8,8",
+             "--set", "train.eval_samples=2"]
+    result = run("train", "colour_quickstart", "--workdir", str(tmp_path / "run"), *small)
+    assert result.returncode == 0, result.stderr
+    history = read_csv(tmp_path / "run" / "history.csv")
+    assert 0 < history["val_bits_per_dim"][-1] < 8  # uniform 8-bit noise would be 8
+    assert "bits/dim" in result.stdout
+    result = run("evaluate", str(tmp_path / "run"), "--samples", "2", "--max-examples", "50",
+                 "--no-plots")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "run" / "evaluation" / "report.json").read_text())
+    nats = report["L_1"]["mean"]
+    assert report["bits_per_dim"]["L_1"]["mean"] == pytest.approx(
+        -nats / (32 * 32 * 3 * np.log(2)), rel=1e-6)
+    result = run("export", str(tmp_path / "run"), "--name", "colour", "--base-dir",
+                 str(tmp_path / "served"))
+    assert result.returncode == 0, result.stderr
+    served = tf.saved_model.load(str(tmp_path / "served" / "colour" / "1"))
+    generated = served.signatures["generate"](num_samples=tf.constant(2),
+                                              seed=tf.constant([0, 1]))["images"]
+    assert generated.dtype == tf.uint8 and generated.shape == (2, 32, 32, 3)
+    result = run("evaluate", str(tmp_path / "served" / "colour" / "1"), "--dataset",
+                 "photo_patches", "--samples", "2", "--max-examples", "50")
+    assert result.returncode == 0, result.stderr
+    assert "bits/dim" in result.stdout

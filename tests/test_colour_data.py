@@ -141,7 +141,7 @@ def test_colour_files_missing_from_a_named_folder(tmp_path, monkeypatch):
 def test_photo_patches_ship_with_the_install():
     x, y = data.load_arrays("photo_patches", "train")
     test, _ = data.load_arrays("photo_patches", "test")
-    assert x.shape == (3476, 32, 32, 3) and test.shape == (386, 32, 32, 3)
+    assert x.shape == (2058, 32, 32, 3) and test.shape == (229, 32, 32, 3)
     assert set(np.unique(y)) == set(range(len(data.PHOTO_FILES)))
     levels = x * 255
     np.testing.assert_array_equal(levels, np.round(levels))  # 8-bit values
@@ -154,7 +154,7 @@ def test_photo_patches_ship_with_the_install():
 
 def test_evaluation_arrays_of_a_colour_set_keep_their_channels():
     images, labels = data.load_evaluation_arrays("photo_patches", "test")
-    assert images.shape == (386, 32, 32, 3) and labels.shape == (386,)
+    assert images.shape == (229, 32, 32, 3) and labels.shape == (229,)
     batches = collect(data.load_dataset("photo_patches", "test", batch_size=100))
     np.testing.assert_array_equal(images, batches)
 

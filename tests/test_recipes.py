@@ -16,14 +16,15 @@ RECIPES = sorted(p for p in (REPO / "recipes").glob("*.py") if not p.name.starts
 
 def test_the_promised_recipes_exist():
     assert {p.stem for p in RECIPES} >= {"quickstart", "mnist_paper", "omniglot", "norb",
-                                         "binarized_mnist", "tune_mnist", "mnist_serving"}
+                                         "binarized_mnist", "tune_mnist", "mnist_serving",
+                                         "colour_quickstart", "cifar10"}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_loads_and_builds_its_model(path):
     config = load_recipe(path)
     assert isinstance(config, Config)
-    shape = data.image_shape(config.data.dataset)
+    shape = data.image_shape(config.data.dataset, config.data.image_size)
     model = training.build_model(config, steps_per_epoch=10)
     model.build((None,) + shape)
     training.compile_model(model, config, steps_per_epoch=10)
@@ -63,3 +64,20 @@ def test_conv_recipe_is_the_pytorch_lvae_mnist_configuration():
     small = load_recipe(REPO / "recipes" / "conv_static_mnist_small.py").model
     assert (small.hidden_dims, small.residual_blocks) == ((32, 32, 32), 2)
     assert small.latent_dims == m.latent_dims and small.skip and small.gated
+
+
+def test_cifar10_recipe_is_the_pytorch_lvae_cifar_configuration():
+    """15 layers of 32 channels, 64 filters, 4 gated blocks, top maps 2 x 2 after the stem and
+    three halvings, skip, learned top prior, free bits 1.0, 10 coupled logistics, Adamax 3e-4."""
+    config = load_recipe(REPO / "recipes" / "cifar10.py")
+    m, t = config.model, config.train
+    assert (config.data.dataset, config.data.batch_size) == ("cifar10", 64)
+    assert (m.latent_dims, m.hidden_dims, m.residual_blocks) == ((32,) * 15, (64,) * 15, 4)
+    assert sum(m.downsample) == 4 and m.downsample[0] == 1
+    assert (m.gated, m.activation, m.skip, m.learn_top_prior, m.free_bits) == (
+        True, "elu", True, True, 1.0)
+    assert (m.likelihood, m.mixture_components, m.coupled_means) == ("logistic_mixture", 10, True)
+    assert (t.optimizer, t.learning_rate, t.warmup_epochs) == ("adamax", 3e-4, 0)
+    model = training.build_model(config, steps_per_epoch=1)
+    model.build((None, 32, 32, 3))
+    assert model.latent_shapes[-1] == (2, 2, 32) and model.latent_shapes[0] == (16, 16, 32)

@@ -517,10 +517,9 @@ def test_colour_model_trains_with_xla_and_mixed_precision(policy):
 
 @pytest.mark.slow  # over 10 s
 def test_colour_models_report_bits_per_dimension(tmp_path):
-    """bpd = -nats / (H W C ln 2): in bound_report, the logged metrics and the exported
-    score, on a constructed conversion and on a tiny colour model."""
+    """bpd = -nats / (H W C ln 2): in bound_report and the logged metrics, on a constructed
+    conversion and on a tiny colour model (the export's: the next test)."""
     from keras_lvae.evaluation import bits_per_dim
-    from keras_lvae.export import export_saved_model
 
     assert bits_per_dim(-2 * 3 * 4 * math.log(2) * 5.0, 2 * 3 * 4) == pytest.approx(5.0)
     model, x = make_model_and_data(dict(likelihood="logistic_mixture", mixture_components=2))
@@ -530,8 +529,40 @@ def test_colour_models_report_bits_per_dimension(tmp_path):
         -report["L_k"]["mean"] / (dims * math.log(2)), rel=1e-6)
     logs = model.evaluate(x, batch_size=BATCH, return_dict=True, verbose=0)
     assert logs["bits_per_dim"] == pytest.approx(logs["nelbo"] / (dims * math.log(2)), rel=1e-5)
-    served = tf.saved_model.load(export_saved_model(model, tmp_path / "colour"))
-    scored = served.signatures["score"](images=tf.constant(x), num_samples=tf.constant(2),
-                                        seed=tf.constant([1, 2]))
-    np.testing.assert_allclose(scored["bits_per_dim"],
-                               -scored["log_likelihood"] / (dims * math.log(2)), rtol=1e-6)
+
+
+@pytest.mark.slow  # over 10 s
+def test_a_colour_model_serves_uint8_images_and_scores_in_bits_per_dim(tmp_path):
+    """The SavedModel of an 8-bit model takes and returns uint8 images; `score` equals the
+    Python score and adds bits per dimension; `score_saved_model` sends v / 255 as v."""
+    from keras_lvae.densities import bits_per_dim
+    from keras_lvae.export import export_saved_model, score_function, score_saved_model
+
+    model, x = make_model_and_data(dict(likelihood="logistic_mixture", mixture_components=2),
+                                   shape=(4, 4))
+    loaded = tf.saved_model.load(export_saved_model(model, tmp_path / "colour"))
+    s = loaded.signatures
+    levels = np.round(x * 255).astype(np.uint8)
+    assert s["score"].structured_input_signature[1]["images"].dtype == tf.uint8
+    seed = tf.constant([5, 6])
+    got = s["score"](images=tf.constant(levels), num_samples=tf.constant(3), seed=seed)
+    want = score_function(model)(tf.constant(levels), tf.constant(3), seed)
+    np.testing.assert_allclose(got["log_likelihood"], want["log_likelihood"], rtol=1e-5)
+    np.testing.assert_allclose(got["bits_per_dim"],
+                               -got["log_likelihood"].numpy() / (4 * 4 * 3 * np.log(2)), rtol=1e-6)
+    np.testing.assert_allclose(got["bits_per_dim"], bits_per_dim(got["log_likelihood"], 48),
+                               rtol=1e-6)
+    reconstruction = s["reconstruct"](images=tf.constant(levels))["reconstruction"]
+    assert reconstruction.dtype == tf.uint8
+    np.testing.assert_allclose(reconstruction.numpy(), np.round(model(x).numpy() * 255), atol=1)
+    generated = s["generate"](num_samples=tf.constant(2), seed=seed)["images"]
+    assert generated.dtype == tf.uint8 and generated.shape == (2, 4, 4, 3)
+    # The library's helper sends float images in [0, 1] as the 8-bit values they are.
+    _, l_k = score_saved_model(tmp_path / "colour" / "1", x, 3, batch_size=len(x), seed=5)
+    np.testing.assert_allclose(l_k, s["score"](images=tf.constant(levels), num_samples=tf.constant(3),
+                                                seed=tf.constant([5, 0]))["log_likelihood"], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"expected values v / 255 for integers v"):
+        score_saved_model(tmp_path / "colour" / "1", x + 0.001, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Invalid input `images`: expected "
+                                                             r"shape \[batch, 4, 4, 3\]"):
+        s["score"](images=tf.constant(levels[..., :2]), num_samples=tf.constant(3), seed=seed)
