@@ -199,6 +199,9 @@ def build_parser():
     sample.add_argument("--temperature", type=_non_negative_float, default=1.0,
                         help="scale of the prior's standard deviation at every layer (default: "
                         "%(default)s; 0 draws the prior means)")
+    sample.add_argument("--readjust-bn", action="store_true",
+                        help="first give the generative path's batch norms the statistics of "
+                        "samples at --temperature (NVAE's readjustment; 20 x 256 samples)")
     sample.add_argument("--layer", type=_positive_int, default=None,
                         help="instead: what layer LAYER controls (rows fix the layers above, "
                         "columns resample LAYER, layers below at their means)")

@@ -5,7 +5,8 @@ For each recipe: the model, batch size and optimizer of the recipe (or each of
 8-bit (the cost does not depend on pixel values). Training:
 `--steps` steps after a warm-up fit that absorbs tracing and XLA compilation.
 L_k: `--samples` importance samples on `--examples` images after a traced call.
-Every run is printed with the median, with `jit_compile` off and on. Pin the
+Each model is traced once, then timed `--runs` times; every run is printed with the
+median, with `jit_compile` off and on (`--no-jit`: off only). Pin the
 process to one core (and one TF thread) or leave it two:
 
     taskset -c 1 env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
@@ -15,7 +16,8 @@ process to one core (and one TF thread) or leave it two:
 The CIFAR-10 recipe at batch 32 and 128 (issue 16), and the peak resident memory of a
 process that builds the model and evaluates L_k (`--evaluation-memory`, nothing else):
 
-    python benchmarks/conv_throughput.py recipes/cifar10.py --batch-sizes 32,128 --steps 4
+    python benchmarks/conv_throughput.py recipes/cifar10.py --batch-sizes 32,128 --steps 3 \
+        --examples 4 --samples 32 --no-jit
     python benchmarks/conv_throughput.py recipes/cifar10.py --evaluation-memory \
         --examples 100 --samples 100
 """
@@ -57,27 +59,33 @@ def images(config, count):
     return (rng.integers(0, 256, (count, *shape)) / 255).astype("float32")
 
 
-def training_rate(config, jit_compile, steps):
-    """Training images per second."""
+def training_rates(config, jit_compile, steps, runs):
+    """Training images per second of `runs` timed fits of one model (traced once)."""
     batch = config.data.batch_size
     model = model_of(config, jit_compile)
     x = images(config, steps * batch)
     data = tf.data.Dataset.from_tensor_slices(x).batch(batch, drop_remainder=True).cache()
     model.fit(data.take(3), epochs=1, verbose=0)  # trace and compile
-    start = time.perf_counter()
-    model.fit(data, epochs=1, verbose=0)
-    return steps * batch / (time.perf_counter() - start)
+    rates = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.fit(data, epochs=1, verbose=0)
+        rates.append(steps * batch / (time.perf_counter() - start))
+    return rates
 
 
-def bound_rate(config, jit_compile, examples, samples):
-    """Importance samples per second of `log_likelihood`."""
+def bound_rates(config, jit_compile, examples, samples, runs):
+    """Importance samples per second of `runs` timed `log_likelihood` calls on one model."""
     model = model_of(config, False)
     x = images(config, examples)
     options = dict(batch_size=min(examples, 100), jit_compile=jit_compile)
     keras_lvae.log_likelihood(model, x[:options["batch_size"]], num_samples=10, **options)
-    start = time.perf_counter()
-    keras_lvae.log_likelihood(model, x, num_samples=samples, **options)
-    return examples * samples / (time.perf_counter() - start)
+    rates = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        keras_lvae.log_likelihood(model, x, num_samples=samples, **options)
+        rates.append(examples * samples / (time.perf_counter() - start))
+    return rates
 
 
 def report(name, rates, unit):
@@ -94,6 +102,8 @@ def main():
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--batch-sizes", default=None,
                         help="comma-separated training batch sizes (default: the recipe's)")
+    parser.add_argument("--no-jit", action="store_true",
+                        help="only jit_compile=False (XLA compiles big models for minutes)")
     parser.add_argument("--evaluation-memory", action="store_true",
                         help="only evaluate L_k once and print the process's peak memory")
     args = parser.parse_args()
@@ -103,7 +113,7 @@ def main():
     for path in args.recipes:
         recipe = config_lib.load_recipe(path)
         if args.evaluation_memory:
-            rate = bound_rate(recipe, False, args.examples, args.samples)
+            rate, = bound_rates(recipe, False, args.examples, args.samples, 1)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
             print(f"{os.path.basename(path)}: L_{args.samples} of {args.examples} images at "
                   f"{rate:,.0f} samples/s; peak resident memory {peak:,.0f} MiB")
@@ -122,14 +132,14 @@ def measure(path, config, args):
     model.build((None, *data_lib.image_shape(config.data.dataset, config.data.image_size)))
     print(f"{os.path.basename(path)}: batch {config.data.batch_size}, "
           f"{model.count_params():,} weights, optimizer {config.train.optimizer}")
-    for jit_compile in (False, True):
+    modes = (False,) if args.no_jit else (False, True)
+    for jit_compile in modes:
         report(f"training, jit_compile={jit_compile}",
-               [training_rate(config, jit_compile, args.steps) for _ in range(args.runs)],
-               "images/s")
-    for jit_compile in (False, True):
+               training_rates(config, jit_compile, args.steps, args.runs), "images/s")
+    for jit_compile in modes:
         report(f"L_{args.samples}, jit_compile={jit_compile}",
-               [bound_rate(config, jit_compile, args.examples, args.samples)
-                for _ in range(args.runs)], "samples/s")
+               bound_rates(config, jit_compile, args.examples, args.samples, args.runs),
+               "samples/s")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Importing the package registers its layers and model with Keras, so
 
 from keras_lvae import layers
 from keras_lvae.evaluation import (
-    bound_report, latent_diagnostics, log_likelihood, recompute_batch_norm_statistics)
+    bound_report, latent_diagnostics, log_likelihood, readjust_batch_norm,
+    recompute_batch_norm_statistics)
 from keras_lvae.export import export_saved_model
 from keras_lvae.models import ConvLadderVAE, LadderVAE
 from keras_lvae.schedules import step_decay, warmup_beta
@@ -15,6 +16,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "ConvLadderVAE", "LadderVAE", "bound_report", "export_saved_model", "latent_diagnostics", "layers",
-    "log_likelihood", "recompute_batch_norm_statistics", "step_decay", "warmup_beta",
+    "log_likelihood", "readjust_batch_norm", "recompute_batch_norm_statistics", "step_decay",
+    "warmup_beta",
     "__version__",
 ]

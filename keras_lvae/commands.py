@@ -85,6 +85,9 @@ def run_sample(args):
     output = args.output or _output_beside(args.model, "samples.png")
     if not output.endswith(".png"):
         raise ValueError(f"--output: expected a .png path, received {output!r}")
+    if args.readjust_bn and args.layer is not None:
+        raise ValueError("--readjust-bn: applies to prior samples at --temperature, not to "
+                         "--layer figures")
     model = _load_ladder_vae(args.model)
     if args.layer is not None:
         if not 1 <= args.layer <= model.num_layers:
@@ -97,10 +100,16 @@ def run_sample(args):
         print(f"wrote {output} (layer {args.layer} resampled: {rows} rows of {columns}, "
               f"seed {args.seed})")
         return 0
+    readjusted = ""
+    if args.readjust_bn:
+        from keras_lvae.evaluation import readjust_batch_norm
+
+        readjust_batch_norm(model, args.temperature, seed=args.seed)
+        readjusted = ", batch norms readjusted at that temperature"
     plots.plot_prior_samples(model, output, num_samples=args.num_samples, seed=args.seed,
                              temperature=args.temperature)
     print(f"wrote {output} ({args.num_samples} prior samples, seed {args.seed}, "
-          f"temperature {args.temperature:g})")
+          f"temperature {args.temperature:g}{readjusted})")
     return 0
 
 

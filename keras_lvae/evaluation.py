@@ -270,6 +270,51 @@ def recompute_batch_norm_statistics(model, data, *, batch_size=256):
         raise ValueError("Invalid value for argument `data`: expected at least one example, received none.")
     if not model.built:
         model(first)
+    step = tf.function(lambda x: model.elbo_terms(x, training=True)["nelbo"])
+    return _average_batch_statistics(model, step, itertools.chain([first], batches))
+
+
+def readjust_batch_norm(model, temperature, *, batches=20, batch_size=256, seed=0):
+    """Batch-norm statistics of the generative path from prior samples at `temperature`.
+
+    Samples drawn at a temperature below 1 are less spread than the activations
+    the moving averages were taken on, which blurs them; NVAE's readjustment
+    replaces the statistics by those of `batches` x `batch_size` samples drawn at
+    the temperature (one number, or one per layer, bottom to top), each batch
+    norm's moving mean and variance being the average over the batches, as
+    `recompute_batch_norm_statistics` does for data. Only layers on the
+    generative path change; with ladder inference they are shared with the
+    inference path, so use the readjusted model for sampling, not for bounds
+    (`lvae sample --readjust-bn` loads a fresh copy). Returns the number of
+    batch-norm layers visited.
+    Reference: Vahdat & Kautz 2020 (NVAE), section 5 and `evaluate.py --readjust_bn`.
+
+    Example:
+    >>> import keras_lvae
+    >>> model = keras_lvae.LadderVAE(latent_dims=(2,), hidden_dims=(8,), seed=1)
+    >>> model.build((None, 6))
+    >>> readjust_batch_norm(model, 0.5, batches=2, batch_size=10)
+    5
+    """
+    _checks.positive_int("batches", batches)
+    _checks.positive_int("batch_size", batch_size)
+    model._require_built("readjust_batch_norm")
+    temperatures = tf.constant(model._temperatures(temperature), tf.float32)
+    layers = model.num_layers
+
+    @tf.function
+    def step(j):
+        seed_j = tf.stack([tf.constant(seed, tf.int32), j])
+        return model._generate(batch_size, seed_j, [temperatures[i] for i in range(layers)],
+                               training=True)
+
+    return _average_batch_statistics(model, step, (tf.constant(j, tf.int32)
+                                                   for j in range(batches)))
+
+
+def _average_batch_statistics(model, step, inputs):
+    """Set each batch norm's moving mean and variance to the row-weighted average of its
+    batch statistics over `step(input)` for every input (a training-mode pass)."""
     norms = [layer for layer in model._flatten_layers()
              if isinstance(layer, keras.layers.BatchNormalization)]
     frozen = [layer.name for layer in norms if not layer.trainable]
@@ -284,10 +329,8 @@ def recompute_batch_norm_statistics(model, data, *, batch_size=256):
     try:
         for layer in norms:  # momentum 0: after a step the moving stats are that batch's
             layer.momentum = 0.0
-        step = tf.function(lambda x: model.elbo_terms(x, training=True)["nelbo"])
-        for batch in itertools.chain([first], batches):
-            step(batch)
-            rows = int(batch.shape[0])
+        for batch in inputs:
+            rows = int(step(batch).shape[0])
             for layer, (mean_sum, variance_sum) in zip(norms, sums):
                 mean_sum += rows * layer.moving_mean.numpy()
                 variance_sum += rows * layer.moving_variance.numpy()

@@ -375,6 +375,12 @@ def test_conv_model_trains_evaluates_samples_and_exports_through_the_cli(tmp_pat
     assert result.returncode == 2 and "--layer: expected a layer from 1 to 2" in result.stderr
     result = run("sample", str(tmp_path / "run"), "--temperature", "-1")
     assert result.returncode == 2 and "expected a number >= 0" in result.stderr
+    result = run("sample", str(tmp_path / "run"), "--temperature", "0.6", "--readjust-bn",
+                 "--num-samples", "10", "--output", str(tmp_path / "readjusted.png"))
+    assert result.returncode == 0, result.stderr
+    assert "temperature 0.6, batch norms readjusted at that temperature" in result.stdout
+    result = run("sample", str(tmp_path / "run"), "--readjust-bn", "--layer", "1")
+    assert result.returncode == 2 and "--readjust-bn: applies to prior samples" in result.stderr
     result = run("export", str(tmp_path / "run"), "--name", "conv", "--base-dir",
                  str(tmp_path / "served"))
     assert result.returncode == 0, result.stderr

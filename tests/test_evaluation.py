@@ -137,6 +137,31 @@ def test_recompute_batch_norm_statistics_averages_batch_moments():
     assert norm.momentum == momentum
 
 
+def test_readjust_batch_norm_gives_the_statistics_of_samples_at_the_temperature():
+    """NVAE's readjustment on a 2-layer model: the first batch norm below z_2 sees z_2 @ W
+    with z_2 ~ N(0, t^2 I), so its statistics become mean 0 and variance t^2 sum_j W_jk^2
+    (5,120 samples: within 5 standard errors); at t = 0 exactly 0 and 0. Batch norms off the
+    generative path keep theirs; the momentum comes back."""
+    model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(16, 8), seed=4)
+    model(X)
+    below_top = model.decoder_blocks[0]
+    norm, kernel = below_top.norm_layers[0], below_top.dense_layers[0].kernel.numpy()
+    encoder_norm = model.encoder_blocks[0].norm_layers[0]
+    encoder_before = encoder_norm.moving_variance.numpy().copy()
+    momentum = norm.momentum
+    keras_lvae.readjust_batch_norm(model, 0.5, batches=20, batch_size=256, seed=3)
+    variance = 0.25 * np.sum(kernel.astype(np.float64) ** 2, axis=0)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), variance, rtol=0.1)
+    assert np.all(np.abs(norm.moving_mean.numpy()) < 5 * np.sqrt(variance / 5120))
+    np.testing.assert_array_equal(encoder_norm.moving_variance.numpy(), encoder_before)
+    assert norm.momentum == momentum
+    keras_lvae.readjust_batch_norm(model, [1.0, 0.0], batches=2, batch_size=16)
+    np.testing.assert_array_equal(norm.moving_mean.numpy(), 0.0)
+    np.testing.assert_array_equal(norm.moving_variance.numpy(), 0.0)
+    with pytest.raises(ValueError, match=r"`temperature`: expected a number >= 0 .*received"):
+        keras_lvae.readjust_batch_norm(model, [1.0, 1.0, 1.0])
+
+
 def test_recompute_batch_norm_statistics_restores_on_failure():
     model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(16, 8), seed=4)
     model(X)

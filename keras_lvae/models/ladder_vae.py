@@ -694,10 +694,17 @@ class LadderVAE(keras.Model):
         (floats or a float32 [num_layers] tensor). This is what the exported
         `generate` and `generate_at_temperature` signatures run.
         """
+        return self._generate(num_samples, seed, temperature, training=False)
+
+    def _generate(self, num_samples, seed, temperature, training):
+        """`generate_stateless`; with `training=True` batch norms of the generative path use
+        (and update) the samples' batch statistics, for `readjust_batch_norm`."""
         z = self._sample_top(num_samples, seed, None if temperature is None else temperature[-1])
         z, _ = self._descend(z, None, self.num_layers - 1, 0, seed, sample=True,
-                             temperature=temperature)
-        return self.decode(z)
+                             temperature=temperature, training=training)
+        if not training:
+            return self.decode(z)
+        return self._unflatten(self._output_mean(self._output_params(z, training=True)))
 
     def _sample_top(self, num_samples, seed, temperature=None):
         """z_L ~ p(z_L) for `num_samples` rows (standard deviation x `temperature`)."""
@@ -709,13 +716,13 @@ class LadderVAE(keras.Model):
             variance = variance * ops.square(ops.cast(temperature, "float32"))
         return distributions.sample_normal(mean, variance, self._layer_seed(seed, self.num_layers))
 
-    def _descend(self, z, above, start, stop, seed, sample, temperature=None):
+    def _descend(self, z, above, start, stop, seed, sample, temperature=None, training=False):
         """Down the generative path from z = z_{start+1} (0-based index `start`) to
         z_{stop+1}, each layer drawn from p(z_i | z_{>i}) (`sample`; standard
         deviation x temperature[i] when given) or at its mean. Returns (z, the
         features of the last block, for skip connections)."""
         for i in reversed(range(stop, start)):
-            mean, variance, above = self._prior_params(i, z, above, training=False)
+            mean, variance, above = self._prior_params(i, z, above, training=training)
             if temperature is not None:
                 variance = variance * ops.square(ops.cast(temperature[i], "float32"))
             z = (self.decoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i + 1))
