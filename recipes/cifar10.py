@@ -8,9 +8,11 @@ top maps are 2 x 2, skip connections, a learned top prior, free bits 1.0 ("for m
 3e-4. What differs, on purpose: the paper's precision-weighted merge (theirs is learned),
 no dropout and no data-dependent initialisation (as in conv_static_mnist.py).
 
-Cost: 12.1 M weights; on one modern GPU an epoch of 50,000 images at batch 64 should
-take a few minutes (their models train for days: ~1,000 epochs); on 2 CPU cores it is
-hours per epoch (benchmarks/README.md, "Colour images"). Data: the CIFAR-10 python
+Cost: 12.1 M weights; 1.47 G multiply-adds per image for the ELBO, so about 8.8 GFLOP per
+training image (forward and backward). One GPU that sustains 2-4 TFLOP/s on these 64-channel
+convolutions (an estimate for an A100-class card in float32; mixed precision does better)
+takes 2-4 minutes an epoch of 50,000 images; their runs take days. Two CPU cores train
+5.7 images/s: 2.5 hours an epoch (benchmarks/README.md, "Colour images"). Data: the CIFAR-10 python
 pickles (cifar-10-python.tar.gz unpacked) in DATA_DIR, or tfds when online:
 
     lvae train recipes/cifar10.py --set data.data_dir=DATA_DIR
