@@ -403,7 +403,7 @@ def test_colour_quickstart_trains_evaluates_in_bits_per_dim_and_serves_uint8(tmp
                  "--no-plots")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "run" / "evaluation" / "report.json").read_text())
-    nats = report["L_1"]["mean"]
+    nats = report["log_likelihood"]["L_1"]["mean"]
     assert report["bits_per_dim"]["L_1"]["mean"] == pytest.approx(
         -nats / (32 * 32 * 3 * np.log(2)), rel=1e-6)
     result = run("export", str(tmp_path / "run"), "--name", "colour", "--base-dir",
