@@ -702,9 +702,7 @@ class LadderVAE(keras.Model):
         z = self._sample_top(num_samples, seed, None if temperature is None else temperature[-1])
         z, _ = self._descend(z, None, self.num_layers - 1, 0, seed, sample=True,
                              temperature=temperature, training=training)
-        if not training:
-            return self.decode(z)
-        return self._unflatten(self._output_mean(self._output_params(z, training=True)))
+        return self._unflatten(self._output_mean(self._output_params(z, training=training)))
 
     def _sample_top(self, num_samples, seed, temperature=None):
         """z_L ~ p(z_L) for `num_samples` rows (standard deviation x `temperature`)."""
