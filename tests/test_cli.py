@@ -142,7 +142,8 @@ def test_export_bakes_in_the_evaluated_statistics_and_evaluate_scores_the_export
     model = keras.saving.load_model(workdir / "model.keras")
     config = training.load_run_config(str(workdir))
     commands._recompute_statistics(model, argparse.Namespace(
-        seed=0, dataset="mnist", data_dir=config.data.data_dir, validation_size=0))
+        seed=0, dataset="mnist", data_dir=config.data.data_dir, validation_size=0,
+        image_size=None))
     images, _ = data_lib.load_evaluation_arrays("mnist", data_dir=config.data.data_dir)
     served = tf.saved_model.load(str(version)).signatures["reconstruct"]
     np.testing.assert_allclose(served(images=tf.constant(images[:20]))["reconstruction"],
