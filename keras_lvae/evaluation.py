@@ -4,7 +4,6 @@ import itertools
 import math
 import weakref
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -254,7 +253,9 @@ def recompute_batch_norm_statistics(model, data, *, batch_size=256):
     example, as in `fit`) over `data` once and sets each layer's moving mean and
     variance to the example-weighted average of its batch means and variances.
     Use batches like the training ones (e.g. 256). It advances the sampling
-    seeds. Returns the number of batch-norm layers updated.
+    seeds. Returns the number of batch-norm layers updated. For a model
+    trained with `ema_decay`, call `model.use_ema_weights()` first: the
+    statistics are those of the weights the model holds.
 
     Example:
     >>> import numpy as np, keras_lvae
@@ -315,8 +316,7 @@ def readjust_batch_norm(model, temperature, *, batches=20, batch_size=256, seed=
 def _average_batch_statistics(model, step, inputs):
     """Set each batch norm's moving mean and variance to the row-weighted average of its
     batch statistics over `step(input)` for every input (a training-mode pass)."""
-    norms = [layer for layer in model._flatten_layers()
-             if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = model.batch_norm_layers()
     frozen = [layer.name for layer in norms if not layer.trainable]
     if frozen:
         raise ValueError(f"Cannot recompute batch-norm statistics of frozen layers {frozen}: "

@@ -115,7 +115,8 @@ class LadderVAE(keras.Model):
         ema_decay: in [0, 1); > 0 keeps an exponential moving average of the
             trainable weights, ema = decay * ema + (1 - decay) * weights after
             every update (starting from the initial weights, no bias
-            correction). `evaluate` (and so fit's validation) runs with the
+            correction); the batch norms' moving statistics are averaged
+            alike. `evaluate` (and so fit's validation) runs with the
             averages; `with model.ema_weights_applied():` or
             `model.use_ema_weights()` use them elsewhere. Saved with the model
             and in checkpoints. Reference: the EMA weights of openai/vdvae.
@@ -195,6 +196,7 @@ class LadderVAE(keras.Model):
                              f"[0, 1) (0: no moving average), received {ema_decay!r}.")
         self.ema_decay = float(ema_decay)
         self.ema_variables = []  # filled in build() when ema_decay > 0
+        self._holds_averages = False  # use_ema_weights() was called, fit() not since
         self.skip_threshold = _checks.non_negative_number("skip_threshold", skip_threshold,
                                                           " (0: off)")
         self.adaptive_skip_factor = _checks.non_negative_number(
@@ -358,7 +360,7 @@ class LadderVAE(keras.Model):
             self.top_prior_log_variance = self.add_weight(
                 shape=top, initializer="zeros", name="top_prior_log_variance")
         if self.ema_decay and not self.ema_variables:
-            for weight in self.trainable_weights:  # named after the weight they follow
+            for weight in self._ema_followed():  # named after the weight they follow
                 name = "ema__" + weight.path.split("/", 1)[-1].replace("/", "__")
                 average = self.add_weight(shape=weight.shape, initializer="zeros",
                                           trainable=False, aggregation="only_first_replica",
@@ -947,14 +949,27 @@ class LadderVAE(keras.Model):
             average.assign(self.ema_decay * average + (1.0 - self.ema_decay) * weight)
 
     def _ema_followed(self):
-        """The trainable weights the moving averages follow, in `ema_variables`' order."""
-        return self.trainable_weights
+        """The weights the moving averages follow, in `ema_variables`' order: the trainable
+        ones, then every batch norm's moving mean and variance. The statistics are averaged
+        too (as timm's ModelEmaV2 does with a model's buffers) so that the averaged weights
+        meet statistics of the same age: with the raw weights' statistics an EMA model
+        validates several nats worse (experiments/training_toolkit)."""
+        statistics = [weight for layer in self.batch_norm_layers()
+                      for weight in (layer.moving_mean, layer.moving_variance)]
+        return self.trainable_weights + statistics
+
+    def batch_norm_layers(self):
+        """Every `keras.layers.BatchNormalization` inside the model, in a fixed order."""
+        return [layer for layer in self._flatten_layers()
+                if isinstance(layer, keras.layers.BatchNormalization)]
 
     @contextlib.contextmanager
     def ema_weights_applied(self):
-        """Within the block the trainable weights hold their moving averages (no-op
-        without `ema_decay`); afterwards they are restored."""
-        if not self.ema_variables:
+        """Within the block the trainable weights and batch-norm statistics hold their
+        moving averages; afterwards they are restored. A no-op without `ema_decay` and
+        after `use_ema_weights()` (the model holds the averages already, perhaps with
+        statistics recomputed since)."""
+        if not self.ema_variables or self._holds_averages:
             yield
             return
         weights = self._ema_followed()
@@ -968,12 +983,15 @@ class LadderVAE(keras.Model):
                 weight.assign(value)
 
     def use_ema_weights(self):
-        """Replace the trainable weights by their moving averages for good (for
-        inference, export or evaluation of a loaded model). Returns True if the
-        model had them."""
+        """Replace the trainable weights and batch-norm statistics by their moving
+        averages for good (for inference, export or evaluation of a loaded model);
+        `evaluate` then uses the model as it is, so statistics recomputed afterwards
+        (`recompute_batch_norm_statistics`) count. `fit` trains on from there.
+        Returns True if the model had averages."""
         for weight, average in zip(self._ema_followed(), self.ema_variables):
             weight.assign(average)
-        return bool(self.ema_variables)
+        self._holds_averages = bool(self.ema_variables)
+        return self._holds_averages
 
     def fit(self, x=None, *args, **kwargs):
         """`keras.Model.fit`, refusing empty data and non-positive batch sizes.
@@ -984,6 +1002,7 @@ class LadderVAE(keras.Model):
         inputs.check_data("x", x, kwargs.get("batch_size"))
         inputs.check_data("validation_data", kwargs.get("validation_data"),
                           kwargs.get("validation_batch_size"))
+        self._holds_averages = False  # training moves the weights away from the averages
         history = super().fit(x, *args, **kwargs)
         # Keras logs nothing for an epoch that received no batch.
         if not history.history and kwargs.get("epochs", 1) > kwargs.get("initial_epoch", 0):
