@@ -38,9 +38,10 @@ def load_saved_weights(model, saved_model_dir):
 
     loaded = tf.saved_model.load(saved_model_dir)
     stored = {key(v.name): v for v in getattr(loaded, "model_variables", [])}
-    # Noise generators start from the run's seed; the step counter is set by the caller.
-    weights = [w for w in model.weights
-               if "seed_generator" not in w.path and "trained_steps" not in w.path]
+    # Noise generators start from the run's seed; the step counter is set by the caller;
+    # moving averages of the weights (train.ema_decay) start from the loaded weights.
+    weights = [w for w in model.weights if not any(
+        part in w.path for part in ("seed_generator", "trained_steps", "ema__"))]
     missing = [w.path for w in weights if key(w.path) not in stored]
     if missing:
         raise ValueError(f"saved_model_dir: {saved_model_dir!r} has no variable for "
@@ -52,6 +53,8 @@ def load_saved_weights(model, saved_model_dir):
             raise ValueError(f"saved_model_dir: {weight.path} has shape {value.shape}, the "
                              f"model expects {tuple(weight.shape)}")
         weight.assign(value)
+    for average, weight in zip(model.ema_variables, model.trainable_weights):
+        average.assign(weight)
 
 
 def estimate_adam_moments(config, model, train_ds, steps):

@@ -109,8 +109,9 @@ class LadderVAE(keras.Model):
             follows a lasting change of scale); until 10 norms are known the
             fixed `skip_threshold` (if any) applies. Norms are of the unscaled
             gradients, before the optimizer's own clipping (`global_clipnorm`).
-            See `keras_lvae.update_skipping`. Like `skip_nonfinite_steps`, not
-            available under a multi-replica tf.distribute strategy yet.
+            See `keras_lvae.update_skipping`. Under a multi-replica
+            tf.distribute strategy the replicas decide together, on the norm of
+            their summed gradients.
         adaptive_skip_window: norms the adaptive rule remembers.
         ema_decay: in [0, 1); > 0 keeps an exponential moving average of the
             trainable weights, ema = decay * ema + (1 - decay) * weights after
@@ -890,16 +891,9 @@ class LadderVAE(keras.Model):
         # and unchanged by a new optimizer.
         beta = warmup_beta(self.trained_steps, self.warmup_steps)
         guard = self._guarded()
-        if guard and tf.distribute.get_strategy().num_replicas_in_sync > 1:
-            # The skipped update sits in a tf.cond, and a multi-replica optimizer step
-            # (its gradient all-reduce) cannot run inside control flow.
-            raise ValueError(
-                "Skipping training steps (skip_nonfinite_steps, skip_threshold, "
-                "adaptive_skip_factor) is not supported under a multi-replica "
-                "tf.distribute strategy yet; train without it, or clip with "
-                "global_clipnorm.")
         if guard:  # what a skipped step must put back: the forward pass updates them
-            statistics = [v for v in self.non_trainable_variables if "moving_" in v.path]
+            statistics = [v for layer in self.batch_norm_layers()
+                          for v in (layer.moving_mean, layer.moving_variance)]
             saved = [tf.identity(v.value) for v in statistics]
         with tf.GradientTape() as tape:
             loss, terms = self.training_objective(x, beta=beta, training=True,
@@ -916,28 +910,53 @@ class LadderVAE(keras.Model):
             self._apply(gradients, loss)
             return self._record(loss, terms, beta)
 
-        checked = [loss]
+        checked, decided_on = [loss], gradients
+        if replicas > 1:  # every replica decides on the summed gradients: all decide alike
+            context = tf.distribute.get_replica_context()
+            decided_on = context.all_reduce("sum", [g for g in gradients if g is not None])
+            checked = [context.all_reduce("sum", loss)]
         # A loss-scaling optimizer handles overflowing (scaled) gradients itself by
         # lowering its scale; skipping those steps here would stop it from adapting.
         if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            checked += [g for g in gradients if g is not None]
+            checked += [g for g in decided_on if g is not None]
         finite = ops.all(ops.stack([ops.all(ops.isfinite(t)) for t in checked]))
-        accept = ops.logical_and(finite, self._norm_allowed(gradients))
+        accept = ops.logical_and(finite, self._norm_allowed(decided_on))
         if not self.optimizer.built:  # build outside the branch that applies
             self.optimizer.build(self.trainable_variables)
+        self._apply_if(accept, gradients, loss)
+        for variable, value in zip(statistics, saved):  # no control flow: see _apply_if
+            variable.assign(tf.where(accept, variable, value))
 
-        def update():
-            self._apply(gradients, loss)
+        def update_trackers():
             self._update_trackers(loss, terms, beta)
             return tf.constant(0.0)
 
-        def skip():
-            for variable, value in zip(statistics, saved):
-                variable.assign(value)
-            return tf.constant(1.0)
-
-        self.skipped_tracker.update_state(tf.cond(accept, update, skip))
+        skipped = tf.cond(accept, update_trackers, lambda: tf.constant(1.0))
+        self.skipped_tracker.update_state(skipped / replicas)  # the replicas' counts add up
         return self._logs()
+
+    def _apply_if(self, accept, gradients, loss):
+        """`_apply` if `accept` (the same on every replica). Under a multi-replica
+        strategy the optimizer's step is a synchronisation point, which cannot sit in a
+        tf.cond: the update is applied, then undone where `accept` is false."""
+        if tf.distribute.get_strategy().num_replicas_in_sync == 1:
+            tf.cond(accept, lambda: self._apply(gradients, loss) or tf.constant(True),
+                    lambda: tf.constant(False))
+            return
+        touched = ([self.trained_steps] + self.trainable_variables + self.ema_variables
+                   + self.optimizer.variables)
+        before = [tf.identity(v.value) for v in touched]
+        with tf.control_dependencies(before):
+            self._apply(gradients, loss)
+
+        def undo(strategy, accept, before):
+            for variable, value in zip(touched, before):
+                strategy.extended.update(  # on the TF variable inside Keras's
+                    getattr(variable, "value", variable),
+                    lambda v, old, keep: v.assign(tf.where(keep, v, old)),
+                    args=(value, accept), group=False)
+
+        tf.distribute.get_replica_context().merge_call(undo, args=(accept, before))
 
     def _apply(self, gradients, loss):
         """Apply the update and count the step (after the loss, so only a step that
