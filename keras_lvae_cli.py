@@ -209,7 +209,7 @@ def build_parser():
     export = commands.add_parser(
         "export",
         help="write a TF Serving SavedModel (signatures score, encode, reconstruct, decode, "
-        "generate, generate_at_temperature)",
+        "generate, generate_at_temperature, interpolate)",
         description="Export a saved model for TF Serving as BASE_DIR/NAME/VERSION, written to a "
         "temporary directory and renamed; an existing version is never overwritten.")
     export.add_argument("model", help=MODEL_HELP)

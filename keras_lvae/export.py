@@ -1,7 +1,7 @@
 """SavedModel export for TF Serving: versioned, atomic, standard TF ops only.
 
 `export_saved_model(model, base_dir)` writes `base_dir/<version>/`, the layout
-TF Serving watches, with six signatures (all `tensorflow/serving/predict`,
+TF Serving watches, with seven signatures (all `tensorflow/serving/predict`,
 dynamic batch size, named inputs and outputs). `images`, in and out, have the
 model's input shape and are float32 in [0, 1]; for a model of 8-bit data
 (`likelihood="logistic_mixture"`) they are uint8 in {0, ..., 255}, as a decoded
@@ -15,6 +15,7 @@ PNG or JPEG is (outputs: the model's mean image, rounded):
 | `decode` | `z_1` float32 [batch, *latent shape 1] | `images`: mean of p(x | z_1) |
 | `generate` | `num_samples` int32 scalar, `seed` int32[2] | `images` [num_samples, ...] prior samples |
 | `generate_at_temperature` | as `generate`, and `temperature` float32 [L] (bottom to top) | `images`, with each layer's prior standard deviation scaled |
+| `interpolate` | `images_a`, `images_b` (as many), `steps` int32 scalar, `layer` int32 scalar in 1 ... L | `images` [batch, steps, ...]: `LadderVAE.interpolate` (spherical) in that layer |
 
 Sampling signatures are stateless: the same `seed` gives the same output and
 no variable is written, so concurrent requests cannot race. Inputs outside
@@ -34,13 +35,15 @@ from keras_lvae.densities import bits_per_dim
 from keras_lvae.evaluation import chunked_log_mean_exp
 from keras_lvae.models.ladder_vae import LadderVAE
 
-SIGNATURES = ("score", "encode", "reconstruct", "decode", "generate", "generate_at_temperature")
+SIGNATURES = ("score", "encode", "reconstruct", "decode", "generate", "generate_at_temperature",
+              "interpolate")
 # Importance samples per pass of `score`: rows = batch x this; k is covered by a
 # loop of such passes, so memory does not grow with k.
 DEFAULT_SCORE_CHUNK = 64
 
 
-def _checked(tensor, name, shape, *, unit_interval=False, at_least_one=False, finite=False):
+def _checked(tensor, name, shape, *, unit_interval=False, at_least_one=False, at_most=None,
+             finite=False):
     """`tensor` after runtime checks that name the input, with static shape `shape`.
 
     Signature inputs are checked where they enter, so a bad request fails with
@@ -81,6 +84,9 @@ def _checked(tensor, name, shape, *, unit_interval=False, at_least_one=False, fi
     if at_least_one:
         tensor = require(tensor, tf.reduce_all(tensor >= 1),
                          f"Invalid input `{name}`: expected an int >= 1, received", tensor)
+    if at_most is not None:
+        tensor = require(tensor, tf.reduce_all(tensor <= at_most),
+                         f"Invalid input `{name}`: expected an int <= {at_most}, received", tensor)
     return tf.ensure_shape(tensor, shape)  # static shape for the model code
 
 
@@ -115,12 +121,12 @@ def _eight_bit(model):
     return model.likelihood == "logistic_mixture"
 
 
-def _model_images(model, images):
-    """Checked signature `images` as the model's float32 in [0, 1]."""
+def _model_images(model, images, name="images"):
+    """Checked signature images (input `name`) as the model's float32 in [0, 1]."""
     if _eight_bit(model):
-        images = _checked(images, "images", (None, *model.feature_shape))
+        images = _checked(images, name, (None, *model.feature_shape))
         return tf.cast(images, tf.float32) / 255.0
-    return _checked(images, "images", (None, *model.feature_shape),
+    return _checked(images, name, (None, *model.feature_shape),
                     unit_interval=model.likelihood != "gaussian", finite=True)
 
 
@@ -172,6 +178,26 @@ def _endpoints(model, chunk_samples):
                                           [temperature[i] for i in range(model.num_layers)])
         return {"images": _output_images(model, images)}
 
+    def interpolate(images_a, images_b, steps, layer):
+        a = _model_images(model, images_a, "images_a")
+        b = _model_images(model, images_b, "images_b")
+        pairs_match = tf.debugging.assert_equal(
+            tf.shape(a)[0], tf.shape(b)[0],
+            message="Invalid input `images_b`: expected as many images as `images_a`")
+        steps = _checked(steps, "steps", (), at_least_one=True)
+        layer = _checked(layer, "layer", (), at_least_one=True, at_most=model.num_layers)
+        fractions = tf.linspace(0.0, 1.0, steps)
+        with tf.control_dependencies([pairs_match]):
+            images = tf.switch_case(layer - 1, [
+                lambda i=i: model._interpolation(a, b, fractions, i, "slerp")
+                for i in range(model.num_layers)])
+        return {"images": _output_images(model, images)}
+
+    pair_specs = [tf.TensorSpec(image_spec.shape, image_spec.dtype, name=name)
+                  for name in ("images_a", "images_b")]
+    step_spec = tf.TensorSpec((), tf.int32, name="steps")
+    layer_spec = tf.TensorSpec((), tf.int32, name="layer")
+
     return {
         "score": (score_function(model, chunk_samples), [image_spec, count_spec, seed_spec]),
         "encode": (encode, [image_spec]),
@@ -180,6 +206,7 @@ def _endpoints(model, chunk_samples):
         "generate": (generate, [count_spec, seed_spec]),
         "generate_at_temperature": (generate_at_temperature,
                                     [count_spec, seed_spec, temperature_spec]),
+        "interpolate": (interpolate, [*pair_specs, step_spec, layer_spec]),
     }
 
 

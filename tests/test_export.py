@@ -42,6 +42,8 @@ calls = {
     "generate_at_temperature": dict(num_samples=np.int32(5), seed=inputs["seed"],
                                     temperature=np.array([0.5, 1.0, 0.0], np.float32)),
     "serving_default": dict(images=inputs["x"], num_samples=np.int32(130), seed=inputs["seed"]),
+    "interpolate": dict(images_a=inputs["x"][:3], images_b=inputs["x"][3:6], steps=np.int32(5),
+                        layer=np.int32(2)),
 }
 for name, kwargs in calls.items():
     result = s[name](**{k: tf.constant(v) for k, v in kwargs.items()})
@@ -100,6 +102,10 @@ def test_deterministic_signatures_equal_the_keras_model(exported, tf_only_output
                                atol=1e-6)
     np.testing.assert_allclose(outputs["decode/images"], model.decode(z), rtol=1e-5, atol=1e-6)
     assert outputs["reconstruct/reconstruction"].shape == (9, *SHAPE)
+    np.testing.assert_allclose(outputs["interpolate/images"],
+                               model.interpolate(X[:3], X[3:6], steps=5, layer=2),
+                               rtol=1e-5, atol=1e-6)
+    assert outputs["interpolate/images"].shape == (3, 5, *SHAPE)
 
 
 @pytest.mark.slow  # over 10 s
@@ -173,6 +179,8 @@ def test_saved_model_cli_lists_every_signature_for_predict(exported):
         ("generate_at_temperature", "num_samples"): ("DT_INT32", "()"),
         ("generate_at_temperature", "seed"): ("DT_INT32", "(2)"),
         ("generate_at_temperature", "temperature"): ("DT_FLOAT", "(3)"),
+        ("interpolate", "images_a"): images, ("interpolate", "images_b"): images,
+        ("interpolate", "steps"): ("DT_INT32", "()"), ("interpolate", "layer"): ("DT_INT32", "()"),
     }
     assert "unknown_rank" not in result.stdout.split("signature_def['encode']")[1]
 
@@ -214,11 +222,17 @@ def test_only_standard_tensorflow_ops(exported):
     ("decode", dict(z_1=np.zeros((2, 5), "float32")), "`z_1`: expected shape [batch, 4]"),
     ("decode", dict(z_1=np.full((2, 4), np.inf, "float32")), "`z_1`: expected finite values"),
     ("generate", dict(num_samples=np.int32(-3)), "`num_samples`: expected an int >= 1"),
+    ("interpolate", dict(layer=np.int32(4)), "`layer`: expected an int <= 3"),
+    ("interpolate", dict(layer=np.int32(0)), "`layer`: expected an int >= 1"),
+    ("interpolate", dict(steps=np.int32(0)), "`steps`: expected an int >= 1"),
+    ("interpolate", dict(images_b=X[:3]), "`images_b`: expected as many images as `images_a`"),
+    ("interpolate", dict(images_a=2 * X[:2]), "`images_a`: expected values in [0, 1]"),
 ])
 def test_bad_requests_fail_inside_the_signature(exported, signature, inputs, message):
     _, path = exported
     loaded = tf.saved_model.load(path)
-    defaults = dict(images=X[:2], num_samples=np.int32(3), seed=SEED)
+    defaults = dict(images=X[:2], num_samples=np.int32(3), seed=SEED, images_a=X[:2],
+                    images_b=X[2:4], steps=np.int32(3), layer=np.int32(1))
     names = loaded.signatures[signature].structured_input_signature[1]
     request = {k: tf.constant(inputs.get(k, defaults.get(k))) for k in names}
     with pytest.raises(tf.errors.InvalidArgumentError, match=message.replace("[", r"\[")):

@@ -747,34 +747,37 @@ class LadderVAE(keras.Model):
         _checks.one_of("method", method, ("slerp", "linear"))
         single = len(np.shape(inputs.unpack(x_a))) == len(self.feature_shape)
         x_a, x_b = ((x[None] if single else x) for x in (np.asarray(x_a), np.asarray(x_b)))
-        i = layer - 1
+        images = self._interpolation(x_a, x_b, ops.linspace(0.0, 1.0, steps), layer - 1, method)
+        return images[0] if single else images
+
+    def _interpolation(self, x_a, x_b, t, i, method):
+        """`interpolate`'s computation on tensors (also the exported signature's): batches
+        x_a, x_b, fractions t [steps], 0-based layer i; returns [pairs, steps, *image]."""
         m_a, m_b = (ops.convert_to_tensor(self.encode(x)[i][0]) for x in (x_a, x_b))
-        pairs = m_a.shape[0]
-        t = ops.reshape(ops.linspace(0.0, 1.0, steps), (1, steps) + (1,) * (len(m_a.shape) - 1))
+        rank = len(self.latent_shapes[i])
+        t = ops.reshape(t, (1, -1) + (1,) * rank)
         a, b = ops.expand_dims(m_a, 1), ops.expand_dims(m_b, 1)
         if method == "linear":
             path = (1 - t) * a + t * b
         else:  # slerp of the flattened means; linear where they are (anti)parallel
-            flat_a = ops.reshape(m_a, (pairs, -1))
-            flat_b = ops.reshape(m_b, (pairs, -1))
+            flat_a = ops.reshape(m_a, (ops.shape(m_a)[0], -1))
+            flat_b = ops.reshape(m_b, (ops.shape(m_b)[0], -1))
             cosine = ops.sum(flat_a * flat_b, -1) / (
                 ops.norm(flat_a, axis=-1) * ops.norm(flat_b, axis=-1) + 1e-12)
-            omega = ops.reshape(ops.arccos(ops.clip(cosine, -1.0, 1.0)),
-                                (pairs, 1) + (1,) * (len(m_a.shape) - 1))
+            omega = ops.reshape(ops.arccos(ops.clip(cosine, -1.0, 1.0)), (-1, 1) + (1,) * rank)
             safe = ops.maximum(ops.sin(omega), 1e-6)
             slerp = (ops.sin((1 - t) * omega) * a + ops.sin(t * omega) * b) / safe
             path = ops.where(omega > 1e-3, slerp, (1 - t) * a + t * b)
-        z = ops.reshape(path, (pairs * steps, *self.latent_shapes[i]))
+        z = ops.reshape(path, (-1, *self.latent_shapes[i]))
         above = None
         if i < self.num_layers - 1:  # the features of the layers above, at their prior means
             top_mean, _ = self._top_prior()
             top = ops.zeros((1, *self.latent_shapes[-1])) if top_mean is None else top_mean
             # (down to block i: the features that p(z_layer) is computed from)
             _, above = self._descend(top, None, self.num_layers - 1, i, None, sample=False)
-            above = None if above is None else ops.repeat(above, pairs * steps, axis=0)
+            above = None if above is None else ops.repeat(above, ops.shape(z)[0], axis=0)
         z, _ = self._descend(z, above, i, 0, None, sample=False)
-        images = ops.reshape(self.decode(z), (pairs, steps, *self.feature_shape))
-        return images[0] if single else images
+        return ops.reshape(self.decode(z), (ops.shape(m_a)[0], -1, *self.feature_shape))
 
     def layer_variations(self, layer, rows=4, columns=8, seed=0):
         """What stochastic layer `layer` (1 = bottom) controls, as images.
