@@ -411,6 +411,11 @@ def test_saved_model_signatures_equal_the_keras_model(tmp_path):
     generated = s["generate"](num_samples=tf.constant(3), seed=seed)["images"]
     np.testing.assert_allclose(generated, model.generate_stateless(3, seed), rtol=1e-5,
                                atol=1e-6)
+    for layer in range(1, model.num_layers + 1):  # feature-map latents, every layer's branch
+        path = s["interpolate"](images_a=tf.constant(x[:2]), images_b=tf.constant(x[2:4]),
+                                steps=tf.constant(4), layer=tf.constant(layer))["images"]
+        np.testing.assert_allclose(path, model.interpolate(x[:2], x[2:4], steps=4, layer=layer),
+                                   rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow  # over 10 s
@@ -557,6 +562,11 @@ def test_a_colour_model_serves_uint8_images_and_scores_in_bits_per_dim(tmp_path)
     np.testing.assert_allclose(reconstruction.numpy(), np.round(model(x).numpy() * 255), atol=1)
     generated = s["generate"](num_samples=tf.constant(2), seed=seed)["images"]
     assert generated.dtype == tf.uint8 and generated.shape == (2, 4, 4, 3)
+    path = s["interpolate"](images_a=tf.constant(levels[:1]), images_b=tf.constant(levels[1:2]),
+                            steps=tf.constant(3), layer=tf.constant(1))["images"]
+    assert path.dtype == tf.uint8 and path.shape == (1, 3, 4, 4, 3)
+    np.testing.assert_allclose(path.numpy(), np.round(model.interpolate(
+        x[:1], x[1:2], steps=3, layer=1).numpy() * 255), atol=1)
     # The library's helper sends float images in [0, 1] as the 8-bit values they are.
     _, l_k = score_saved_model(tmp_path / "colour" / "1", x, 3, batch_size=len(x), seed=5)
     np.testing.assert_allclose(l_k, s["score"](images=tf.constant(levels), num_samples=tf.constant(3),
