@@ -74,13 +74,13 @@ BEST_VERSIONS = {
     2: (ARCHIVE / "lvae5_best_iw5" / "evaluation" / "per_example.csv", -81.02),
     3: (ARCHIVE / "lvae5_best_stage4" / "evaluation" / "per_example.csv", -81.0),
 }
-TF_ONLY_L1000 = r"""
+TF_ONLY_LK = r"""
 import sys
 import numpy as np
 import tensorflow as tf
-path, images_path = sys.argv[1:]
+path, images_path, k = sys.argv[1:]
 score = tf.saved_model.load(path).signatures["score"]
-result = score(images=tf.constant(np.load(images_path)), num_samples=tf.constant(1000),
+result = score(images=tf.constant(np.load(images_path)), num_samples=tf.constant(int(k)),
                seed=tf.constant([1, 2]))
 np.save(images_path + ".out.npy", result["log_likelihood"].numpy())
 imported = [m for m in sys.modules if m.split(".")[0] in ("keras_lvae", "tensorflow_probability")]
@@ -104,9 +104,9 @@ def test_best_versions_score_what_their_provenance_reports(version, mnist_dir, t
     assert provenance["evaluation"]["log_likelihood"]["L_5000"]["mean"] > goal
     images, _ = data.load_evaluation_arrays("mnist", "test", data_dir=mnist_dir)
     np.save(tmp_path / "digits.npy", images[:500])
-    result = subprocess.run([sys.executable, "-c", TF_ONLY_L1000,
+    result = subprocess.run([sys.executable, "-c", TF_ONLY_LK,
                              REPO / "saved_models" / "mnist_lvae" / str(version),
-                             tmp_path / "digits.npy"], capture_output=True, text=True,
+                             tmp_path / "digits.npy", "1000"], capture_output=True, text=True,
                             timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert int(result.stdout.split()[-1]) == 0  # TensorFlow only
@@ -115,7 +115,7 @@ def test_best_versions_score_what_their_provenance_reports(version, mnist_dir, t
         reported = np.array([float(row["L_5000"]) for row in csv.DictReader(file)][:500])
     print(f"version {version}: served L_1000 {served.mean():.3f}, reported L_5000 "
           f"{reported.mean():.3f}")
-    assert abs(served.mean() - reported.mean()) < 0.3
+    assert abs(served.mean() - reported.mean()) < 0.4
     assert np.corrcoef(served, reported)[0, 1] > 0.995  # digit by digit, the same model
 
 
@@ -174,3 +174,35 @@ def test_readme_evaluation_command_of_version_3_runs(mnist_dir, tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "L_10" in result.stdout and (tmp_path / "out" / "report.json").exists()
+
+
+CONV = REPO / "saved_models" / "conv_static_mnist_small" / "1"
+CONV_EVALUATION = (REPO / "experiments" / "conv_mnist" / "results" / "rerun" / "per_example.csv")
+
+
+@pytest.mark.slow  # about 40 s
+def test_conv_version_scores_what_its_provenance_reports(binarized_mnist_dir, tmp_path):
+    """The shipped convolutional model, loaded with TensorFlow alone: its L_100 on the first
+    200 static-MNIST test digits is within 0.4 nats of the evaluation's L_100 on the same digits
+    (other Monte Carlo draws; measured -96.00 against -95.75; the 200-digit mean of L_100 moves
+    by 0.1-0.2 between draws, -95.77 to -96.00 for five seeds), and digit by digit the two
+    agree (correlation over 0.99; measured 0.993)."""
+    import csv
+
+    provenance = json.loads(
+        (REPO / "saved_models" / "conv_static_mnist_small_1_provenance.json").read_text())
+    assert provenance["evaluation"]["log_likelihood"]["L_100"]["mean"] > -84.7
+    images, _ = data.load_evaluation_arrays("binarized_mnist", "test",
+                                            data_dir=binarized_mnist_dir.parent)
+    np.save(tmp_path / "digits.npy", images[:200])
+    result = subprocess.run([sys.executable, "-c", TF_ONLY_LK, CONV, tmp_path / "digits.npy", "100"],
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.split()[-1]) == 0  # TensorFlow only
+    served = np.load(tmp_path / "digits.npy.out.npy").astype(np.float64)
+    with open(CONV_EVALUATION) as file:
+        reported = np.array([float(row["L_100"]) for row in csv.DictReader(file)][:200])
+    print(f"conv: served L_100 {served.mean():.3f}, reported L_100 {reported.mean():.3f}")
+    assert abs(served.mean() - reported.mean()) < 0.4
+    assert np.corrcoef(served, reported)[0, 1] > 0.99
