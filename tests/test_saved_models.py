@@ -160,11 +160,13 @@ def test_readme_plain_tensorflow_command():
 
 
 @pytest.mark.slow  # over 10 s
-def test_readme_evaluation_command_of_version_3_runs(mnist_dir, tmp_path):
-    """The README's one-command check of version 3 (the best), as written, on 50 digits and k = 10 (the
-    appended options override the README's; argparse keeps the last)."""
+@pytest.mark.parametrize("shipped", ["mnist_lvae/3", "conv_static_mnist_small/1"])
+def test_readme_evaluation_commands_run(shipped, mnist_dir, tmp_path):
+    """The README's one-command checks of the best MNIST version and of the conv model, as
+    written, on 50 digits and k = 10 (the appended options override the README's; argparse
+    keeps the last)."""
     (command,) = [line for line in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
-                  if "lvae evaluate saved_models/mnist_lvae/3" in line]
+                  if f"lvae evaluate saved_models/{shipped} " in line]
     arguments = command.strip().split()[1:]
     arguments[arguments.index("--data-dir") + 1] = str(mnist_dir.parent)
     result = subprocess.run(
