@@ -895,8 +895,7 @@ class LadderVAE(keras.Model):
         beta = warmup_beta(self.trained_steps, self.warmup_steps)
         guard = self._guarded()
         if guard:  # what a skipped step must put back: the forward pass updates them
-            statistics = [v for layer in self.batch_norm_layers()
-                          for v in (layer.moving_mean, layer.moving_variance)]
+            statistics = self._batch_norm_statistics()
             saved = [tf.identity(v.value) for v in statistics]
         with tf.GradientTape() as tape:
             loss, terms = self.training_objective(x, beta=beta, training=True,
@@ -976,9 +975,12 @@ class LadderVAE(keras.Model):
         too (as timm's ModelEmaV2 does with a model's buffers) so that the averaged weights
         meet statistics of the same age: with the raw weights' statistics an EMA model
         validates several nats worse (experiments/training_toolkit)."""
-        statistics = [weight for layer in self.batch_norm_layers()
-                      for weight in (layer.moving_mean, layer.moving_variance)]
-        return self.trainable_weights + statistics
+        return self.trainable_weights + self._batch_norm_statistics()
+
+    def _batch_norm_statistics(self):
+        """Every batch norm's moving mean and variance, in a fixed order."""
+        return [weight for layer in self.batch_norm_layers()
+                for weight in (layer.moving_mean, layer.moving_variance)]
 
     def batch_norm_layers(self):
         """Every `keras.layers.BatchNormalization` inside the model, in a fixed order."""
