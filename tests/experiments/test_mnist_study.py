@@ -178,6 +178,20 @@ def test_continue_saved_model_writes_a_resumable_checkpoint(run, tmp_path):
     with pytest.raises(ValueError, match="saved_model_dir: .* has shape"):
         continue_saved_model(export_dir, wider, str(tmp_path / "other"), epoch=2)
 
+    # With train.ema_decay the moving averages (weights and batch-norm statistics) start at
+    # the export's values (what stage 4 of issue 20 relies on).
+    averaged = config_lib.override(config, ["train.ema_decay=0.999"])
+    continue_saved_model(export_dir, averaged, str(tmp_path / "ema"), epoch=2, moment_steps=1)
+    restored = training.build_model(averaged, 9)
+    restored.build((None, 28, 28, 1))
+    training.compile_model(restored, averaged, 9)
+    training.restore_checkpoint(restored, tmp_path / "ema" / "checkpoint.npz")
+    statistics = [w for layer in model.batch_norm_layers()  # the averages' order
+                  for w in (layer.moving_mean, layer.moving_variance)]
+    assert len(restored.ema_variables) == len(model.trainable_weights) + len(statistics)
+    for average, want in zip(restored.ema_variables, model.trainable_weights + statistics):
+        np.testing.assert_array_equal(average.numpy(), want.numpy(), err_msg=want.path)
+
 
 def test_mnist_study_runs_only_the_named_runs(tmp_path):
     """mnist_study.sh with run names trains and evaluates just those, in $RUNS; a run with a
