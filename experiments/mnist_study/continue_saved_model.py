@@ -53,11 +53,7 @@ def load_saved_weights(model, saved_model_dir):
             raise ValueError(f"saved_model_dir: {weight.path} has shape {value.shape}, the "
                              f"model expects {tuple(weight.shape)}")
         weight.assign(value)
-    if model.ema_variables:  # they follow these, in this order
-        followed = model.trainable_weights + [w for layer in model.batch_norm_layers()
-                                              for w in (layer.moving_mean, layer.moving_variance)]
-        for average, weight in zip(model.ema_variables, followed, strict=True):
-            average.assign(weight)
+    model.restart_ema_weights()
 
 
 def estimate_adam_moments(config, model, train_ds, steps):

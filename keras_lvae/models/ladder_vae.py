@@ -366,8 +366,8 @@ class LadderVAE(keras.Model):
                 average = self.add_weight(shape=weight.shape, initializer="zeros",
                                           trainable=False, aggregation="only_first_replica",
                                           name=name)
-                average.assign(weight)
                 self.ema_variables.append(average)
+            self.restart_ema_weights()
 
     # ----------------------------------------------------------- input checks
     def _prepare(self, x, allow_nan=False):
@@ -1005,6 +1005,12 @@ class LadderVAE(keras.Model):
         finally:
             for weight, value in zip(weights, saved):
                 weight.assign(value)
+
+    def restart_ema_weights(self):
+        """Set the moving averages to the current weights and batch-norm statistics, as
+        at the start of training (e.g. after assigning weights from elsewhere)."""
+        for average, weight in zip(self.ema_variables, self._ema_followed()):
+            average.assign(weight)
 
     def use_ema_weights(self):
         """Replace the trainable weights and batch-norm statistics by their moving
