@@ -91,6 +91,18 @@ print(len(imported))
 """
 
 
+def tensorflow_only_bounds(saved_model, images, num_samples, images_per_call, tmp_path):
+    """L_k per image from the SavedModel's `score`, in a process that imports TensorFlow alone."""
+    np.save(tmp_path / "digits.npy", images)
+    result = subprocess.run([sys.executable, "-c", TF_ONLY_LK, saved_model,
+                             tmp_path / "digits.npy", str(num_samples), str(images_per_call)],
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.split()[-1]) == 0  # TensorFlow only
+    return np.load(tmp_path / "digits.npy.out.npy").astype(np.float64)
+
+
 @pytest.mark.slow  # about 30 s
 @pytest.mark.parametrize("version", sorted(BEST_VERSIONS))
 def test_best_versions_score_what_their_provenance_reports(version, mnist_dir, tmp_path):
@@ -106,14 +118,8 @@ def test_best_versions_score_what_their_provenance_reports(version, mnist_dir, t
         (REPO / "saved_models" / f"mnist_lvae_{version}_provenance.json").read_text())
     assert provenance["evaluation"]["log_likelihood"]["L_5000"]["mean"] > goal
     images, _ = data.load_evaluation_arrays("mnist", "test", data_dir=mnist_dir)
-    np.save(tmp_path / "digits.npy", images[:500])
-    result = subprocess.run([sys.executable, "-c", TF_ONLY_LK,
-                             REPO / "saved_models" / "mnist_lvae" / str(version),
-                             tmp_path / "digits.npy", "1000", "100"], capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert int(result.stdout.split()[-1]) == 0  # TensorFlow only
-    served = np.load(tmp_path / "digits.npy.out.npy").astype(np.float64)
+    served = tensorflow_only_bounds(REPO / "saved_models" / "mnist_lvae" / str(version),
+                                    images[:500], 1000, 100, tmp_path)
     with open(evaluation) as file:
         reported = np.array([float(row["L_5000"]) for row in csv.DictReader(file)][:500])
     print(f"version {version}: served L_1000 {served.mean():.3f}, reported L_5000 "
@@ -199,14 +205,7 @@ def test_conv_version_scores_what_its_provenance_reports(binarized_mnist_dir, tm
     assert provenance["evaluation"]["log_likelihood"]["L_100"]["mean"] > -84.7
     images, _ = data.load_evaluation_arrays("binarized_mnist", "test",
                                             data_dir=binarized_mnist_dir.parent)
-    np.save(tmp_path / "digits.npy", images[:200])
-    result = subprocess.run([sys.executable, "-c", TF_ONLY_LK, CONV, tmp_path / "digits.npy",
-                             "100", "20"],
-                            capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert int(result.stdout.split()[-1]) == 0  # TensorFlow only
-    served = np.load(tmp_path / "digits.npy.out.npy").astype(np.float64)
+    served = tensorflow_only_bounds(CONV, images[:200], 100, 20, tmp_path)
     with open(CONV_EVALUATION) as file:
         reported = np.array([float(row["L_100"]) for row in csv.DictReader(file)][:200])
     print(f"conv: served L_100 {served.mean():.3f}, reported L_100 {reported.mean():.3f}")
