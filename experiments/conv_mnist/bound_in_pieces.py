@@ -48,7 +48,7 @@ def score_pieces(args, images):
             writer = csv.writer(file)
             writer.writerow(["example", "L_1", f"L_{args.samples}", "seconds"])
             for offset, (a, b) in enumerate(zip(l_1, l_k)):
-                writer.writerow([start + offset, repr(a), repr(b), f"{seconds:.1f}"])
+                writer.writerow([start + offset, repr(float(a)), repr(float(b)), f"{seconds:.1f}"])
         os.replace(temporary, piece_path(args.out, index))
         print(f"piece {index}: digits {start}..{start + len(l_k) - 1}, L_{args.samples} "
               f"{l_k.mean():.2f}, {seconds:.0f} s", flush=True)
