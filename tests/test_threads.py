@@ -1,0 +1,122 @@
+"""keras-lvae's CPU thread default (`keras_lvae.threads`): the rule, where `import keras_lvae`
+applies it, how a user overrides it, and that it changes no numbers. Thread pools are made
+once per process, so every check of the import runs in a fresh one."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_lvae import threads
+
+REPORT = """
+import json, os, sys
+{before}
+import keras_lvae, tensorflow as tf
+print(json.dumps([keras_lvae.CPU_THREADS, tf.config.threading.get_intra_op_parallelism_threads(),
+                  tf.config.threading.get_inter_op_parallelism_threads()]))
+"""
+
+
+def run(code, env=None, cores=None):
+    """stdout of `code` in a fresh Python whose environment has no thread settings but `env`,
+    on the CPU set `cores` (default: this process's)."""
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+                          threads.ENVIRONMENT_VARIABLE)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+        env={**clean, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+        preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
+    return result
+
+
+def report(before="", env=None, cores=None):
+    result = run(REPORT.format(before=before), env, cores)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("cores, expected", [(1, (1, 1)), (2, (1, 2)), (3, (1, 2)),
+                                             (8, (4, 2)), (64, (32, 2))])
+def test_two_ops_at_a_time_each_on_half_the_cores(cores, expected):
+    assert threads.default_thread_counts(cores) == expected
+
+
+@pytest.mark.parametrize("cores", [0, -2, 1.5, "2", None, True])
+def test_bad_core_count_is_named(cores):
+    with pytest.raises(ValueError, match=r"argument `cores`.*positive int.*received"):
+        threads.default_thread_counts(cores)
+
+
+def test_usable_cores_follow_the_affinity():
+    first = min(os.sched_getaffinity(0))
+    result = run("from keras_lvae import threads; print(threads.usable_cores())",
+                 cores={first})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["1"]
+
+
+def test_import_applies_the_default_for_the_usable_cores():
+    expected = list(threads.default_thread_counts(threads.usable_cores()))
+    assert report() == [expected, *expected]
+
+
+def test_import_on_one_core_uses_one_thread_of_each_kind():
+    assert report(cores={min(os.sched_getaffinity(0))}) == [[1, 1], 1, 1]
+
+
+@pytest.mark.parametrize("env, before", [
+    ({threads.ENVIRONMENT_VARIABLE: "tensorflow"}, ""),
+    ({"TF_NUM_INTRAOP_THREADS": "3"}, ""),
+    ({"TF_NUM_INTEROP_THREADS": "3"}, ""),
+    ({}, "import tensorflow as tf; tf.config.threading.set_inter_op_parallelism_threads(5)"),
+], ids=["variable", "intra-op env", "inter-op env", "tf.config first"])
+def test_a_users_choice_wins(env, before):
+    applied, intra_op, inter_op = report(before, env)
+    assert applied is None
+    # TF's getters report what was set through tf.config (0: TensorFlow's default).
+    assert (intra_op, inter_op) == ((0, 5) if before else (0, 0))
+
+
+def test_too_late_is_left_alone():
+    """After TensorFlow ran an op its thread pools exist; the default steps aside."""
+    assert report("import tensorflow as tf; tf.constant(1.0) + 1.0") == [None, 0, 0]
+
+
+def test_bad_variable_value_is_named():
+    result = run("import keras_lvae", env={threads.ENVIRONMENT_VARIABLE: "fast"})
+    assert result.returncode != 0
+    assert ("KERAS_LVAE_CPU_THREADS: expected one of ('auto', 'tensorflow'), received 'fast'"
+            in result.stderr)
+
+
+SAME_NUMBERS = """
+import json, numpy as np, keras, keras_lvae
+keras.utils.set_random_seed(0)
+x = (np.random.default_rng(0).random((512, 28, 28, 1)) < 0.13).astype("float32")
+model = keras_lvae.LadderVAE(latent_dims=(16, 8), hidden_dims=(128, 64), warmup_steps=10, seed=1)
+model.compile(optimizer=keras.optimizers.Adam(1e-3))
+history = model.fit(x, batch_size=64, epochs=3, shuffle=False, verbose=0)
+bound = keras_lvae.log_likelihood(model, x[:20], num_samples=200, batch_size=10)
+print(json.dumps([keras_lvae.CPU_THREADS, history.history["loss"],
+                  np.asarray(bound, "float64").tolist()]))
+"""
+
+
+@pytest.mark.slow  # two fresh processes that train: about 20 s
+def test_the_default_changes_no_numbers():
+    """Training losses (fixed seeds) and L_k under the default and TensorFlow's threads."""
+    outputs = []
+    for choice in ("auto", "tensorflow"):
+        result = run(SAME_NUMBERS, env={threads.ENVIRONMENT_VARIABLE: choice})
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs.append(json.loads(result.stdout.splitlines()[-1]))
+    (applied, losses, bound), (untouched, tf_losses, tf_bound) = outputs
+    assert applied is not None and untouched is None
+    assert len(losses) == 3 and losses[-1] < losses[0]  # it trained
+    np.testing.assert_allclose(losses, tf_losses, rtol=1e-5)
+    np.testing.assert_allclose(bound, tf_bound, rtol=1e-5)
