@@ -43,6 +43,7 @@ from keras_lvae import data, plots
 from keras_lvae._files import atomic_write, read_csv, write_csv
 from keras_lvae.densities import bits_per_dim
 from keras_lvae.evaluation import log_likelihood
+from keras_lvae.optimizers import FusedAdam
 from keras_lvae.schedules import step_decay
 
 # Settings that may differ between a run and its resumption.
@@ -362,7 +363,8 @@ def build_model(config, steps_per_epoch):
         ema_decay=t.ema_decay, seed=t.seed)
 
 
-OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
+# "adam" is Keras' Adam with one fused op per variable (the same update, faster on a CPU).
+OPTIMIZERS = {"adam": FusedAdam, "adamax": keras.optimizers.Adamax}
 
 
 def compile_model(model, config, steps_per_epoch, optimizer=None):
