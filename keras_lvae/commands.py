@@ -19,7 +19,7 @@ import keras
 
 import keras_lvae
 from keras_lvae import config as config_lib
-from keras_lvae import data, training
+from keras_lvae import data, threads, training
 from keras_lvae._files import atomic_write, read_csv, write_csv
 
 
@@ -38,8 +38,15 @@ def _recipe_config(args):
     return config, args.workdir or os.path.join("runs", name)
 
 
+def _configure_threads(config):
+    """Choose TensorFlow's CPU threads for the run's architecture (before any TF op) and say
+    what was chosen."""
+    print(threads.describe(threads.configure_for(config.model.architecture)))
+
+
 def run_train(args):
     config, workdir = _recipe_config(args)
+    _configure_threads(config)
     _show_data_sources()
     print(f"{args.recipe} -> {workdir}")
     training.train(config, workdir)
@@ -50,6 +57,7 @@ def run_tune(args):
     from keras_lvae import tuning
 
     config, workdir = _recipe_config(args)
+    _configure_threads(config)
     _show_data_sources()
     tuning.tune(config, workdir)
     return 0
@@ -218,6 +226,9 @@ def run_evaluate(args):
     if args.history and not os.path.isfile(args.history):
         raise ValueError(f"--history: no such file {args.history!r}")
     args.model = resolve_model_path(args.model)  # the file, once; the rest reads it
+    run = _run_config(args.model)
+    if run is not None:  # a file without its run keeps TensorFlow's threads
+        _configure_threads(run)
     model = _load_ladder_vae(args.model)
     _dataset_arguments(args)
     output = args.output or _output_beside(args.model, "evaluation")

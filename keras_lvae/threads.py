@@ -1,26 +1,37 @@
-"""keras-lvae's CPU thread default: fewer threads per op, independent ops side by side.
+"""TensorFlow CPU threads for MLP ladders: one op per core, ops side by side.
 
 TensorFlow's default on a CPU splits every op over all cores (intra-op threads) and runs
-as many ops at once (inter-op threads). A ladder VAE's step is hundreds of small ops: the
-products of a 784-512-...-32 MLP at batch 256, batch-norm moments, the weight and input
-gradients of each layer, the optimizer's per-variable updates. Splitting each small op
+as many ops at once (inter-op threads). A step of the paper's MLP ladder is hundreds of
+small ops: the products of a 784-512-...-32 MLP at batch 256, batch-norm moments, the
+weight and input gradients of each layer, the optimizer's updates. Splitting each small op
 over both cores of a 2-core machine costs more in synchronisation than it gains; running
-two independent ops at once, one per core, does not. Measured on 2 cores
-(`benchmarks/README.md`, "Two cores"): one intra-op and two inter-op threads train the
-paper's model 1.26x faster than TensorFlow's default and evaluate L_k 1.1-1.3x faster.
+two independent ops at once, one per core, does not. Convolutional ladders are the
+opposite: each convolution is big enough to split, and one intra-op thread halves their
+speed on 2 cores. Measured on 2 cores (`benchmarks/README.md`, "Two cores"): for the MLP
+ladder one intra-op and two inter-op threads train 1.2x faster than TensorFlow's default
+and evaluate L_k slightly faster; for the conv ladder TensorFlow's default evaluates L_k
+1.8x faster than that setting.
 
-`import keras_lvae` applies `default_thread_counts(cores)` when all of these hold:
-- no GPU is visible (the GPU path keeps TensorFlow's defaults);
-- the environment variable `KERAS_LVAE_CPU_THREADS` is unset or `auto`
-  (`tensorflow` keeps TensorFlow's defaults);
-- neither `TF_NUM_INTRAOP_THREADS` nor `TF_NUM_INTEROP_THREADS` is set, and no
+Thread pools belong to the process and are made at TensorFlow's first op, before a model
+exists, so the choice is made per run: `lvae train`, `lvae tune` and `lvae evaluate` call
+`configure_for(config.model.architecture)` before they touch TensorFlow; from Python,
+call it first:
+
+    import keras_lvae
+    keras_lvae.threads.configure_for("mlp")   # before any TensorFlow op
+
+It sets nothing, and returns None, when:
+- `architecture` is "conv" (TensorFlow's default suits convolutions);
+- a GPU is visible (the GPU path keeps TensorFlow's defaults);
+- the environment variable `KERAS_LVAE_CPU_THREADS` is `tensorflow` (it is `auto` or
+  unset otherwise);
+- `TF_NUM_INTRAOP_THREADS` or `TF_NUM_INTEROP_THREADS` is set, or a
   `tf.config.threading.set_*_parallelism_threads` call came first (the user's choice wins);
-- TensorFlow has not run an op yet (its thread pools are made once, at the first op;
-  import keras_lvae before running TensorFlow code, or set the variables above).
+- TensorFlow has already run an op (its thread pools exist).
 
-Example, keeping TensorFlow's own thread default:
+Example, keeping TensorFlow's own threads for an MLP run:
 
-    KERAS_LVAE_CPU_THREADS=tensorflow python train.py
+    KERAS_LVAE_CPU_THREADS=tensorflow lvae train quickstart
 """
 
 import os
@@ -29,6 +40,7 @@ import tensorflow as tf
 
 ENVIRONMENT_VARIABLE = "KERAS_LVAE_CPU_THREADS"
 CHOICES = ("auto", "tensorflow")
+ARCHITECTURES = ("mlp", "conv")
 
 
 def usable_cores():
@@ -53,17 +65,20 @@ def default_thread_counts(cores):
     return max(1, cores // 2), min(2, cores)
 
 
-def apply_cpu_thread_default():
-    """Set `default_thread_counts` for this process unless the user chose (module doc).
+def configure_for(architecture):
+    """Set `default_thread_counts` for an "mlp" run unless the user chose (module doc).
 
     Returns the (intra-op, inter-op) pair it set, or None when it left TensorFlow's
     setting alone.
     """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"Invalid value for argument `architecture`: expected one of "
+                         f"{ARCHITECTURES}, received {architecture!r}")
     choice = os.environ.get(ENVIRONMENT_VARIABLE, "auto")
     if choice not in CHOICES:
         raise ValueError(f"Invalid value for environment variable {ENVIRONMENT_VARIABLE}: "
                          f"expected one of {CHOICES}, received {choice!r}")
-    if choice == "tensorflow":
+    if architecture == "conv" or choice == "tensorflow":
         return None
     if "TF_NUM_INTRAOP_THREADS" in os.environ or "TF_NUM_INTEROP_THREADS" in os.environ:
         return None
@@ -79,3 +94,10 @@ def apply_cpu_thread_default():
     except RuntimeError:  # TensorFlow already made its thread pools; too late to change
         return None
     return intra_op, inter_op
+
+
+def describe(chosen):
+    """One line for a command's output: what `configure_for` returned, in words."""
+    if chosen is None:
+        return "CPU threads: TensorFlow's default"
+    return f"CPU threads: {chosen[0]} intra-op, {chosen[1]} inter-op (keras_lvae.threads)"

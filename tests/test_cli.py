@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import keras_lvae
 import keras_lvae_cli
-from keras_lvae import config as config_lib, plots, training
+from keras_lvae import config as config_lib, plots, threads, training
 from keras_lvae._files import read_csv
 
 from .conftest import REPO
@@ -76,6 +76,12 @@ def test_quickstart_writes_every_promised_file(tmp_path):
     assert training.checkpoint_epoch(tmp_path / "checkpoint.npz") == epochs
 
 
+# What `lvae train` and `lvae evaluate` print for an MLP run on this machine (no GPU, no thread
+# settings in the environment) and for a conv run.
+MLP_THREADS = threads.describe(threads.default_thread_counts(threads.usable_cores()))
+CONV_THREADS = threads.describe(None)
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, mnist_dir):
     """`lvae train` for 1 epoch on the real MNIST files: (workdir, result)."""
@@ -93,6 +99,7 @@ def test_train_on_real_mnist_files(trained_run):
     assert "120 steps of 500 images per epoch" in result.stdout
     assert "local files in" in result.stdout
     assert "120/120" in result.stdout and "test L_5:" in result.stdout
+    assert MLP_THREADS in result.stdout.splitlines()
     model = keras.saving.load_model(workdir / "model.keras")
     assert isinstance(model, keras_lvae.LadderVAE) and model.latent_dims == (8, 4)
     assert int(model.optimizer.iterations.numpy()) == 120
@@ -190,6 +197,7 @@ def test_evaluate_writes_report_and_plots(trained_run, tmp_path, bn_statistics):
     assert per_example.shape == (150, 2)
     assert per_example[:, 1].mean() == pytest.approx(bounds["L_20"]["mean"])
     assert f"L_20 {bounds['L_20']['mean']:9.2f}" in result.stdout
+    assert MLP_THREADS in result.stdout.splitlines()
 
 
 @pytest.mark.slow  # over 10 s
@@ -354,6 +362,7 @@ def test_conv_model_trains_evaluates_samples_and_exports_through_the_cli(tmp_pat
             "--set", "train.eval_samples=5"]
     result = run("train", "recipes/quickstart.py", "--workdir", str(tmp_path / "run"), *conv)
     assert result.returncode == 0, result.stderr
+    assert CONV_THREADS in result.stdout.splitlines()
     history = read_csv(tmp_path / "run" / "history.csv")
     assert history["val_nelbo"][-1] < history["val_nelbo"][0]
     result = run("evaluate", str(tmp_path / "run"), "--samples", "10", "--max-examples", "100")

@@ -1,6 +1,6 @@
-"""keras-lvae's CPU thread default (`keras_lvae.threads`): the rule, where `import keras_lvae`
-applies it, how a user overrides it, and that it changes no numbers. Thread pools are made
-once per process, so every check of the import runs in a fresh one."""
+"""TensorFlow CPU threads for MLP ladders (`keras_lvae.threads`): the rule, where it is applied,
+how a user overrides it, and that it changes no numbers. Thread pools are made once per
+process, so every check of `configure_for` runs in a fresh one."""
 
 import json
 import os
@@ -16,7 +16,8 @@ REPORT = """
 import json, os, sys
 {before}
 import keras_lvae, tensorflow as tf
-print(json.dumps([keras_lvae.CPU_THREADS, tf.config.threading.get_intra_op_parallelism_threads(),
+chosen = keras_lvae.threads.configure_for("{architecture}")
+print(json.dumps([chosen, tf.config.threading.get_intra_op_parallelism_threads(),
                   tf.config.threading.get_inter_op_parallelism_threads()]))
 """
 
@@ -34,8 +35,8 @@ def run(code, env=None, cores=None):
     return result
 
 
-def report(before="", env=None, cores=None):
-    result = run(REPORT.format(before=before), env, cores)
+def report(before="", env=None, cores=None, architecture="mlp"):
+    result = run(REPORT.format(before=before, architecture=architecture), env, cores)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -53,20 +54,42 @@ def test_bad_core_count_is_named(cores):
 
 
 def test_usable_cores_follow_the_affinity():
-    first = min(os.sched_getaffinity(0))
-    result = run("from keras_lvae import threads; print(threads.usable_cores())",
-                 cores={first})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["1"]
+    every = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(every)})
+        assert threads.usable_cores() == 1
+    finally:
+        os.sched_setaffinity(0, every)
+    assert threads.usable_cores() == len(every)
 
 
-def test_import_applies_the_default_for_the_usable_cores():
+def test_an_mlp_run_gets_the_rule_for_the_usable_cores():
     expected = list(threads.default_thread_counts(threads.usable_cores()))
     assert report() == [expected, *expected]
 
 
-def test_import_on_one_core_uses_one_thread_of_each_kind():
+@pytest.mark.slow  # a fresh process: about 5 s, beside the other fresh-process checks
+def test_an_mlp_run_on_one_core_uses_one_thread_of_each_kind():
     assert report(cores={min(os.sched_getaffinity(0))}) == [[1, 1], 1, 1]
+
+
+def test_a_bare_import_and_a_conv_run_keep_tensorflows_threads():
+    # `before` runs after the import: the import alone has set nothing.
+    before = ("import keras_lvae, tensorflow as tf; t = tf.config.threading\n"
+              "assert (t.get_intra_op_parallelism_threads(), "
+              "t.get_inter_op_parallelism_threads()) == (0, 0)")
+    assert report(before, architecture="conv") == [None, 0, 0]
+
+
+def test_bad_architecture_is_named():
+    with pytest.raises(ValueError, match=r"argument `architecture`.*'mlp', 'conv'.*'dense'"):
+        threads.configure_for("dense")
+
+
+def test_describe_says_what_was_chosen():
+    assert threads.describe((1, 2)) == ("CPU threads: 1 intra-op, 2 inter-op "
+                                        "(keras_lvae.threads)")
+    assert threads.describe(None) == "CPU threads: TensorFlow's default"
 
 
 @pytest.mark.parametrize("env, before", [
@@ -75,6 +98,7 @@ def test_import_on_one_core_uses_one_thread_of_each_kind():
     ({"TF_NUM_INTEROP_THREADS": "3"}, ""),
     ({}, "import tensorflow as tf; tf.config.threading.set_inter_op_parallelism_threads(5)"),
 ], ids=["variable", "intra-op env", "inter-op env", "tf.config first"])
+@pytest.mark.slow  # four fresh processes
 def test_a_users_choice_wins(env, before):
     applied, intra_op, inter_op = report(before, env)
     assert applied is None
@@ -82,27 +106,30 @@ def test_a_users_choice_wins(env, before):
     assert (intra_op, inter_op) == ((0, 5) if before else (0, 0))
 
 
+@pytest.mark.slow  # a fresh process
 def test_too_late_is_left_alone():
     """After TensorFlow ran an op its thread pools exist; the default steps aside."""
     assert report("import tensorflow as tf; tf.constant(1.0) + 1.0") == [None, 0, 0]
 
 
-def test_bad_variable_value_is_named():
-    result = run("import keras_lvae", env={threads.ENVIRONMENT_VARIABLE: "fast"})
-    assert result.returncode != 0
-    assert ("KERAS_LVAE_CPU_THREADS: expected one of ('auto', 'tensorflow'), received 'fast'"
-            in result.stderr)
+def test_bad_variable_value_is_named(monkeypatch):
+    """Checked before anything is set, so this runs safely in the test process."""
+    monkeypatch.setenv(threads.ENVIRONMENT_VARIABLE, "fast")
+    with pytest.raises(ValueError, match=r"KERAS_LVAE_CPU_THREADS: expected one of "
+                                         r"\('auto', 'tensorflow'\), received 'fast'"):
+        threads.configure_for("mlp")
 
 
 SAME_NUMBERS = """
 import json, numpy as np, keras, keras_lvae
+chosen = keras_lvae.threads.configure_for("mlp")
 keras.utils.set_random_seed(0)
 x = (np.random.default_rng(0).random((512, 28, 28, 1)) < 0.13).astype("float32")
 model = keras_lvae.LadderVAE(latent_dims=(16, 8), hidden_dims=(128, 64), warmup_steps=10, seed=1)
 model.compile(optimizer=keras.optimizers.Adam(1e-3))
 history = model.fit(x, batch_size=64, epochs=3, shuffle=False, verbose=0)
 bound = keras_lvae.log_likelihood(model, x[:20], num_samples=200, batch_size=10)
-print(json.dumps([keras_lvae.CPU_THREADS, history.history["loss"],
+print(json.dumps([chosen, history.history["loss"],
                   np.asarray(bound, "float64").tolist()]))
 """
 
