@@ -41,6 +41,9 @@ import tensorflow as tf  # noqa: E402
 import keras_lvae  # noqa: E402
 from keras_lvae import config as config_lib, data as data_lib, training  # noqa: E402
 
+# What `lvae train` chooses for a conv ladder: TensorFlow's threads (unless TF_NUM_* are set).
+THREADS = keras_lvae.threads.describe(keras_lvae.threads.configure_for("conv"))
+
 RECIPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes")
 DEFAULT = [os.path.join(RECIPES, name) for name in
            ("conv_static_mnist_small.py", "conv_static_mnist.py")]
@@ -68,6 +71,11 @@ def training_rates(config, jit_compile, steps, runs):
     model = model_of(config, jit_compile)
     x = images(config, steps * batch)
     data = tf.data.Dataset.from_tensor_slices(x).batch(batch, drop_remainder=True).cache()
+    # Without tf.data's autotuning, which paced fits of a re-iterated dataset at multiples of
+    # 51 ms a step here (see train_throughput.py).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    data = data.with_options(options)
     model.fit(data.take(3), epochs=1, verbose=0)  # trace and compile
     rates = []
     for _ in range(runs):
@@ -115,7 +123,7 @@ def main():
     args = parser.parse_args()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{len(os.sched_getaffinity(0))} usable cores, "
-          f"TF_NUM_INTRAOP_THREADS={os.environ.get('TF_NUM_INTRAOP_THREADS', 'unset')}")
+          f"TF_NUM_INTRAOP_THREADS={os.environ.get('TF_NUM_INTRAOP_THREADS', 'unset')}; {THREADS}")
     for path in args.recipes:
         recipe = config_lib.load_recipe(path)
         if args.evaluation_memory:

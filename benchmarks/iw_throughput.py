@@ -25,6 +25,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_lvae  # noqa: E402
+
+# The threads `lvae train` and `lvae evaluate` choose for an MLP ladder, before any TensorFlow
+# op (KERAS_LVAE_CPU_THREADS=tensorflow: TensorFlow's default).
+THREADS = keras_lvae.threads.describe(keras_lvae.threads.configure_for("mlp"))
 from keras_lvae.evaluation import DEFAULT_ROWS_PER_PASS  # noqa: E402
 
 
@@ -65,6 +69,7 @@ def main():
         rates.append(args.examples * args.samples / (time.perf_counter() - start))
     median = statistics.median(rates)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(THREADS)
     print(f"k={args.samples}, {args.examples} examples, batch {args.batch_size}, "
           f"jit_compile={args.jit_compile}: runs " + ", ".join(f"{r:,.0f}" for r in rates)
           + f"  median: {median:,.0f} samples/s")
