@@ -3,8 +3,8 @@
 Keras 3's `Adam.update_step` builds each variable's update from about ten small ops (the
 moments' updates, the square root, the division, three assignments). A ladder VAE's step
 updates many variables (89 in the paper's model), so on a CPU Adam's hundreds of small ops
-cost about a fifth of a training step (9 of 38 ms on one core for the paper's model; `benchmarks/README.md`). TensorFlow's
-`ResourceApplyAdam` kernel applies the same formula to a variable in one op:
+cost about a fifth of a training step (9 of 38 ms on one core for the paper's model;
+`benchmarks/README.md`). TensorFlow's `ResourceApplyAdam` kernel applies the same formula to a variable in one op:
 
     alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
     m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2)
