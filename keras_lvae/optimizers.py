@@ -1,17 +1,18 @@
 """Adam with one fused TensorFlow op per variable: the same update, fewer ops per step.
 
 Keras 3's `Adam.update_step` builds each variable's update from about ten small ops (the
-moments' updates, the square root, the division, three assignments). A ladder VAE's step
-updates many variables (89 in the paper's model), so on a CPU Adam's hundreds of small ops
-cost about a fifth of a training step (9 of 38 ms on one core for the paper's model;
-`benchmarks/README.md`). TensorFlow's `ResourceApplyAdam` kernel applies the same formula to a variable in one op:
+moments' updates, the square root, the division, three assignments, and the step's powers of
+beta_1 and beta_2, made again for every variable). A ladder VAE's step updates many variables
+(89 in the paper's model), so on a CPU Adam's hundreds of small ops cost about a fifth of a
+training step (9 of 38 ms on one core for the paper's model; `benchmarks/README.md`).
+TensorFlow's `ResourceApplyAdam` kernel applies the same formula to a variable in one op:
 
     alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
     m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2)
     variable -= alpha * m / (sqrt(v) + epsilon)
 
-`FusedAdam` is `keras.optimizers.Adam` with that kernel in `update_step`. Its variables,
-configuration, checkpoints and results (to float round-off) are Adam's. It falls back to
+`FusedAdam` is `keras.optimizers.Adam` with that kernel, its scalar arguments made once per
+step. Its variables, configuration, checkpoints and results (to float round-off) are Adam's. It falls back to
 Keras' own update where the kernel does not apply: `amsgrad=True`, sparse gradients
 (`tf.IndexedSlices`) and inside a `tf.distribute` strategy.
 
@@ -34,22 +35,34 @@ class FusedAdam(keras.optimizers.Adam):
     the bias correction folded into the step size (section 2), as Keras and TensorFlow do.
     """
 
-    def update_step(self, gradient, variable, learning_rate):
-        if (self.amsgrad or isinstance(gradient, tf.IndexedSlices)
-                or tf.distribute.has_strategy()):
-            return super().update_step(gradient, variable, learning_rate)
-        dtype = variable.dtype
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        """Keras' TensorFlow-backend hook for a whole step (Keras' Nadam overrides it too);
+        the step's constants are made once per dtype, not once per variable. Elsewhere
+        (`update_step`, tf.distribute, amsgrad, sparse gradients) Keras' Adam updates."""
+        if self.amsgrad or tf.distribute.has_strategy():
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        constants = {}
+        for gradient, variable in zip(grads, trainable_variables):
+            variable = variable.value if isinstance(variable, keras.Variable) else variable
+            if isinstance(gradient, tf.IndexedSlices):
+                self.update_step(gradient, variable, learning_rate)
+                continue
+            if variable.dtype not in constants:
+                constants[variable.dtype] = self._step_constants(variable.dtype, learning_rate)
+            self._apply_fused(gradient, variable, constants[variable.dtype])
+
+    def _step_constants(self, dtype, learning_rate):
+        """ResourceApplyAdam's scalar arguments for this step, in `dtype`."""
         step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        return dict(beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+                    lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+                    epsilon=tf.cast(self.epsilon, dtype))
+
+    def _apply_fused(self, gradient, variable, constants):
         index = self._get_variable_index(variable)
-
-        def constant(value):
-            return tf.cast(value, dtype)
-
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle, m=self._momentums[index].value.handle,
-            v=self._velocities[index].value.handle,
-            beta1_power=tf.pow(constant(self.beta_1), step),
-            beta2_power=tf.pow(constant(self.beta_2), step),
-            lr=constant(learning_rate), beta1=constant(self.beta_1),
-            beta2=constant(self.beta_2), epsilon=constant(self.epsilon),
-            grad=tf.cast(gradient, dtype))
+            v=self._velocities[index].value.handle, grad=tf.cast(gradient, variable.dtype),
+            **constants)
+

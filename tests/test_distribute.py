@@ -63,6 +63,24 @@ def test_fit_under_mirrored_strategy():
     assert "finite: True" in out and "improves: True" in out and "steps: 12" in out
 
 
+@pytest.mark.slow  # about 20 s
+def test_fused_adam_under_mirrored_strategy_is_keras_adam():
+    """Under a strategy FusedAdam hands the update to Keras' Adam: the same weights."""
+    out = run("""
+        x = (np.random.default_rng(0).random((64, 20)) < 0.3).astype("float32")
+        weights = []
+        for optimizer in (keras.optimizers.Adam, keras_lvae.optimizers.FusedAdam):
+            with strategy.scope():
+                model = keras_lvae.LadderVAE(latent_dims=(4, 2), hidden_dims=(16, 8), seed=2)
+                model.compile(optimizer=optimizer(1e-2))
+            model.fit(x, batch_size=32, epochs=2, shuffle=False, verbose=0)
+            weights.append([v.numpy() for v in model.trainable_variables])
+        print("same:", all(np.allclose(a, b, rtol=1e-5, atol=1e-6)
+                           for a, b in zip(*weights)))
+    """)
+    assert "same: True" in out
+
+
 @pytest.mark.slow  # over 10 s
 def test_one_mirrored_sgd_step_equals_the_single_device_step():
     """Same weights, same global batch of 8, SGD: two replicas (4 examples each, synchronized

@@ -56,6 +56,19 @@ def test_the_options_adam_has_give_adams_result(problem, options):
                                          gradients), rtol=1e-6, atol=1e-6)  # a few float32 ulps
 
 
+def test_sparse_gradients_get_keras_adams_update(problem):
+    start, gradients = problem
+    results = []
+    for optimizer in (FusedAdam(0.01), keras.optimizers.Adam(0.01)):
+        variable = keras.Variable(start)
+        for g in gradients:  # rows 1 and 4 only
+            rows = tf.IndexedSlices(tf.constant(g[[1, 4]]), tf.constant([1, 4]), start.shape)
+            optimizer.apply([rows], [variable])
+        results.append(keras.ops.convert_to_numpy(variable))
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(results[0][[1, 4]], start[[1, 4]])  # the update happened
+
+
 @pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_trains_a_ladder_vae_as_adam_does(jit_compile):
     x = (np.random.default_rng(0).random((128, 28, 28, 1)) < 0.13).astype("float32")
