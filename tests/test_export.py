@@ -283,6 +283,7 @@ def test_bad_export_arguments(exported, tmp_path, kwargs, error, message):
         export_saved_model(model, tmp_path / "file")
 
 
+@pytest.mark.slow  # over 10 s (20 s on 2026-12-03)
 def test_lvae_export_command(exported, tmp_path, capsys):
     model, _ = exported
     model.save(tmp_path / "model.keras")

@@ -232,6 +232,7 @@ def test_kl_balanced_loss_and_logged_weights():
         make(kl_balance=True, iw_samples=2).training_objective(X)
 
 
+@pytest.mark.slow  # over 10 s (11 s on 2026-12-03)
 def test_evaluate_and_fit_work_on_a_model_not_built_yet():
     """Keras builds the model inside evaluate/fit; the EMA bookkeeping must not need it
     built before (with or without EMA)."""
