@@ -1,8 +1,8 @@
 """One core against all usable cores: runs a benchmark script on both and prints the ratio.
 
 The script runs twice in child processes: pinned to one core (its CPU affinity set to the
-first usable core, so `import keras_lvae` chooses one intra-op and one inter-op thread, as
-`taskset -c N` would), then on all the cores this process may use. Every line that reports
+first usable core, as `taskset -c N` would; `keras_lvae.threads.configure_for` then counts
+one usable core), then on all the cores this process may use. Every line that reports
 a median (`... median: 9,785 samples/s`) is paired with the same line of the other run:
 
     python benchmarks/cores.py benchmarks/train_throughput.py --runs 5 --steps 300 --no-jit

@@ -25,11 +25,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_lvae  # noqa: E402
+from keras_lvae.evaluation import DEFAULT_ROWS_PER_PASS  # noqa: E402
 
 # The threads `lvae train` and `lvae evaluate` choose for an MLP ladder, before any TensorFlow
 # op (KERAS_LVAE_CPU_THREADS=tensorflow: TensorFlow's default).
 THREADS = keras_lvae.threads.describe(keras_lvae.threads.configure_for("mlp"))
-from keras_lvae.evaluation import DEFAULT_ROWS_PER_PASS  # noqa: E402
 
 
 def per_sample_matmul_rate(model, rows, runs):

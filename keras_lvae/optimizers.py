@@ -12,9 +12,9 @@ TensorFlow's `ResourceApplyAdam` kernel applies the same formula to a variable i
     variable -= alpha * m / (sqrt(v) + epsilon)
 
 `FusedAdam` is `keras.optimizers.Adam` with that kernel, its scalar arguments made once per
-step. Its variables, configuration, checkpoints and results (to float round-off) are Adam's. It falls back to
-Keras' own update where the kernel does not apply: `amsgrad=True`, sparse gradients
-(`tf.IndexedSlices`) and inside a `tf.distribute` strategy.
+step. Its variables, configuration, checkpoints and results (to float round-off) are Adam's.
+It falls back to Keras' own update where the kernel does not apply: `amsgrad=True`, sparse
+gradients (`tf.IndexedSlices`) and inside a `tf.distribute` strategy.
 
 Example:
 
@@ -65,4 +65,3 @@ class FusedAdam(keras.optimizers.Adam):
             var=variable.handle, m=self._momentums[index].value.handle,
             v=self._velocities[index].value.handle, grad=tf.cast(gradient, variable.dtype),
             **constants)
-

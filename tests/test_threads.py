@@ -23,16 +23,15 @@ print(json.dumps([chosen, tf.config.threading.get_intra_op_parallelism_threads()
 
 
 def run(code, env=None, cores=None):
-    """stdout of `code` in a fresh Python whose environment has no thread settings but `env`,
-    on the CPU set `cores` (default: this process's)."""
+    """The finished process of `code` in a fresh Python whose environment has no thread
+    settings but `env`, on the CPU set `cores` (default: this process's)."""
     clean = {k: v for k, v in os.environ.items()
              if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
                           threads.ENVIRONMENT_VARIABLE)}
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
         env={**clean, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
         preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
-    return result
 
 
 def report(before="", env=None, cores=None, architecture="mlp"):
