@@ -1,7 +1,7 @@
 import keras
 
 from keras_lvae import _checks
-from keras_lvae.layers._normalization import batch_normalization
+from keras_lvae.layers._normalization import batch_normalization, linear_then_batch_norm
 
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
@@ -62,9 +62,10 @@ class MLPBlock(keras.layers.Layer):
     def call(self, inputs, training=None):
         h = inputs
         for i, dense in enumerate(self.dense_layers):
-            h = dense(h)
             if self.batch_norm:
-                h = self.norm_layers[i](h, training=training)
+                h = linear_then_batch_norm(dense, self.norm_layers[i], h, training=training)
+            else:
+                h = dense(h)
             h = keras.ops.leaky_relu(h, negative_slope=self.negative_slope)
         return h
 

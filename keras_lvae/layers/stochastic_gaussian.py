@@ -3,7 +3,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_lvae import _checks, distributions
-from keras_lvae.layers._normalization import batch_normalization
+from keras_lvae.layers._normalization import batch_normalization, linear_then_batch_norm
 
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
@@ -78,9 +78,10 @@ class StochasticGaussian(keras.layers.Layer):
             self.norm.build(tuple(input_shape)[:-1] + (2 * self.units,))
 
     def call(self, inputs, training=None, sample=True):
-        params = self.dense(inputs)
         if self.batch_norm:
-            params = self.norm(params, training=training)
+            params = linear_then_batch_norm(self.dense, self.norm, inputs, training=training)
+        else:
+            params = self.dense(inputs)
         params = ops.cast(params, "float32")
         mean, pre_variance = ops.split(params, 2, axis=-1)
         variance = ops.softplus(pre_variance) + self.variance_floor

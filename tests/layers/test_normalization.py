@@ -1,0 +1,95 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_lvae.layers._normalization import _foldable, linear_then_batch_norm
+
+RNG = np.random.default_rng(11)
+
+
+def random_statistics(norm, channels):
+    norm.gamma.assign(RNG.uniform(0.5, 2.0, channels))
+    norm.beta.assign(RNG.normal(size=channels))
+    norm.moving_mean.assign(RNG.normal(size=channels))
+    norm.moving_variance.assign(RNG.uniform(0.01, 3.0, channels))
+
+
+def numpy_norm(norm, h):
+    """Batch norm in inference, from its definition."""
+    g, b, m, v = (w.numpy() for w in (norm.gamma, norm.beta, norm.moving_mean,
+                                       norm.moving_variance))
+    return g * (h - m) / np.sqrt(v + norm.epsilon) + b
+
+
+def numpy_conv_same(x, kernel):
+    """Stride-1 'same' cross-correlation of [batch, height, width, in] with [k, k, in, out]."""
+    k = kernel.shape[0]
+    p = k // 2
+    padded = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    out = np.zeros(x.shape[:3] + (kernel.shape[-1],))
+    for i in range(k):
+        for j in range(k):
+            out += padded[:, i:i + x.shape[1], j:j + x.shape[2], :] @ kernel[i, j]
+    return out
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_folded_dense_equals_numpy(use_bias):
+    x = RNG.normal(size=(9, 5)).astype("float32")
+    dense, norm = keras.layers.Dense(4, use_bias=use_bias), keras.layers.BatchNormalization()
+    norm(dense(x))  # build
+    random_statistics(norm, 4)
+    if use_bias:
+        dense.bias.assign(RNG.normal(size=4))
+    assert _foldable(dense, norm, training=False)
+    h = x.astype("float64") @ dense.kernel.numpy()
+    if use_bias:
+        h = h + dense.bias.numpy()
+    np.testing.assert_allclose(linear_then_batch_norm(dense, norm, x), numpy_norm(norm, h),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_folded_conv_equals_numpy():
+    x = RNG.normal(size=(2, 5, 6, 3)).astype("float32")
+    conv = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)
+    norm = keras.layers.BatchNormalization()
+    norm(conv(x))
+    random_statistics(norm, 4)
+    assert _foldable(conv, norm, training=False)
+    want = numpy_norm(norm, numpy_conv_same(x.astype("float64"), conv.kernel.numpy()))
+    np.testing.assert_allclose(linear_then_batch_norm(conv, norm, x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_training_uses_the_batch_statistics_unfolded():
+    x = RNG.normal(size=(16, 5)).astype("float32")
+    dense, norm = keras.layers.Dense(3, use_bias=False), keras.layers.BatchNormalization()
+    norm(dense(x))
+    random_statistics(norm, 3)
+    assert not _foldable(dense, norm, training=True)
+    h = x.astype("float64") @ dense.kernel.numpy()
+    want = (norm.gamma.numpy() * (h - h.mean(0)) / np.sqrt(h.var(0) + norm.epsilon)
+            + norm.beta.numpy())
+    np.testing.assert_allclose(linear_then_batch_norm(dense, norm, x, training=True), want,
+                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["mixed_precision", "transposed", "activation", "unbuilt"])
+def test_other_layers_take_the_two_layer_path(case):
+    x = RNG.normal(size=(2, 4, 4, 3)).astype("float32")
+    dtype = "mixed_bfloat16" if case == "mixed_precision" else None
+    if case == "transposed":
+        linear = keras.layers.Conv2DTranspose(2, 3, padding="same", use_bias=False)
+    else:
+        linear = keras.layers.Dense(2, activation="relu" if case == "activation" else None,
+                                    dtype=dtype)
+    norm = keras.layers.BatchNormalization(dtype=dtype)
+    if case == "unbuilt":
+        assert not _foldable(linear, norm, training=False)
+        linear_then_batch_norm(linear, norm, x)  # builds both
+        assert linear.built and norm.built
+        return
+    norm(linear(x))
+    random_statistics(norm, 2)
+    assert not _foldable(linear, norm, training=False)
+    np.testing.assert_array_equal(linear_then_batch_norm(linear, norm, x),
+                                  norm(linear(x), training=False))
