@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_lvae import _checks
-from keras_lvae.layers._normalization import batch_normalization
+from keras_lvae.layers._normalization import batch_norm, batch_normalization
 
 RESAMPLING = ("none", "down", "up")
 ACTIVATIONS = {
@@ -134,7 +134,7 @@ class ConvRung(keras.layers.Layer):
             r = h
             for k in (2 * b, 2 * b + 1):
                 if self.batch_norm:
-                    r = self.norms[k](r, training=training)
+                    r = batch_norm(self.norms[k], r, training=training)
                 r = self.residual_convs[k](act(r))
             if self.gated:
                 value, gate = ops.split(self.gates[b](r), 2, axis=-1)

@@ -2,7 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_lvae.layers._normalization import _foldable, linear_then_batch_norm
+import tensorflow as tf
+
+from keras_lvae.layers._normalization import (_closed_form_applies, _foldable, batch_norm,
+                                              linear_then_batch_norm)
 
 RNG = np.random.default_rng(11)
 
@@ -93,3 +96,56 @@ def test_other_layers_take_the_two_layer_path(case):
     assert not _foldable(linear, norm, training=False)
     np.testing.assert_array_equal(linear_then_batch_norm(linear, norm, x),
                                   norm(linear(x), training=False))
+
+
+def keras_and_ours(shape, offset=0.0, dtype=None):
+    """Outputs, gradients and moving statistics of Keras' batch norm and of `batch_norm`,
+    from equal layers on the same inputs and upstream gradient."""
+    x = tf.constant(RNG.normal(size=shape) * 3.0 + offset, "float32")
+    upstream = tf.constant(RNG.normal(size=shape), "float32")
+    channels = shape[-1]
+    results = []
+    for ours in (False, True):
+        norm = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-4, dtype=dtype)
+        norm.build(shape)
+        rng = np.random.default_rng(5)  # the same parameters for both layers
+        norm.gamma.assign(rng.uniform(0.5, 2.0, channels))
+        norm.beta.assign(rng.normal(size=channels))
+        norm.moving_variance.assign(rng.uniform(0.5, 2.0, channels))
+        if ours:
+            assert _closed_form_applies(norm, x, training=True)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = batch_norm(norm, x, training=True) if ours else norm(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, "float32") * upstream)
+        grads = tape.gradient(loss, [x, norm.gamma, norm.beta])
+        results.append([y, *grads, norm.moving_mean, norm.moving_variance])
+    return results
+
+
+@pytest.mark.parametrize("shape, offset", [((32, 7), 0.0), ((32, 7), 50.0), ((4, 5, 6, 3), 1.0)])
+def test_closed_form_gradient_equals_tensorflows_differentiation(shape, offset):
+    """Outputs, the three gradients and the moving averages of Keras' layer, differentiated
+    by TensorFlow, to float32 rounding; also with a mean far from zero, where the closed form
+    could lose digits."""
+    theirs, ours = keras_and_ours(shape, offset)
+    names = ["y", "dx", "dgamma", "dbeta", "moving_mean", "moving_variance"]
+    for name, a, b in zip(names, theirs, ours):
+        scale = float(np.max(np.abs(a))) + 1e-6
+        np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
+def test_closed_form_keeps_the_mixed_precision_output_dtype():
+    theirs, ours = keras_and_ours((16, 4), dtype="mixed_float16")
+    assert ours[0].dtype == theirs[0].dtype == "float16"
+    np.testing.assert_allclose(np.float32(ours[0]), np.float32(theirs[0]), atol=2e-3)
+
+
+@pytest.mark.parametrize("case", ["inference", "frozen", "synchronized", "other_axis"])
+def test_other_batch_norms_take_keras_layer(case):
+    x = tf.constant(RNG.normal(size=(8, 3, 5)), "float32")
+    norm = keras.layers.BatchNormalization(axis=1 if case == "other_axis" else -1,
+                                           synchronized=case == "synchronized")
+    norm.build(x.shape)
+    norm.trainable = case != "frozen"
+    assert not _closed_form_applies(norm, x, training=case != "inference")
