@@ -18,11 +18,16 @@ def batch_normalization(name, dtype=None):
                                            name=name, dtype=dtype)
 
 
+def _affine_on_last_axis(norm, rank):
+    """Whether `norm` normalises the last axis of rank-`rank` tensors with gamma and beta."""
+    return norm.center and norm.scale and norm.axis in (-1, rank - 1)
+
+
 def _closed_form_applies(norm, inputs, training):
     """Whether `norm(inputs, training=True)` may take `_train_batch_norm`."""
-    return (bool(training) is True and norm.built and norm.trainable and not norm.synchronized
-            and norm.center and norm.scale and norm.axis in (-1, len(inputs.shape) - 1)
-            and not getattr(norm, "renorm", False))
+    return (bool(training) and norm.built and norm.trainable and not norm.synchronized
+            and not getattr(norm, "renorm", False)
+            and _affine_on_last_axis(norm, len(inputs.shape)))
 
 
 def batch_norm(norm, inputs, training=None):
@@ -95,8 +100,7 @@ def _foldable(linear, norm, training):
     return (linear.compute_dtype == "float32" and norm.compute_dtype == "float32"
             and linear.activation is keras.activations.linear
             and getattr(linear, "quantization_mode", None) is None
-            and norm.axis in (-1, len(linear.kernel.shape) - 1)
-            and norm.center and norm.scale)
+            and _affine_on_last_axis(norm, len(linear.kernel.shape)))
 
 
 def linear_then_batch_norm(linear, norm, inputs, training=None):
