@@ -96,6 +96,21 @@ def configure_for(architecture):
     return intra_op, inter_op
 
 
+def ops_run_side_by_side():
+    """Whether this process runs TensorFlow ops one per core, side by side: one intra-op
+    thread, two or more inter-op threads (what `configure_for("mlp")` sets on 2 or 3 cores,
+    or a user's own such setting), and no GPU. Layers that can cut their work into
+    independent ops (`MLPBlock` in training) then do.
+
+    >>> isinstance(ops_run_side_by_side(), bool)
+    True
+    """
+    threading = tf.config.threading
+    return (threading.get_intra_op_parallelism_threads() == 1
+            and threading.get_inter_op_parallelism_threads() >= 2
+            and not tf.config.list_logical_devices("GPU"))
+
+
 def describe(chosen):
     """One line for a command's output: what `configure_for` returned, in words."""
     if chosen is None:

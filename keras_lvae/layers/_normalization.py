@@ -50,45 +50,84 @@ def batch_norm(norm, inputs, training=None):
     """
     if not _closed_form_applies(norm, inputs, training):
         return norm(inputs, training=training)
-    x = ops.cast(inputs, "float32")  # as Keras' layer: statistics in float32
+    return batch_norm_of_parts(norm, [inputs])[0]
+
+
+def batch_norm_of_parts(norm, parts):
+    """Training batch norm of a batch given as `parts` (row blocks), with its statistics
+    over the whole batch: the same numbers, to float rounding, as `batch_norm` of the
+    parts' concatenation, returned as parts. `norm` must pass `_closed_form_applies`.
+
+    Example:
+    >>> import numpy as np
+    >>> norm = keras.layers.BatchNormalization()
+    >>> x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    >>> norm.build(x.shape)
+    >>> top, bottom = batch_norm_of_parts(norm, [x[:5], x[5:]])
+    >>> whole = norm(x, training=True)
+    >>> bool(np.allclose(top, whole[:5], atol=1e-5) and np.allclose(bottom, whole[5:], atol=1e-5))
+    True
+    """
+    xs = [ops.cast(x, "float32") for x in parts]  # as Keras' layer: statistics in float32
     gamma, beta = tf.convert_to_tensor(norm.gamma), tf.convert_to_tensor(norm.beta)
-    y, mean, variance = _train_batch_norm(x, gamma, beta, norm.epsilon)
+    *ys, mean, variance = _train_batch_norm(xs, gamma, beta, norm.epsilon)
     m = norm.momentum
     norm.moving_mean.assign(norm.moving_mean * m + mean * (1.0 - m))
     norm.moving_variance.assign(norm.moving_variance * m + variance * (1.0 - m))
-    return ops.cast(y, norm.compute_dtype)
+    return [ops.cast(y, norm.compute_dtype) for y in ys]
 
 
-def _train_batch_norm(x, gamma, beta, epsilon):
-    """Batch norm over all axes but the last, with its closed-form gradient.
+def split_rows(inputs, parts=2):
+    """`inputs` as `parts` row blocks of (nearly) equal size; the batch may be dynamic."""
+    rows = tf.shape(inputs)[0]
+    ends = [rows * (i + 1) // parts for i in range(parts)]
+    sizes = [ends[0]] + [b - a for a, b in zip(ends, ends[1:])]
+    return tf.split(inputs, tf.stack(sizes), num=parts, axis=0)
 
-    Returns (y, mean, variance); mean and variance (biased, as `tf.nn.moments`) feed only
-    the moving averages and carry no gradient. With xc = x - mean, r = 1 / sqrt(variance +
-    epsilon), a = gamma r and n reduced elements per channel, the gradient of y = xc a + beta
-    is dbeta = sum(dy), dgamma = r sum(dy xc) and dx = a (dy - dbeta / n - xc r dgamma / n).
+
+def _train_batch_norm(parts, gamma, beta, epsilon):
+    """Batch norm over all axes but the last of the batch made of the row blocks `parts`,
+    with its closed-form gradient.
+
+    Returns (y of each part..., mean, variance); mean and variance (biased, as
+    `tf.nn.moments`) feed only the moving averages and carry no gradient. With xc = x - mean,
+    r = 1 / sqrt(variance + epsilon), a = gamma r and n reduced elements per channel, the
+    gradient of y = xc a + beta is dbeta = sum(dy), dgamma = r sum(dy xc) and
+    dx = a (dy - dbeta / n - xc r dgamma / n), the sums over all parts.
 
     Reference: Ioffe & Szegedy 2015, section 3 (the backward pass of batch normalization).
     """
-    axes = list(range(len(x.shape) - 1))
+    axes = list(range(len(parts[0].shape) - 1))
+    count = len(parts)
+
+    def total(tensors):  # per channel, over every part
+        return tf.add_n([tf.reduce_sum(t, axes) for t in tensors])
 
     @tf.custom_gradient
-    def normalize(x, gamma, beta):
-        mean, variance = tf.nn.moments(x, axes)  # Keras' statistics, same numbers
+    def normalize(*args):
+        xs, gamma, beta = args[:count], args[count], args[count + 1]
+        n = tf.cast(tf.add_n([tf.size(x) // tf.shape(x)[-1] for x in xs]), xs[0].dtype)
+        if count == 1:
+            mean, variance = tf.nn.moments(xs[0], axes)  # Keras' statistics, same numbers
+        else:  # two passes, as tf.nn.moments, so a mean far from zero loses no digits
+            mean = total(xs) / n
+            variance = total([tf.math.squared_difference(x, mean) for x in xs]) / n
         r = tf.math.rsqrt(variance + epsilon)
         a = gamma * r
-        y = x * a + (beta - mean * a)  # as tf.nn.batch_normalization
+        offset = beta - mean * a
+        ys = [x * a + offset for x in xs]  # as tf.nn.batch_normalization
 
-        def gradient(dy, *unused):  # mean and variance carry no gradient
-            n = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
-            xc = x - mean
-            dbeta = tf.reduce_sum(dy, axes)
-            dgamma = tf.reduce_sum(dy * xc, axes) * r
-            dx = a * (dy - dbeta / n - xc * (r * dgamma / n))
-            return dx, dgamma, dbeta
+        def gradient(*upstream):  # mean and variance (the last two) carry no gradient
+            dys = upstream[:count]
+            xcs = [x - mean for x in xs]
+            dbeta = total(dys)
+            dgamma = total([dy * xc for dy, xc in zip(dys, xcs)]) * r
+            dxs = [a * (dy - dbeta / n - xc * (r * dgamma / n)) for dy, xc in zip(dys, xcs)]
+            return (*dxs, dgamma, dbeta)
 
-        return (y, tf.stop_gradient(mean), tf.stop_gradient(variance)), gradient
+        return (*ys, tf.stop_gradient(mean), tf.stop_gradient(variance)), gradient
 
-    return normalize(x, gamma, beta)
+    return normalize(*parts, gamma, beta)
 
 
 def _foldable(linear, norm, training):

@@ -1,7 +1,13 @@
 import keras
 
-from keras_lvae import _checks
-from keras_lvae.layers._normalization import batch_normalization, linear_then_batch_norm
+from keras_lvae import _checks, threads
+from keras_lvae.layers._normalization import (_closed_form_applies, batch_norm_of_parts,
+                                              batch_normalization, linear_then_batch_norm,
+                                              split_rows)
+
+# Blocks at least this wide train their batch as two halves side by side when ops run one per
+# core; narrower ones lose more to the extra ops than they gain (measured, benchmarks/README.md).
+HALVES_MIN_UNITS = 256
 
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
@@ -60,6 +66,8 @@ class MLPBlock(keras.layers.Layer):
                 self.norm_layers[i].build(shape)
 
     def call(self, inputs, training=None):
+        if self._in_halves(inputs, training):
+            return self._call_in_halves(inputs)
         h = inputs
         for i, dense in enumerate(self.dense_layers):
             if self.batch_norm:
@@ -68,6 +76,25 @@ class MLPBlock(keras.layers.Layer):
                 h = dense(h)
             h = keras.ops.leaky_relu(h, negative_slope=self.negative_slope)
         return h
+
+    def _in_halves(self, inputs, training):
+        """Whether training takes `_call_in_halves`: a wide block, closed-form batch norms,
+        and ops that run one per core (`keras_lvae.threads.ops_run_side_by_side`)."""
+        return (self.batch_norm and self.units >= HALVES_MIN_UNITS
+                and all(_closed_form_applies(norm, inputs, training) for norm in self.norm_layers)
+                and threads.ops_run_side_by_side())
+
+    def _call_in_halves(self, inputs):
+        """The training call on the batch's two row halves, whose products and activations are
+        independent ops that run side by side on two cores; batch norm takes its statistics
+        over the whole batch, so the numbers equal `call`'s to float rounding. A layer-by-layer
+        chain otherwise leaves one core idle through the forward pass (benchmarks/README.md)."""
+        parts = split_rows(inputs, 2)
+        for dense, norm in zip(self.dense_layers, self.norm_layers):
+            parts = batch_norm_of_parts(norm, [dense(part) for part in parts])
+            parts = [keras.ops.leaky_relu(part, negative_slope=self.negative_slope)
+                     for part in parts]
+        return keras.ops.concatenate(parts, axis=0)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.units,)

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from keras_lvae.layers import MLPBlock
+from keras_lvae import threads
+from keras_lvae.layers import MLPBlock, mlp_block
 from tests.helpers import leaky_relu
 from tests.testing import run_layer_test
 
@@ -62,3 +64,49 @@ def test_seed_fixes_the_initial_weights():
     np.testing.assert_array_equal(a.dense_layers[0].kernel, b.dense_layers[0].kernel)
     assert not np.array_equal(a.dense_layers[0].kernel, a.dense_layers[1].kernel[:6])
     assert not np.array_equal(a.dense_layers[0].kernel, c.dense_layers[0].kernel)
+
+
+def block_step(block, x, upstream):
+    """Output, gradients of the input and of every weight, and the moving statistics after
+    one training call of `block`."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(block(x, training=True) * upstream)
+    grads = tape.gradient(loss, [x] + block.trainable_weights)
+    moving = [w for w in block.non_trainable_weights]
+    return [t.numpy() for t in [loss] + grads + moving]
+
+
+@pytest.mark.parametrize("rows", [64, 37])
+def test_halves_side_by_side_equal_the_whole_batch(monkeypatch, rows):
+    """When ops run one per core, a wide block trains on two row halves with the whole
+    batch's statistics: the same output, gradients and moving averages, to float rounding."""
+    x = RNG.normal(size=(rows, 20)).astype("float32")
+    upstream = RNG.normal(size=(rows, 256)).astype("float32")
+    plain, halved = MLPBlock(256, seed=4), MLPBlock(256, seed=4)
+    for block in (plain, halved):
+        block.build(x.shape)
+    assert not plain._in_halves(x, training=True)  # this process keeps TensorFlow's threads
+    want = block_step(plain, x, upstream)
+    monkeypatch.setattr(threads, "ops_run_side_by_side", lambda: True)
+    assert halved._in_halves(x, training=True)
+    got = block_step(halved, x, upstream)
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * (float(np.max(np.abs(a))) + 1e-6))
+
+
+def test_only_wide_batch_normalised_blocks_train_in_halves(monkeypatch):
+    monkeypatch.setattr(threads, "ops_run_side_by_side", lambda: True)
+    x = np.ones((8, 3), "float32")
+    wide, narrow, no_norm = (MLPBlock(mlp_block.HALVES_MIN_UNITS),
+                             MLPBlock(mlp_block.HALVES_MIN_UNITS - 1),
+                             MLPBlock(mlp_block.HALVES_MIN_UNITS, batch_norm=False))
+    for block in (wide, narrow, no_norm):
+        block.build(x.shape)
+    assert wide._in_halves(x, training=True)
+    assert not wide._in_halves(x, training=False)  # inference folds the batch norm instead
+    assert not narrow._in_halves(x, training=True)
+    assert not no_norm._in_halves(x, training=True)
+    wide.norm_layers[1].trainable = False  # a frozen batch norm keeps Keras' layer
+    assert not wide._in_halves(x, training=True)

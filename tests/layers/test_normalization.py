@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from keras_lvae.layers._normalization import (_closed_form_applies, _foldable, batch_norm,
-                                              linear_then_batch_norm)
+                                              batch_norm_of_parts, linear_then_batch_norm,
+                                              split_rows)
 
 RNG = np.random.default_rng(11)
 
@@ -98,9 +99,10 @@ def test_other_layers_take_the_two_layer_path(case):
                                   norm(linear(x), training=False))
 
 
-def keras_and_ours(shape, offset=0.0, dtype=None):
-    """Outputs, gradients and moving statistics of Keras' batch norm and of `batch_norm`,
-    from equal layers on the same inputs and upstream gradient."""
+def keras_and_ours(shape, offset=0.0, dtype=None, parts=None):
+    """Outputs, gradients and moving statistics of Keras' batch norm and of `batch_norm`
+    (of `batch_norm_of_parts` on row blocks of these sizes, with `parts`), from equal layers
+    on the same inputs and upstream gradient."""
     x = tf.constant(RNG.normal(size=shape) * 3.0 + offset, "float32")
     upstream = tf.constant(RNG.normal(size=shape), "float32")
     channels = shape[-1]
@@ -116,7 +118,12 @@ def keras_and_ours(shape, offset=0.0, dtype=None):
             assert _closed_form_applies(norm, x, training=True)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = batch_norm(norm, x, training=True) if ours else norm(x, training=True)
+            if not ours:
+                y = norm(x, training=True)
+            elif parts:
+                y = tf.concat(batch_norm_of_parts(norm, tf.split(x, parts)), 0)
+            else:
+                y = batch_norm(norm, x, training=True)
             loss = tf.reduce_sum(tf.cast(y, "float32") * upstream)
         grads = tape.gradient(loss, [x, norm.gamma, norm.beta])
         results.append([y, *grads, norm.moving_mean, norm.moving_variance])
@@ -133,6 +140,30 @@ def test_closed_form_gradient_equals_tensorflows_differentiation(shape, offset):
     for name, a, b in zip(names, theirs, ours):
         scale = float(np.max(np.abs(a))) + 1e-6
         np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("shape, offset, parts", [
+    ((32, 7), 0.0, [16, 16]), ((33, 7), 50.0, [16, 17]), ((12, 5), 1.0, [3, 4, 5]),
+    ((9, 5), 1.0, [0, 9]), ((4, 5, 6, 3), 1.0, [2, 2])])
+def test_parts_take_the_whole_batchs_statistics(shape, offset, parts):
+    """Row blocks normalised together equal Keras' layer on the whole batch, differentiated by
+    TensorFlow: outputs, gradients and moving averages (an empty block included)."""
+    theirs, ours = keras_and_ours(shape, offset, parts=parts)
+    names = ["y", "dx", "dgamma", "dbeta", "moving_mean", "moving_variance"]
+    for name, a, b in zip(names, theirs, ours):
+        scale = float(np.max(np.abs(a))) + 1e-6
+        np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("rows, parts, sizes", [(256, 2, [128, 128]), (5, 2, [2, 3]),
+                                                (1, 2, [0, 1]), (10, 3, [3, 3, 4])])
+def test_split_rows_keeps_every_row_in_order(rows, parts, sizes):
+    x = np.arange(rows * 2, dtype="float32").reshape(rows, 2)
+    split = tf.function(lambda t: split_rows(t, parts),  # a batch unknown when traced
+                        input_signature=[tf.TensorSpec([None, 2], "float32")])
+    blocks = split(x)
+    assert [int(b.shape[0]) for b in blocks] == sizes
+    np.testing.assert_array_equal(np.concatenate(blocks), x)
 
 
 def test_closed_form_keeps_the_mixed_precision_output_dtype():
