@@ -12,6 +12,10 @@ ladder one intra-op and two inter-op threads train 1.2x faster than TensorFlow's
 and evaluate L_k slightly faster; for the conv ladder TensorFlow's default evaluates L_k
 1.8x faster than that setting.
 
+With one intra-op thread the layer-by-layer forward pass would still leave a core idle, so
+wide MLP blocks then train on the batch's two row halves side by side
+(`ops_run_side_by_side`, `keras_lvae.layers.MLPBlock`): another 1.07-1.11x on 2 cores.
+
 Thread pools belong to the process and are made at TensorFlow's first op, before a model
 exists, so the choice is made per run: `lvae train`, `lvae tune` and `lvae evaluate` call
 `configure_for(config.model.architecture)` before they touch TensorFlow; from Python,
@@ -99,16 +103,27 @@ def configure_for(architecture):
 def ops_run_side_by_side():
     """Whether this process runs TensorFlow ops one per core, side by side: one intra-op
     thread, two or more inter-op threads (what `configure_for("mlp")` sets on 2 or 3 cores,
-    or a user's own such setting), and no GPU. Layers that can cut their work into
-    independent ops (`MLPBlock` in training) then do.
+    or a user's own such setting, through `tf.config.threading` or TensorFlow's environment
+    variables), and no GPU. Layers that can cut their work into independent ops
+    (`MLPBlock` in training) then do.
 
     >>> isinstance(ops_run_side_by_side(), bool)
     True
     """
     threading = tf.config.threading
-    return (threading.get_intra_op_parallelism_threads() == 1
-            and threading.get_inter_op_parallelism_threads() >= 2
-            and not tf.config.list_logical_devices("GPU"))
+    # tf.config's setting wins; unset (0), TensorFlow reads its environment variables.
+    intra_op = (threading.get_intra_op_parallelism_threads()
+                or _int_or_zero(os.environ.get("TF_NUM_INTRAOP_THREADS")))
+    inter_op = (threading.get_inter_op_parallelism_threads()
+                or _int_or_zero(os.environ.get("TF_NUM_INTEROP_THREADS")))
+    return intra_op == 1 and inter_op >= 2 and not tf.config.list_logical_devices("GPU")
+
+
+def _int_or_zero(text):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return 0
 
 
 def describe(chosen):

@@ -86,6 +86,28 @@ def test_ops_run_side_by_side_only_with_one_intra_op_thread_and_more_inter_op():
     assert threads.ops_run_side_by_side() is False
 
 
+SIDE_BY_SIDE = """
+import tensorflow as tf, keras_lvae
+{before}
+print(keras_lvae.threads.ops_run_side_by_side())
+"""
+
+
+@pytest.mark.parametrize("env, before, expected", [
+    ({"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"}, "", True),
+    ({"TF_NUM_INTRAOP_THREADS": "1"}, "", False),
+    ({}, "t = tf.config.threading; t.set_intra_op_parallelism_threads(1); "
+         "t.set_inter_op_parallelism_threads(3)", True),
+    ({"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"},
+     "tf.config.threading.set_intra_op_parallelism_threads(2)", False),
+], ids=["environment", "intra-op only", "tf.config", "tf.config wins"])
+@pytest.mark.slow  # four fresh processes
+def test_side_by_side_follows_the_effective_threads(env, before, expected):
+    result = run(SIDE_BY_SIDE.format(before=before), env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == str(expected)
+
+
 def test_bad_architecture_is_named():
     with pytest.raises(ValueError, match=r"argument `architecture`.*'mlp', 'conv'.*'dense'"):
         threads.configure_for("dense")

@@ -14,6 +14,11 @@ HALVES_MIN_UNITS = 256
 class MLPBlock(keras.layers.Layer):
     """The deterministic block of the paper: `depth` x (Dense -> BatchNorm -> LeakyReLU).
 
+    In training on a CPU whose TensorFlow ops run one per core
+    (`keras_lvae.threads.ops_run_side_by_side`), a block of `HALVES_MIN_UNITS` or more
+    units computes the batch's two row halves side by side, batch norm over the whole batch:
+    the same numbers to float rounding, on both cores.
+
     Args:
         units: width of every dense layer.
         depth: number of dense layers (the paper uses 2).
