@@ -96,6 +96,17 @@ def test_halves_side_by_side_equal_the_whole_batch(monkeypatch, rows):
         np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * (float(np.max(np.abs(a))) + 1e-6))
 
 
+def test_halves_keep_the_mixed_precision_output(monkeypatch):
+    x = RNG.normal(size=(16, 20)).astype("float32")
+    plain, halved = (MLPBlock(256, seed=4, dtype="mixed_float16") for _ in range(2))
+    want = plain(x, training=True)
+    monkeypatch.setattr(threads, "ops_run_side_by_side", lambda: True)
+    got = halved(x, training=True)
+    assert halved._in_halves(x, training=True)
+    assert got.dtype == want.dtype == "float16"
+    np.testing.assert_allclose(np.float32(got), np.float32(want), atol=2e-2)
+
+
 def test_only_wide_batch_normalised_blocks_train_in_halves(monkeypatch):
     monkeypatch.setattr(threads, "ops_run_side_by_side", lambda: True)
     x = np.ones((8, 3), "float32")
