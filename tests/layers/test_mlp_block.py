@@ -74,8 +74,7 @@ def block_step(block, x, upstream):
         tape.watch(x)
         loss = tf.reduce_sum(block(x, training=True) * upstream)
     grads = tape.gradient(loss, [x] + block.trainable_weights)
-    moving = [w for w in block.non_trainable_weights]
-    return [t.numpy() for t in [loss] + grads + moving]
+    return [t.numpy() for t in [loss] + grads + block.non_trainable_weights]
 
 
 @pytest.mark.parametrize("rows", [64, 37])

@@ -130,16 +130,20 @@ def keras_and_ours(shape, offset=0.0, dtype=None, parts=None):
     return results
 
 
+def assert_matches_keras(theirs, ours):
+    """`keras_and_ours`' results equal, each to 2e-5 of its largest value."""
+    names = ["y", "dx", "dgamma", "dbeta", "moving_mean", "moving_variance"]
+    for name, a, b in zip(names, theirs, ours):
+        scale = float(np.max(np.abs(a))) + 1e-6
+        np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
 @pytest.mark.parametrize("shape, offset", [((32, 7), 0.0), ((32, 7), 50.0), ((4, 5, 6, 3), 1.0)])
 def test_closed_form_gradient_equals_tensorflows_differentiation(shape, offset):
     """Outputs, the three gradients and the moving averages of Keras' layer, differentiated
     by TensorFlow, to float32 rounding; also with a mean far from zero, where the closed form
     could lose digits."""
-    theirs, ours = keras_and_ours(shape, offset)
-    names = ["y", "dx", "dgamma", "dbeta", "moving_mean", "moving_variance"]
-    for name, a, b in zip(names, theirs, ours):
-        scale = float(np.max(np.abs(a))) + 1e-6
-        np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * scale, err_msg=name)
+    assert_matches_keras(*keras_and_ours(shape, offset))
 
 
 @pytest.mark.parametrize("shape, offset, parts", [
@@ -148,11 +152,7 @@ def test_closed_form_gradient_equals_tensorflows_differentiation(shape, offset):
 def test_parts_take_the_whole_batchs_statistics(shape, offset, parts):
     """Row blocks normalised together equal Keras' layer on the whole batch, differentiated by
     TensorFlow: outputs, gradients and moving averages (an empty block included)."""
-    theirs, ours = keras_and_ours(shape, offset, parts=parts)
-    names = ["y", "dx", "dgamma", "dbeta", "moving_mean", "moving_variance"]
-    for name, a, b in zip(names, theirs, ours):
-        scale = float(np.max(np.abs(a))) + 1e-6
-        np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * scale, err_msg=name)
+    assert_matches_keras(*keras_and_ours(shape, offset, parts=parts))
 
 
 @pytest.mark.parametrize("rows, parts, sizes", [(256, 2, [128, 128]), (5, 2, [2, 3]),
