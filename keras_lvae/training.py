@@ -23,13 +23,16 @@ in `RESUMABLE_KEYS` (for example `train.epochs`, to train for longer) and, until
 fine-tuning has started, the `fine_tune` section.
 """
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
 import zipfile
@@ -290,6 +293,51 @@ class Checkpoint(keras.callbacks.Callback):
                 shutil.copyfileobj(source, file)
 
 
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Turns Ctrl-C (SIGINT) during `fit` into a KeyboardInterrupt at the end of a batch.
+
+    Python raises KeyboardInterrupt wherever the main thread is when the signal comes; in a
+    finaliser or a library's clean-up it is printed and lost, and training goes on. Within
+    `catching()` the first SIGINT only sets `interrupted`, which the next batch's end (or
+    the epoch's) raises, after any checkpoint in progress is written; a second SIGINT
+    interrupts at once, as usual.
+
+    Example:
+    >>> stop = StopOnInterrupt()
+    >>> with stop.catching():
+    ...     os.kill(os.getpid(), signal.SIGINT)
+    >>> stop.interrupted
+    True
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted = False
+
+    @contextlib.contextmanager
+    def catching(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield  # only the main thread may handle signals
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def note(signum, frame):
+            self.interrupted = True
+            signal.signal(signal.SIGINT, previous)
+
+        signal.signal(signal.SIGINT, note)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _raise_if_interrupted(self, *args, **kwargs):
+        if self.interrupted:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _raise_if_interrupted
+
+
 def snapshot_path(workdir, epoch):
     """Where `Checkpoint` keeps the snapshot of `epoch` in `workdir`."""
     return os.path.join(workdir, SNAPSHOT_DIR, f"epoch_{epoch}.npz")
@@ -508,9 +556,12 @@ def train(config, workdir, log=print):
     progress = {"epoch": start_epoch + 1}  # the epoch in progress, for an interruption
     callbacks.append(keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs=None: progress.update(epoch=epoch + 1)))
+    stop = StopOnInterrupt()  # last: it raises after the other callbacks saved the epoch
+    callbacks.append(stop)
     try:
-        _fit_stages(model, config, strategy, stages, steps_per_epoch, train_ds, validation_ds,
-                    callbacks, verbose, log)
+        with stop.catching():
+            _fit_stages(model, config, strategy, stages, steps_per_epoch, train_ds,
+                        validation_ds, callbacks, verbose, log)
     except KeyboardInterrupt:
         saved = checkpoint_epoch(checkpoint_path)
         resume = (f"run the same command to resume from epoch {saved + 1}" if saved else

@@ -215,6 +215,25 @@ def _run_lvae(args, **kwargs):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, **kwargs)
 
 
+def test_ctrl_c_in_fit_is_noted_then_raised_at_a_batch_end_and_a_second_one_at_once():
+    """The first SIGINT inside `StopOnInterrupt.catching` only sets a flag (so it cannot be
+    lost in a finaliser); the next batch's end raises it; a second SIGINT raises at once;
+    the previous handler is back afterwards."""
+    stop, before = training.StopOnInterrupt(), signal.getsignal(signal.SIGINT)
+    stop.on_train_batch_end(0)  # nothing to raise yet
+    with stop.catching():
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.interrupted
+        for at_the_end_of in (stop.on_train_batch_end, stop.on_test_batch_end,
+                              stop.on_epoch_end):
+            with pytest.raises(KeyboardInterrupt):
+                at_the_end_of(0)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs between two bytecodes of the main thread
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 @pytest.mark.slow  # over 10 s
 def test_killed_run_resumes_where_it_stopped(tmp_path):
     """SIGKILL mid-run after a checkpoint; the same command continues from that epoch with
