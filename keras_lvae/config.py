@@ -95,6 +95,8 @@ class TrainConfig:
     iw_samples: int = 1                # importance samples; >1 trains on L_k
     seed: int = 0                      # seeds the weights, the noise and the data order
     jit_compile: bool = False          # XLA: worth it on GPUs, not on this CPU
+    steps_per_execution: int = 32      # at most this many steps per call of Keras' train
+                                       # function (a divisor of the epoch's steps)
     strategy: Literal["none", "mirrored", "multi_worker"] = "none"
     skip_nonfinite_steps: bool = False  # skip (and count) steps with NaN/Inf loss or gradients
     global_clipnorm: float = 0.0       # > 0: the optimizer clips the global gradient norm
@@ -156,7 +158,8 @@ _POSITIVE = {"data.batch_size", "model.dense_per_block", "train.epochs", "train.
              "train.iw_samples", "fine_tune.mc_samples", "fine_tune.iw_samples",
              "fine_tune.decay_every_epochs", "tune.max_trials", "tune.epochs_per_trial",
              "tune.retrain_epochs", "tune.seed", "train.keep_epochs", "model.residual_blocks",
-             "model.kernel_size", "train.adaptive_skip_window", "model.mixture_components"}
+             "model.kernel_size", "train.adaptive_skip_window", "model.mixture_components",
+             "train.steps_per_execution"}
 _MAY_BE_ZERO = {"tune.warmup_epochs", "model.free_bits", "model.downsample", "train.ema_decay",
                 "train.global_clipnorm", "train.skip_threshold", "train.adaptive_skip_factor"}  # lists and floats that may hold 0
 

@@ -51,8 +51,8 @@ from keras_lvae.schedules import step_decay
 
 # Settings that may differ between a run and its resumption.
 RESUMABLE_KEYS = ("data.data_dir", "train.epochs", "train.eval_samples", "train.jit_compile",
-                  "train.sample_every_epochs", "train.strategy", "train.keep_epochs",
-                  "train.keep_every_epochs", "fine_tune.epochs")
+                  "train.steps_per_execution", "train.sample_every_epochs", "train.strategy",
+                  "train.keep_epochs", "train.keep_every_epochs", "fine_tune.epochs")
 CONFIG_FILE, HISTORY_FILE, CHECKPOINT_FILE, MODEL_FILE = (
     "config.json", "history.csv", "checkpoint.npz", "model.keras")
 TENSORBOARD_DIR = "tensorboard"
@@ -430,7 +430,20 @@ def compile_model(model, config, steps_per_epoch, optimizer=None):
                           start_epoch=config.train.epochs)
         optimizer = OPTIMIZERS[config.train.optimizer](
             rate, global_clipnorm=config.train.global_clipnorm or None)
-    model.compile(optimizer=optimizer, jit_compile=config.train.jit_compile)
+    model.compile(optimizer=optimizer, jit_compile=config.train.jit_compile,
+                  steps_per_execution=steps_per_execution(config.train.steps_per_execution,
+                                                          steps_per_epoch))
+
+
+def steps_per_execution(most, steps_per_epoch):
+    """The largest divisor of `steps_per_epoch` up to `most`: Keras' train function then
+    ends each epoch where it should (a call runs its steps even past an epoch's end).
+
+    Example:
+    >>> steps_per_execution(32, 195), steps_per_execution(32, 64), steps_per_execution(32, 37)
+    (15, 32, 1)
+    """
+    return max(d for d in range(1, min(most, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
 
 
 def _differences(old, new):
@@ -567,6 +580,9 @@ def train(config, workdir, log=print):
         resume = (f"run the same command to resume from epoch {saved + 1}" if saved else
                   "no epoch was saved: running the same command starts over")
         raise Interrupted(f"interrupted in epoch {progress['epoch']}; {resume}") from None
+    with strategy.scope():  # model.keras then fits one step per call (Keras' default), so
+        # a user's own steps_per_epoch cannot end its epochs late
+        compile_model(model, config, steps_per_epoch=1, optimizer=model.optimizer)
     return _finish(model, config, workdir, test_ds, chief, callbacks, resumed_from, log)
 
 

@@ -161,6 +161,24 @@ def test_train_writes_every_file_and_tensorboard_scalars_and_images(tmp_path, ca
     assert "test L_5:" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # over 10 s
+def test_steps_per_execution_changes_no_numbers_and_model_keras_fits_a_step_per_call(tmp_path):
+    """`train.steps_per_execution=4` runs 3 steps per call (the largest divisor of the epoch's
+    9 steps up to 4; 4 would end epoch 1 three steps late): the history and weights equal
+    those of one step per call; model.keras is compiled for one step per call."""
+    config = override(TINY, ["train.eval_samples=0", "train.sample_every_epochs=0"])
+    model = training.build_model(config, steps_per_epoch=9)
+    training.compile_model(model, override(config, ["train.steps_per_execution=4"]), 9)
+    assert model.steps_per_execution == 3
+    runs = {n: training.train(override(config, [f"train.steps_per_execution={n}"]),
+                              str(tmp_path / str(n)), log=lambda message: None)
+            for n in (1, 4)}
+    assert runs[4]["history"] == runs[1]["history"] | {"seconds": runs[4]["history"]["seconds"]}
+    for a, b in zip(runs[1]["model"].get_weights(), runs[4]["model"].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert keras.saving.load_model(tmp_path / "4" / "model.keras").steps_per_execution == 1
+
+
 def test_history_rows_continue_and_missing_columns_are_nan(tmp_path):
     """A resumed run appends to the rows it was given; a column the earlier rows lack (e.g.
     from an older version) is NaN there, never a shifted value."""
