@@ -430,9 +430,11 @@ def compile_model(model, config, steps_per_epoch, optimizer=None):
                           start_epoch=config.train.epochs)
         optimizer = OPTIMIZERS[config.train.optimizer](
             rate, global_clipnorm=config.train.global_clipnorm or None)
+    # Under a tf.distribute strategy, one step per call: Keras' in-graph loop of steps fails
+    # there ("You must feed a value for placeholder tensor"; keras-team/keras#19246).
+    most = 1 if tf.distribute.has_strategy() else config.train.steps_per_execution
     model.compile(optimizer=optimizer, jit_compile=config.train.jit_compile,
-                  steps_per_execution=steps_per_execution(config.train.steps_per_execution,
-                                                          steps_per_epoch))
+                  steps_per_execution=steps_per_execution(most, steps_per_epoch))
 
 
 def steps_per_execution(most, steps_per_epoch):

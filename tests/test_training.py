@@ -161,15 +161,25 @@ def test_train_writes_every_file_and_tensorboard_scalars_and_images(tmp_path, ca
     assert "test L_5:" in capsys.readouterr().out
 
 
+def test_compile_runs_a_divisor_of_the_epoch_per_call_and_one_step_under_a_strategy():
+    """`train.steps_per_execution=4` with 9 steps an epoch: 3 steps per call (4 would end
+    epoch 1 three steps late); under a tf.distribute strategy, where Keras' loop of steps
+    fails, 1."""
+    config = override(TINY, ["train.steps_per_execution=4"])
+    model = training.build_model(config, steps_per_epoch=9)
+    training.compile_model(model, config, 9)
+    assert model.steps_per_execution == 3
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        model = training.build_model(config, steps_per_epoch=9)
+        training.compile_model(model, config, 9)
+    assert model.steps_per_execution == 1
+
+
 @pytest.mark.slow  # over 10 s
 def test_steps_per_execution_changes_no_numbers_and_model_keras_fits_a_step_per_call(tmp_path):
-    """`train.steps_per_execution=4` runs 3 steps per call (the largest divisor of the epoch's
-    9 steps up to 4; 4 would end epoch 1 three steps late): the history and weights equal
-    those of one step per call; model.keras is compiled for one step per call."""
+    """Training with `train.steps_per_execution=4` (3 steps per call) gives the history and
+    weights of one step per call; model.keras is compiled for one step per call."""
     config = override(TINY, ["train.eval_samples=0", "train.sample_every_epochs=0"])
-    model = training.build_model(config, steps_per_epoch=9)
-    training.compile_model(model, override(config, ["train.steps_per_execution=4"]), 9)
-    assert model.steps_per_execution == 3
     runs = {n: training.train(override(config, [f"train.steps_per_execution={n}"]),
                               str(tmp_path / str(n)), log=lambda message: None)
             for n in (1, 4)}
