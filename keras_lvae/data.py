@@ -39,7 +39,6 @@ Images are float32 [batch, height, width, channels] in [0, 1]; with
 `with_labels=True` elements are `(images, labels)`.
 """
 
-import contextlib
 import dataclasses
 import gzip
 import importlib.resources
@@ -51,7 +50,7 @@ import struct
 import numpy as np
 import tensorflow as tf
 
-from keras_lvae import _checks
+from keras_lvae import _checks, _compat
 
 logger = logging.getLogger(__name__)
 
@@ -500,23 +499,11 @@ def _mnist_5k(split):
 TFDS_DOWNLOAD_RETRIES = 3
 
 
-@contextlib.contextmanager
-def _few_download_retries():
-    from tensorflow_datasets.core.download import downloader
-
-    saved = downloader.MAX_RETRIES
-    downloader.MAX_RETRIES = min(saved, TFDS_DOWNLOAD_RETRIES)
-    try:
-        yield
-    finally:
-        downloader.MAX_RETRIES = saved
-
-
 def _from_tfds(name, split, spec):
     import tensorflow_datasets as tfds
 
     try:
-        with _few_download_retries():
+        with _compat.download_retries(TFDS_DOWNLOAD_RETRIES):
             ds = tfds.load(spec.tfds_name, split=split)
         # Batched iteration rather than batch_size=-1, which crashes under tfds's mock.
         batches = list(tfds.as_numpy(ds.batch(4096)))

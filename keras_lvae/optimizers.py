@@ -14,7 +14,8 @@ TensorFlow's `ResourceApplyAdam` kernel applies the same formula to a variable i
 `FusedAdam` is `keras.optimizers.Adam` with that kernel, its scalar arguments made once per
 step. Its variables, configuration, checkpoints and results (to float round-off) are Adam's.
 It falls back to Keras' own update where the kernel does not apply: `amsgrad=True`, sparse
-gradients (`tf.IndexedSlices`) and inside a `tf.distribute` strategy.
+gradients (`tf.IndexedSlices`), inside a `tf.distribute` strategy, and where Keras' private
+step hook is missing or the optimizer has an option it does not know (`keras_lvae._compat`).
 
 Example:
 
@@ -26,21 +27,22 @@ Example:
 import keras
 import tensorflow as tf
 
+from keras_lvae import _compat
+
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
-class FusedAdam(keras.optimizers.Adam):
+class FusedAdam(_compat.AdamWithStepHook):
     """`keras.optimizers.Adam` that updates each variable with one `ResourceApplyAdam` op.
 
     Takes Adam's arguments. Reference: Kingma & Ba, "Adam" (ICLR 2015), Algorithm 1 with
     the bias correction folded into the step size (section 2), as Keras and TensorFlow do.
     """
 
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        """Keras' TensorFlow-backend hook for a whole step (Keras' Nadam overrides it too);
-        the step's constants are made once per dtype, not once per variable. Elsewhere
-        (`update_step`, tf.distribute, amsgrad, sparse gradients) Keras' Adam updates."""
+    def fused_step(self, grads, trainable_variables, learning_rate):
+        """The whole step, its constants made once per dtype, not once per variable;
+        False (Keras' Adam updates) under tf.distribute and with amsgrad."""
         if self.amsgrad or tf.distribute.has_strategy():
-            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+            return False
         constants = {}
         for gradient, variable in zip(grads, trainable_variables):
             variable = variable.value if isinstance(variable, keras.Variable) else variable
@@ -49,7 +51,11 @@ class FusedAdam(keras.optimizers.Adam):
                 continue
             if variable.dtype not in constants:
                 constants[variable.dtype] = self._step_constants(variable.dtype, learning_rate)
-            self._apply_fused(gradient, variable, constants[variable.dtype])
+            momentum, velocity = self.moments(variable)
+            tf.raw_ops.ResourceApplyAdam(
+                var=variable.handle, m=momentum.value.handle, v=velocity.value.handle,
+                grad=tf.cast(gradient, variable.dtype), **constants[variable.dtype])
+        return True
 
     def _step_constants(self, dtype, learning_rate):
         """ResourceApplyAdam's scalar arguments for this step, in `dtype`."""
@@ -58,10 +64,3 @@ class FusedAdam(keras.optimizers.Adam):
         return dict(beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
                     lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
                     epsilon=tf.cast(self.epsilon, dtype))
-
-    def _apply_fused(self, gradient, variable, constants):
-        index = self._get_variable_index(variable)
-        tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[index].value.handle,
-            v=self._velocities[index].value.handle, grad=tf.cast(gradient, variable.dtype),
-            **constants)

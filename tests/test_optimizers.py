@@ -39,7 +39,9 @@ def problem():
 def test_matches_numpy_and_keras_adam_under_a_schedule(problem):
     start, gradients = problem
     schedule = keras.optimizers.schedules.ExponentialDecay(0.01, decay_steps=1, decay_rate=0.5)
-    fused = run_steps(FusedAdam(schedule), start, gradients)
+    optimizer = FusedAdam(schedule)
+    fused = run_steps(optimizer, start, gradients)
+    assert optimizer.fused_step_applies()  # the fused kernel ran, not the fallback
     np.testing.assert_allclose(
         fused, numpy_adam(start.astype("float64"), gradients, lambda step: 0.01 * 0.5 ** step),
         rtol=1e-5, atol=1e-6)
@@ -54,6 +56,23 @@ def test_the_options_adam_has_give_adams_result(problem, options):
     np.testing.assert_allclose(run_steps(FusedAdam(0.01, **options), start, gradients),
                                run_steps(keras.optimizers.Adam(0.01, **options), start,
                                          gradients), rtol=1e-6, atol=1e-6)  # a few float32 ulps
+
+
+def test_an_option_the_fused_step_does_not_know_leaves_the_step_to_keras(problem, monkeypatch):
+    """As if a later Keras added `epsilon`: FusedAdam must not use its fused kernel."""
+    from keras_lvae import _compat
+
+    monkeypatch.setattr(_compat, "KNOWN_ADAM_OPTIONS", _compat.KNOWN_ADAM_OPTIONS - {"epsilon"})
+    calls = []
+    monkeypatch.setattr(FusedAdam, "fused_step", lambda *args: calls.append(1) or True)
+    start, gradients = problem
+    optimizer = FusedAdam(0.01, epsilon=1e-6)
+    assert optimizer.unknown_options == ("epsilon",) and not optimizer.fused_step_applies()
+    np.testing.assert_allclose(run_steps(optimizer, start, gradients),
+                               run_steps(keras.optimizers.Adam(0.01, epsilon=1e-6), start,
+                                         gradients), rtol=1e-6, atol=1e-6)
+    assert not calls
+    assert FusedAdam(0.01, epsilon=1e-6).unknown_options == ("epsilon",)
 
 
 def test_sparse_gradients_get_keras_adams_update(problem):
