@@ -42,6 +42,14 @@ def odd_positive_int(name, value):
     return value
 
 
+def fraction(name, value, note=""):
+    """Return `value` as a float if it is a number in [0, 1), else raise ValueError."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
+        raise ValueError(f"Invalid value for argument `{name}`: expected a number in [0, 1)"
+                         f"{note}, received {value!r}.")
+    return float(value)
+
+
 def optional_int(name, value):
     """Return `value` if it is an int or None (a seed), else raise ValueError naming `name`."""
     if value is not None and not is_int(value):
@@ -84,3 +92,14 @@ def one_per_layer(name, value, layers_name, layers):
             f"({len(layers)}, as in `{layers_name}`={list(layers)}), received {len(value)}: "
             f"{list(value)}."
         )
+
+
+def positive_int_property(name):
+    """A property that stores `_<name>` and refuses anything but a positive int."""
+    def get(self):
+        return getattr(self, "_" + name)
+
+    def set(self, value):
+        setattr(self, "_" + name, positive_int(name, value))
+
+    return property(get, set)

@@ -194,7 +194,7 @@ def _recompute_statistics(model, args):
     from keras_lvae import evaluation
 
     keras.utils.set_random_seed(args.seed)
-    binarize = None if model.likelihood == "bernoulli" else False  # the dataset's protocol
+    binarize = None if model.likelihood_class.binary else False  # the dataset's protocol
     train_ds = data.load_dataset(args.dataset, "train", batch_size=256, shuffle=False,
                                  data_dir=args.data_dir, seed=args.seed,
                                  validation_size=args.validation_size, binarize=binarize,
@@ -234,7 +234,7 @@ def run_evaluate(args):
     output = args.output or _output_beside(args.model, "evaluation")
     os.makedirs(output, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
-    binarize = None if model.likelihood == "bernoulli" else False  # the dataset's protocol
+    binarize = None if model.likelihood_class.binary else False  # the dataset's protocol
     images, labels = data.load_evaluation_arrays(
         args.dataset, args.split, data_dir=args.data_dir, validation_size=args.validation_size,
         binarize=binarize, image_size=args.image_size)

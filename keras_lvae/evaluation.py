@@ -95,7 +95,8 @@ def chunked_log_mean_exp(log_weights, num_samples, chunk_samples):
 
 
 # One traced function per (model, jit_compile), reused across calls: tracing the 5-layer
-# model costs about a second, as much as 40,000 importance samples.
+# model costs about a second, as much as 40,000 importance samples. The functions reach
+# their model through a weak reference, so the cache keeps no model alive.
 _BOUND_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
@@ -103,13 +104,18 @@ def _bound_function(model, jit_compile):
     """L_k of a batch, (x, k, chunk) -> [batch]: a tf.function cached per model."""
     functions = _BOUND_FUNCTIONS.setdefault(model, {})
     if jit_compile not in functions:
-        @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-        def bound(x, num_samples, chunk):
-            return chunked_log_mean_exp(
-                lambda j: model.importance_log_weights(x, num_samples=chunk), num_samples, chunk)
-
-        functions[jit_compile] = bound
+        functions[jit_compile] = _traced_bound(weakref.ref(model), jit_compile)
     return functions[jit_compile]
+
+
+def _traced_bound(model_ref, jit_compile):
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def bound(x, num_samples, chunk):
+        return chunked_log_mean_exp(
+            lambda j: model_ref().importance_log_weights(x, num_samples=chunk), num_samples,
+            chunk)
+
+    return bound
 
 
 def _even_chunk(num_samples, largest):
@@ -168,7 +174,7 @@ def bound_report(model, data, num_samples=5000, **options):
         L_1=summary(l_1), L_k=summary(l_k), bound_gap=summary(l_k - l_1),
         per_example_L_1=l_1, per_example_L_k=l_k,
     )
-    if model.likelihood == "logistic_mixture":
+    if model.likelihood_class.eight_bit:
         report["bits_per_dim"] = {name: summary(bits_per_dim(values, model.num_features))
                                   for name, values in (("L_1", l_1), ("L_k", l_k))}
     return report
@@ -299,15 +305,15 @@ def readjust_batch_norm(model, temperature, *, batches=20, batch_size=256, seed=
     """
     _checks.positive_int("batches", batches)
     _checks.positive_int("batch_size", batch_size)
-    model._require_built("readjust_batch_norm")
-    temperatures = tf.constant(model._temperatures(temperature), tf.float32)
+    model.require_built("readjust_batch_norm")
+    temperatures = tf.constant(model.temperatures(temperature), tf.float32)
     layers = model.num_layers
 
     @tf.function
     def step(j):
         seed_j = tf.stack([tf.constant(seed, tf.int32), j])
-        return model._generate(batch_size, seed_j, [temperatures[i] for i in range(layers)],
-                               training=True)
+        return model.generate_stateless(batch_size, seed_j,
+                                        [temperatures[i] for i in range(layers)], training=True)
 
     return _average_batch_statistics(model, step, (tf.constant(j, tf.int32)
                                                    for j in range(batches)))

@@ -110,7 +110,7 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
             lambda j: model.importance_log_weights(images, chunk_samples, seed=fold(seed, j + 1)),
             num_samples, chunk_samples)
         outputs = {"elbo": elbo, "log_likelihood": log_likelihood}
-        if model.likelihood == "logistic_mixture":  # 8-bit data: -L_k in bits per dimension
+        if model.likelihood_class.eight_bit:  # 8-bit data: -L_k in bits per dimension
             outputs["bits_per_dim"] = bits_per_dim(log_likelihood, model.num_features)
         return outputs
 
@@ -118,7 +118,7 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
 
 
 def _eight_bit(model):
-    return model.likelihood == "logistic_mixture"
+    return model.likelihood_class.eight_bit
 
 
 def _model_images(model, images, name="images"):
@@ -127,7 +127,7 @@ def _model_images(model, images, name="images"):
         images = _checked(images, name, (None, *model.feature_shape))
         return tf.cast(images, tf.float32) / 255.0
     return _checked(images, name, (None, *model.feature_shape),
-                    unit_interval=model.likelihood != "gaussian", finite=True)
+                    unit_interval=model.likelihood_class.unit_interval, finite=True)
 
 
 def _output_images(model, images):
@@ -189,7 +189,7 @@ def _endpoints(model, chunk_samples):
         fractions = tf.linspace(0.0, 1.0, steps)
         with tf.control_dependencies([pairs_match]):
             images = tf.switch_case(layer - 1, [
-                lambda i=i: model._interpolation(a, b, fractions, i, "slerp")
+                lambda i=i: model.interpolation(a, b, fractions, i, "slerp")
                 for i in range(model.num_layers)])
         return {"images": _output_images(model, images)}
 

@@ -560,8 +560,9 @@ def train(config, workdir, log=print):
     log_dir = os.path.join(workdir, TENSORBOARD_DIR)
     keep = functools.partial(keeps_epoch, keep_epochs=t.keep_epochs,
                              keep_every_epochs=t.keep_every_epochs)
+    history = HistoryCSV(history_path, rows)
     callbacks = [
-        HistoryCSV(history_path, rows),
+        history,
         Checkpoint(checkpoint_path, keep),  # after the history row, so a resume can trim it
         keras.callbacks.TensorBoard(log_dir, write_graph=False),
         PriorSamplesSummary(os.path.join(log_dir, "samples"), every=t.sample_every_epochs,
@@ -585,7 +586,7 @@ def train(config, workdir, log=print):
     with strategy.scope():  # model.keras then fits one step per call (Keras' default), so
         # a user's own steps_per_epoch cannot end its epochs late
         compile_model(model, config, steps_per_epoch=1, optimizer=model.optimizer)
-    return _finish(model, config, workdir, test_ds, chief, callbacks, resumed_from, log)
+    return _finish(model, config, workdir, test_ds, chief, history, resumed_from, log)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -608,15 +609,15 @@ def _fit_stages(model, config, strategy, stages, steps_per_epoch, train_ds, vali
                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
 
 
-def _finish(model, config, workdir, test_ds, chief, callbacks, resumed_from, log):
+def _finish(model, config, workdir, test_ds, chief, history, resumed_from, log):
     """Test L_1 (and L_k), then model.keras: the end of `train`."""
     t = config.train
     result = model.evaluate(test_ds, return_dict=True, verbose=0)  # every worker takes part
-    summary = {"model": model, "history": callbacks[0].rows if chief else {},
+    summary = {"model": model, "history": history.rows if chief else {},
                "start_epoch": resumed_from,
                "test_nelbo": float(np.ravel(result["nelbo"])[0])}
     def in_units(nats):  # 8-bit data: bits per dimension beside the nats
-        if model.likelihood != "logistic_mixture":
+        if not model.likelihood_class.eight_bit:
             return f"{nats:.2f} nats"
         return f"{nats:.2f} nats ({bits_per_dim(nats, model.num_features):.3f} bits/dim)"
 

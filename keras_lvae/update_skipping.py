@@ -49,3 +49,36 @@ def record(history, count, norm):
     slot = tf.cast(count % window, tf.int32)
     history.assign(tf.tensor_scatter_nd_update(history, [[slot]], [norm]))
     count.assign_add(1)
+
+
+class GradientNormGate:
+    """Whether an update's global gradient norm is acceptable: at most `threshold`
+    (0: no fixed limit) and, with `factor` > 0, at most `factor` x the 0.95 quantile
+    of the last `window` norms. Its history is held in variables the model owns
+    (saved with it, so a resumed run decides exactly as an uninterrupted one).
+    """
+
+    def __init__(self, model, threshold=0.0, factor=0.0, window=200):
+        self.threshold, self.factor = float(threshold), float(factor)
+        self.active = bool(self.threshold or self.factor)
+        self.history = self.count = None
+        if self.factor:  # made here, in the model's __init__: their place in its weights
+            self.history = model.add_weight(
+                shape=(window,), initializer="zeros", trainable=False,
+                aggregation="only_first_replica", name="grad_norm_history")
+            self.count = model.add_weight(
+                shape=(), dtype="int64", initializer="zeros", trainable=False,
+                aggregation="only_first_replica", name="grad_norm_count")
+
+    def allows(self, norm):
+        """True unless `norm` is over the fixed or adaptive threshold (or not finite);
+        the adaptive rule records every norm, allowed or not."""
+        if not self.active:
+            return tf.constant(True)
+        threshold = tf.constant(self.threshold or float("inf"))
+        if self.factor:
+            adaptive = adaptive_threshold(self.history, self.count, self.factor)
+            threshold = tf.where(tf.math.is_inf(adaptive), threshold, adaptive)
+            with tf.control_dependencies([threshold]):
+                record(self.history, self.count, norm)
+        return tf.logical_and(tf.math.is_finite(norm), norm <= threshold)

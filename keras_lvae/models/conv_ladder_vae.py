@@ -3,11 +3,10 @@ import math
 import keras
 from keras import ops
 
-from keras_lvae import _checks, logistic_mixture
+from keras_lvae import _checks
 from keras_lvae.layers import ConvRung, StochasticGaussian
 from keras_lvae.layers.conv_rung import ACTIVATIONS
-from keras_lvae.models.ladder_vae import (INITIALIZER_SEED_OFFSET, LIKELIHOODS,
-                                          OUTPUT_SEED_OFFSET, LadderVAE)
+from keras_lvae.models.ladder_vae import INITIALIZER_SEED_OFFSET, LIKELIHOODS, LadderVAE
 
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
@@ -63,6 +62,7 @@ class ConvLadderVAE(LadderVAE):
     """
 
     LIKELIHOODS = (*LIKELIHOODS, "logistic_mixture")
+    REMOVED_ARGUMENTS = ("dense_per_block",)
 
     def __init__(self, latent_dims=(32, 32, 32), hidden_dims=(64, 64, 64), residual_blocks=2,
                  downsample=None, gated=False, activation="elu", kernel_size=3,
@@ -122,17 +122,8 @@ class ConvLadderVAE(LadderVAE):
             "Invalid input shape: ConvLadderVAE expects images of shape (batch, height, width) "
             f"or (batch, height, width, channels), received (batch, {', '.join(map(str, feature_shape))}).")
 
-    def _output_layer(self, layout):
-        seed = self._offset_seed(OUTPUT_SEED_OFFSET)
-        if self.likelihood != "gaussian":  # Bernoulli logits or the mixture's parameters
-            channels = layout[-1] if self.likelihood == "bernoulli" else \
-                logistic_mixture.num_parameters(self.mixture_components, layout[-1],
-                                                self.coupled_means)
-            return keras.layers.Conv2D(
-                channels, self.kernel_size, padding="same", name="output_logits",
-                kernel_initializer=keras.initializers.GlorotUniform(seed))
-        return StochasticGaussian(layout[-1], batch_norm=False, kernel_size=self.kernel_size,
-                                  seed=seed, name="output_gaussian")
+    def _head_kernel_size(self):
+        return self.kernel_size
 
     def _padding(self, height, width):
         """((top, bottom), (left, right)) zeros that make the sizes multiples of the
@@ -154,17 +145,3 @@ class ConvLadderVAE(LadderVAE):
         height, width = self.layout[0], self.layout[1]
         (top, _), (left, _) = self._padding(height, width)
         return params[:, top:top + height, left:left + width, :]
-
-    def get_config(self):
-        config = super().get_config()
-        del config["dense_per_block"]
-        config.update(
-            residual_blocks=self.residual_blocks,
-            downsample=list(self.downsample),
-            gated=self.gated,
-            activation=self.activation,
-            kernel_size=self.kernel_size,
-            mixture_components=self.mixture_components,
-            coupled_means=self.coupled_means,
-        )
-        return config

@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 import keras_lvae
+from keras_lvae import objectives
 from tests.helpers import softplus
 from tests.models.test_elbo_reference import np_kl, np_logmeanexp, randomize_weights
 
@@ -249,9 +250,9 @@ def ids(kwargs):
 def test_log_weight_at_posterior_means_equals_numpy(kwargs):
     """log w = log p(x, z) - log q(z | x) with every z at its posterior mean."""
     model, x = make_model_and_data(kwargs)
-    trace = model._posterior(model._prepare(x), training=False, sample=False)
-    log_px = model._log_px(model._prepare(x), trace[0]["z"], training=False)
-    got = log_px + model._log_prior_ratio(trace)
+    trace = model.posterior_trace(model.prepare(x), training=False, sample=False)
+    log_px = model.pixel_likelihood.log_prob(model.prepare(x), model.output_params(trace[0]["z"]))
+    got = log_px + objectives.log_prior_ratio(trace)
     zeros = [np.zeros((BATCH, *s)) for s in model.latent_shapes]
     _, np_log_px, np_ratio = numpy_terms(model, x, zeros)
     np.testing.assert_allclose(got, np_log_px + np_ratio, rtol=2e-5, atol=1e-3)

@@ -35,7 +35,7 @@ def test_temperature_one_is_generate_and_zero_is_the_prior_means(kind):
     z = np.broadcast_to(model.top_prior_mean.numpy(), (5, *model.latent_shapes[-1]))
     above = None
     for i in reversed(range(model.num_layers - 1)):
-        z, _, above = model._prior_params(i, tf.constant(z, tf.float32), above, training=False)
+        z, _, above = model.prior_params(i, tf.constant(z, tf.float32), above, training=False)
     np.testing.assert_allclose(cold, model.decode(z), atol=1e-6)
     # Per layer: temperature only on the top layer differs from the all-zero one.
     top_only = np.asarray(model.generate(5, seed=2, temperature=[0.0, 0.0, 1.0]))

@@ -43,6 +43,17 @@ def test_guard_skips_a_nan_batch_counts_it_and_keeps_the_weights(jit_compile):
     assert int(model.optimizer.iterations) == steps + 2
 
 
+@pytest.mark.parametrize("option", [dict(skip_nonfinite_steps=True),
+                                    dict(adaptive_skip_factor=5.0), dict(skip_threshold=1e6)])
+def test_a_guarded_model_trains_before_it_is_built(option):
+    """`fit` builds the model inside the first step; the guard's saved batch-norm
+    statistics must be those of the built model (they were None before 0.3)."""
+    model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(16, 8), seed=3, **option)
+    model.compile(optimizer="adam")
+    history = model.fit(X, batch_size=32, epochs=1, verbose=0).history
+    assert history["skipped_steps"] == [0.0] and np.isfinite(history["loss"][0])
+
+
 def test_without_the_guard_a_nan_batch_is_refused():
     model = small()
     model.compile(optimizer="adam")

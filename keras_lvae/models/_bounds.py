@@ -1,0 +1,67 @@
+"""The bounds of `LadderVAE` on data: the ELBO's terms, the training loss, KL per unit
+and importance weights. A mixin; the maths are `keras_lvae.objectives`' pure functions,
+fed by the passes (`_passes.py`)."""
+
+import keras
+
+from keras_lvae import objectives
+
+
+class Bounds:
+    """Per-example terms of the ELBO and of L_k for images in [0, 1]."""
+
+    def _analytic_kl(self):
+        """Per layer, whether its KL has a closed form (see `objectives.kl_per_unit`)."""
+        return [self.inference == "ladder" or i == self.num_layers - 1
+                for i in range(self.num_layers)]
+
+    def elbo_terms(self, x, training=False, seed=None):
+        """Per-example ELBO terms (nats, shape [batch]) with one posterior sample.
+
+        Returns a dict with `reconstruction_loss` (-log p(x|z_1)), `kl_layers`
+        (a list, bottom to top), `kl_loss` (their sum) and `nelbo` (their total:
+        the negative ELBO). `test_step` uses this method. `seed`: an optional
+        int32[2] tensor for stateless sampling (same seed, same sample).
+        """
+        trace, log_px = self.posterior_samples(self.prepare(x), 1, training, seed)
+        return objectives.elbo_terms(trace, log_px, self._analytic_kl())
+
+    def training_objective(self, x, beta=1.0, training=False, allow_nan=False):
+        """Per-example training loss with `mc_samples` x `iw_samples` samples.
+
+        Returns `(loss, terms)`: `loss` has shape [batch]; `terms` are the ELBO
+        terms of `elbo_terms`, averaged over all the samples. With
+        `iw_samples` = 1 the loss is reconstruction + beta * KL (analytic KL
+        where `elbo_terms` uses it); with k > 1 it is -L_k with importance
+        weights log p(x|z) + beta * (log p(z) - log q(z|x)); both are averaged
+        over the `mc_samples`. `train_step` minimises the batch mean. `allow_nan`
+        lets NaN inputs through (the guarded train step then skips the step).
+        See `keras_lvae.objectives.training_loss`.
+        """
+        samples = self.mc_samples * self.iw_samples
+        trace, log_px = self.posterior_samples(self.prepare(x, allow_nan), samples, training)
+        return objectives.training_loss(
+            objectives.elbo_terms(trace, log_px, self._analytic_kl()),
+            lambda: log_px + beta * objectives.log_prior_ratio(trace),
+            self.mc_samples, self.iw_samples, beta, self.free_bits, self.kl_balance)
+
+    def kl_per_unit(self, x, training=False):
+        """KL(q || p) per example and latent unit, one [batch, units] tensor per layer.
+
+        The same estimator as the ELBO: analytic for the top layer and for ladder
+        inference, the one-sample log q - log p for lower bottom-up layers.
+        """
+        trace = self.posterior_trace(self.prepare(x), training, sample=True)
+        return objectives.kl_per_unit(trace, self._analytic_kl())
+
+    def importance_log_weights(self, x, num_samples=1, training=False, seed=None):
+        """log p(x, z) - log q(z | x) for `num_samples` posterior samples per example.
+
+        Returns shape [num_samples, batch]. Its log-mean-exp over the samples is
+        the importance-weighted bound L_k (see `keras_lvae.log_likelihood`). With
+        ladder inference the deterministic bottom-up pass depends only on x, so it
+        runs once per example and its output is shared by all the samples.
+        `seed`: an optional int32[2] tensor for stateless sampling.
+        """
+        trace, log_px = self.posterior_samples(self.prepare(x), num_samples, training, seed)
+        return keras.ops.reshape(log_px + objectives.log_prior_ratio(trace), (num_samples, -1))

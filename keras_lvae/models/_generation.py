@@ -1,0 +1,148 @@
+"""Generation from the prior: samples, temperature, interpolation, per-layer variations.
+A mixin of `LadderVAE`, built on its passes (`sample_top`, `descend`)."""
+
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_lvae import _checks, inputs
+
+
+class Generation:
+    """What a trained ladder draws: `generate`, `interpolate`, `layer_variations`."""
+
+    def generate(self, num_samples, seed=None, temperature=1.0):
+        """Ancestral samples from the prior: z_L ~ p(z_L), z_i ~ p(z_i|z_{>i}), then decode.
+
+        Returns the mean of p(x | z_1) for each sample, shaped like the inputs.
+        `seed` (int) makes the result reproducible and leaves the model's
+        random state untouched; by default the model's SeedGenerator is used.
+        `temperature` scales the prior's standard deviation at every layer: one
+        number, or one per layer (bottom to top). 0 gives the prior means, 1 the
+        model's prior; values below 1 trade diversity for cleaner samples.
+        Reference: sampling temperature of NVAE (Vahdat & Kautz, 2020).
+        """
+        self.require_built("generate")
+        _checks.positive_int("num_samples", num_samples)
+        if seed is None:
+            base_seed = ops.cast(self.seed_generator.next(), "int32")
+        else:
+            base_seed = tf.constant([seed, 0], dtype=tf.int32)
+        return self.generate_stateless(num_samples, base_seed, self.temperatures(temperature))
+
+    def temperatures(self, temperature):
+        """One non-negative float per layer, bottom to top, from a number or a list."""
+        values = (list(temperature) if isinstance(temperature, (list, tuple))
+                  else [temperature] * self.num_layers)
+        note = f" (or one per stochastic layer, {self.num_layers})"
+        if len(values) != self.num_layers:
+            raise ValueError(f"Invalid value for argument `temperature`: expected a number >= 0"
+                             f"{note}, received {temperature!r}.")
+        return [_checks.non_negative_number("temperature", t, note) for t in values]
+
+    def generate_stateless(self, num_samples, seed, temperature=None, training=False):
+        """`generate` from an int32[2] seed tensor, with only stateless ops.
+
+        `num_samples` may be a scalar tensor; the same seed gives the same images.
+        `temperature`: None (1 everywhere) or one value per layer, bottom to top
+        (floats or a float32 [num_layers] tensor). This is what the exported
+        `generate` and `generate_at_temperature` signatures run. With
+        `training=True` the batch norms of the generative path use (and update)
+        the samples' batch statistics (`readjust_batch_norm`).
+        """
+        z = self.sample_top(num_samples, seed, None if temperature is None else temperature[-1])
+        z, _ = self.descend(z, None, self.num_layers - 1, 0, seed, sample=True,
+                            temperature=temperature, training=training)
+        return self._images(self.output_params(z, training=training))
+
+    def interpolate(self, x_a, x_b, steps=8, layer=None, method="slerp"):
+        """Images along a path between two inputs in one layer's latent space.
+
+        The chosen `layer` (1 = bottom; default the top) goes from x_a's
+        posterior mean to x_b's in `steps` points, spherically ("slerp", around
+        the prior's centre) or linearly ("linear"); the layers above sit at their
+        prior means, the layers below at their conditional means. Returns means
+        of p(x | z_1), shape [steps, *image] for one pair, or [pairs, steps,
+        *image] for batches of pairs. With `layer=1` the endpoints are the
+        model's reconstructions of x_a and x_b.
+        """
+        self.require_built("interpolate")
+        _checks.positive_int("steps", steps)
+        layer = self.checked_layer(self.num_layers if layer is None else layer)
+        _checks.one_of("method", method, ("slerp", "linear"))
+        single = len(np.shape(inputs.unpack(x_a))) == len(self.feature_shape)
+        x_a, x_b = ((x[None] if single else x) for x in (np.asarray(x_a), np.asarray(x_b)))
+        images = self.interpolation(x_a, x_b, ops.linspace(0.0, 1.0, steps), layer - 1, method)
+        return images[0] if single else images
+
+    def interpolation(self, x_a, x_b, t, i, method="slerp"):
+        """`interpolate`'s computation on tensors (also the exported signature's): batches
+        x_a, x_b, fractions t [steps], 0-based layer i; returns [pairs, steps, *image]."""
+        m_a, m_b = (ops.convert_to_tensor(self.encode(x)[i][0]) for x in (x_a, x_b))
+        rank = len(self.latent_shapes[i])
+        t = ops.reshape(t, (1, -1) + (1,) * rank)
+        a, b = ops.expand_dims(m_a, 1), ops.expand_dims(m_b, 1)
+        if method == "linear":
+            path = (1 - t) * a + t * b
+        else:  # slerp of the flattened means; linear where they are (anti)parallel
+            flat_a = ops.reshape(m_a, (ops.shape(m_a)[0], -1))
+            flat_b = ops.reshape(m_b, (ops.shape(m_b)[0], -1))
+            cosine = ops.sum(flat_a * flat_b, -1) / (
+                ops.norm(flat_a, axis=-1) * ops.norm(flat_b, axis=-1) + 1e-12)
+            omega = ops.reshape(ops.arccos(ops.clip(cosine, -1.0, 1.0)), (-1, 1) + (1,) * rank)
+            safe = ops.maximum(ops.sin(omega), 1e-6)
+            slerp = (ops.sin((1 - t) * omega) * a + ops.sin(t * omega) * b) / safe
+            path = ops.where(omega > 1e-3, slerp, (1 - t) * a + t * b)
+        z = ops.reshape(path, (-1, *self.latent_shapes[i]))
+        above = None
+        if i < self.num_layers - 1:  # the features of the layers above, at their prior means
+            top_mean, _ = self.top_prior()
+            top = ops.zeros((1, *self.latent_shapes[-1])) if top_mean is None else top_mean
+            # (down to rung i: the features that p(z_layer) is computed from)
+            _, above = self.descend(top, None, self.num_layers - 1, i, None, sample=False)
+            above = None if above is None else ops.repeat(above, ops.shape(z)[0], axis=0)
+        z, _ = self.descend(z, above, i, 0, None, sample=False)
+        return ops.reshape(self.decode(z), (ops.shape(m_a)[0], -1, *self.feature_shape))
+
+    def layer_variations(self, layer, rows=4, columns=8, seed=0):
+        """What stochastic layer `layer` (1 = bottom) controls, as images.
+
+        Each row draws z_{>layer} once from the prior; each column then draws
+        z_layer ~ p(z_layer | z_{>layer}) anew, and the layers below take their
+        conditional means. Returns means of p(x | z_1), shape
+        [rows, columns, *image]. For the top layer every image is its own
+        draw (nothing is above it).
+
+        Reference: the per-layer sample figures of addtt/ladder-vae-pytorch.
+        """
+        self.require_built("layer_variations")
+        self.checked_layer(layer)
+        _checks.positive_int("rows", rows)
+        _checks.positive_int("columns", columns)
+        seed = tf.constant([_checks.optional_int("seed", seed) or 0, 1], tf.int32)
+        fold = tf.random.experimental.stateless_fold_in
+        i = layer - 1  # 0-based
+        if i == self.num_layers - 1:
+            z, above = self.sample_top(rows * columns, seed), None
+        else:
+            z, above = self.descend(self.sample_top(rows, seed), None, self.num_layers - 1,
+                                    i + 1, seed, sample=True)
+            z, above = (None if t is None else ops.repeat(t, columns, axis=0) for t in (z, above))
+            z, above = self.descend(z, above, i + 1, i, fold(seed, 1), sample=True)
+        z, _ = self.descend(z, above, i, 0, seed, sample=False)
+        return ops.reshape(self.decode(z), (rows, columns, *self.feature_shape))
+
+    def checked_layer(self, layer):
+        """`layer` if it numbers a stochastic layer (1 = bottom), else ValueError."""
+        if not (_checks.is_int(layer) and 1 <= layer <= self.num_layers):
+            raise ValueError(f"Invalid value for argument `layer`: expected an int from 1 to "
+                             f"{self.num_layers}, received {layer!r}.")
+        return layer
+
+    def require_built(self, method):
+        """ValueError naming `method` unless the model is built."""
+        if not self.built:
+            raise ValueError(
+                f"`{method}()` needs a built model: call the model on data, fit it, or "
+                "call `model.build((None, *image_shape))` first."
+            )

@@ -1,0 +1,158 @@
+"""The ladder's passes: bottom-up, top-down, the bottom-up VAE's chain, and descents
+of the generative path. A mixin of `LadderVAE`; every method works on tensors in the
+model's layout (flat vectors for MLP rungs, feature maps for conv rungs).
+
+A pass returns a *trace*: a list, bottom to top, of dicts with the layer's `z` and
+the parameters of q (`q_mean`, `q_variance`) and of p(z_i | z_{>i}) (`p_mean`,
+`p_variance`; None for an N(0, I) top prior).
+"""
+
+import tensorflow as tf
+from keras import ops
+
+from keras_lvae import distributions
+
+
+class LadderPasses:
+    """Inference and generative passes over the model's rungs and heads."""
+
+    def prior_params(self, i, z_above, above, training=False):
+        """p(z_{i+1} | z_{>i+1}) for 0-based layer index i: (mean, variance, features).
+
+        `above` is the features of the rung above (None at the top); with skip
+        connections they join z_{i+2} as the rung's input.
+        """
+        if self.skip and above is not None:
+            z_above = ops.concatenate([z_above, ops.cast(above, z_above.dtype)], axis=-1)
+        h = self.decoder_blocks[i](z_above, training=training)
+        _, mean, variance = self.decoder_heads[i](h, training=training, sample=False)
+        return mean, variance, h
+
+    def top_prior(self):
+        """(mean, variance) of p(z_L), broadcastable to [batch, ...]; None for N(0, I)."""
+        if not self.learn_top_prior:
+            return None, None
+        return (ops.expand_dims(ops.convert_to_tensor(self.top_prior_mean), 0),
+                ops.expand_dims(ops.exp(self.top_prior_log_variance), 0))
+
+    @staticmethod
+    def _layer_seed(seed, i):
+        """Stateless seed of layer i from an int32[2] `seed`; None uses the layer's generator."""
+        return None if seed is None else tf.random.experimental.stateless_fold_in(seed, i)
+
+    def _draw(self, i, mean, variance, sample, seed):
+        """z_{i+1}: a sample from q through encoder head i, or the mean."""
+        if not sample:
+            return mean
+        return self.encoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i))
+
+    def posterior_trace(self, x, training=False, sample=True, seed=None):
+        """Inference on x in the model's layout (see `prepare`): the trace, bottom to top.
+
+        With `sample=False` every z is its posterior mean. `seed` (int32[2]) makes the
+        sampling stateless.
+        """
+        if self.inference == "ladder":
+            return self._top_down(self._bottom_up(x, training), training, sample, seed)
+        trace = [None] * self.num_layers
+        h = self._encoder_input(x)
+        for i in range(self.num_layers):
+            d = self.encoder_blocks[i](h, training=training)
+            _, q_mean, q_variance = self.encoder_heads[i](d, training=training, sample=False)
+            h = self._draw(i, q_mean, q_variance, sample, seed)
+            trace[i] = dict(z=h, q_mean=q_mean, q_variance=q_variance)
+        trace[-1]["p_mean"], trace[-1]["p_variance"] = self.top_prior()
+        above = None
+        for i in reversed(range(self.num_layers - 1)):
+            p_mean, p_variance, above = self.prior_params(i, trace[i + 1]["z"], above, training)
+            trace[i]["p_mean"], trace[i]["p_variance"] = p_mean, p_variance
+        return trace
+
+    def _bottom_up(self, x, training):
+        """The ladder's deterministic pass: (mean_hat, variance_hat) per layer."""
+        estimates, d = [], self._encoder_input(x)
+        for i in range(self.num_layers):
+            d = self.encoder_blocks[i](d, training=training)
+            _, mean_hat, variance_hat = self.encoder_heads[i](d, training=training, sample=False)
+            estimates.append((mean_hat, variance_hat))
+        return estimates
+
+    def _top_down(self, bottom_up, training, sample, seed=None):
+        """The ladder's stochastic pass, merging each layer's bottom-up estimate."""
+        num = self.num_layers
+        trace = [None] * num
+        z_above = above = None  # above: the features of the rung above, for skip connections
+        for i in reversed(range(num)):
+            mean_hat, variance_hat = bottom_up[i]
+            if i == num - 1:
+                q_mean, q_variance = mean_hat, variance_hat
+                p_mean, p_variance = self.top_prior()
+            else:
+                p_mean, p_variance, above = self.prior_params(i, z_above, above, training)
+                if self.separate_top_down:
+                    h = self.top_down_blocks[i](z_above, training=training)
+                    _, t_mean, t_variance = self.top_down_heads[i](h, training=training,
+                                                                   sample=False)
+                else:
+                    t_mean, t_variance = p_mean, p_variance
+                q_mean, q_variance = self.merge((mean_hat, variance_hat, t_mean, t_variance))
+            z_above = self._draw(i, q_mean, q_variance, sample, seed)
+            trace[i] = dict(z=z_above, q_mean=q_mean, q_variance=q_variance, p_mean=p_mean,
+                            p_variance=p_variance)
+        return trace
+
+    def output_params(self, z_1, training=False):
+        """p(x | z_1)'s parameters, one float32 tensor cut to the data's layout."""
+        h = self.output_block(z_1, training=training)
+        return self._crop(self.pixel_likelihood.parameters(self.output_head, h, training))
+
+    def _log_px(self, x, z_1, training):
+        return self.pixel_likelihood.log_prob(x, self.output_params(z_1, training))
+
+    def _images(self, params):
+        """p(x | z_1)'s mean, shaped like the model's inputs."""
+        return ops.reshape(self.pixel_likelihood.mean(params), (-1,) + self.feature_shape)
+
+    def posterior_samples(self, x, num_samples, training=False, seed=None):
+        """Posterior samples for x in the model's layout, `num_samples` per example.
+
+        Returns (trace, log p(x|z_1)); rows are sample-major, [num_samples * batch].
+        The ladder's deterministic bottom-up pass runs once per example and is
+        shared by the samples. `num_samples` may be a scalar tensor.
+        """
+        def tile(t):  # [batch, ...] -> [num_samples * batch, ...], sample-major
+            return ops.tile(t, (num_samples,) + (1,) * (len(t.shape) - 1))
+
+        repeat = not isinstance(num_samples, int) or num_samples > 1
+        x_tiled = tile(x) if repeat else x
+        if self.inference == "ladder":
+            bottom_up = self._bottom_up(x, training)
+            if repeat:
+                bottom_up = [(tile(m), tile(v)) for m, v in bottom_up]
+            trace = self._top_down(bottom_up, training, sample=True, seed=seed)
+        else:
+            trace = self.posterior_trace(x_tiled, training, sample=True, seed=seed)
+        return trace, self._log_px(x_tiled, trace[0]["z"], training)
+
+    def sample_top(self, num_samples, seed, temperature=None):
+        """z_L ~ p(z_L) for `num_samples` rows (standard deviation x `temperature`)."""
+        shape = (num_samples, *self.latent_shapes[-1])
+        mean, variance = self.top_prior()
+        mean = ops.zeros(shape) if mean is None else ops.broadcast_to(mean, shape)
+        variance = ops.ones(shape) if variance is None else ops.broadcast_to(variance, shape)
+        if temperature is not None:
+            variance = variance * ops.square(ops.cast(temperature, "float32"))
+        return distributions.sample_normal(mean, variance, self._layer_seed(seed, self.num_layers))
+
+    def descend(self, z, above, start, stop, seed, sample, temperature=None, training=False):
+        """Down the generative path from z = z_{start+1} (0-based index `start`) to
+        z_{stop+1}, each layer drawn from p(z_i | z_{>i}) (`sample`; standard
+        deviation x temperature[i] when given) or at its mean. Returns (z, the
+        features of the last rung, for skip connections)."""
+        for i in reversed(range(stop, start)):
+            mean, variance, above = self.prior_params(i, z, above, training=training)
+            if temperature is not None:
+                variance = variance * ops.square(ops.cast(temperature[i], "float32"))
+            z = (self.decoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i + 1))
+                 if sample else mean)
+        return z, above

@@ -1,0 +1,91 @@
+"""An exponential moving average of a model's weights and batch-norm statistics.
+
+ema = decay * ema + (1 - decay) * weight after every applied update, starting from
+the initial weights (no bias correction). The batch norms' moving statistics are
+averaged too (as timm's ModelEmaV2 does with a model's buffers) so that the averaged
+weights meet statistics of the same age: with the raw weights' statistics an EMA
+model validates several nats worse (experiments/training_toolkit).
+
+Reference: the EMA weights of openai/vdvae.
+"""
+
+import contextlib
+
+import tensorflow as tf
+
+from keras_lvae import _compat
+
+
+def batch_norm_layers(model):
+    """Every `keras.layers.BatchNormalization` inside `model`, in a fixed order."""
+    return _compat.batch_norm_layers(model)
+
+
+def batch_norm_statistics(model):
+    """Every batch norm's moving mean and variance, in a fixed order."""
+    return [weight for layer in batch_norm_layers(model)
+            for weight in (layer.moving_mean, layer.moving_variance)]
+
+
+class WeightAverage:
+    """The averages of one model, held in variables the model owns (saved with it).
+
+    Args:
+        decay: in (0, 1).
+    """
+
+    def __init__(self, decay):
+        self.decay = float(decay)
+        self.variables = []
+        self.holds_averages = False  # use() was called, and no training since
+
+    @staticmethod
+    def followed(model):
+        """The weights the averages follow, in `variables`' order: the trainable ones,
+        then every batch norm's moving mean and variance."""
+        return model.trainable_weights + batch_norm_statistics(model)
+
+    def build(self, model):
+        """Make the averages as the model's own weights, named after what they follow
+        (checkpoints key variables by path), equal to the weights now."""
+        if self.variables:
+            return
+        for weight in self.followed(model):
+            name = "ema__" + weight.path.split("/", 1)[-1].replace("/", "__")
+            self.variables.append(model.add_weight(
+                shape=weight.shape, initializer="zeros", trainable=False,
+                aggregation="only_first_replica", name=name))
+        self.restart(model)
+
+    def update(self, model):
+        """One step of the average (inside the training step)."""
+        for average, weight in zip(self.variables, self.followed(model)):
+            average.assign(self.decay * average + (1.0 - self.decay) * weight)
+
+    def restart(self, model):
+        """Set the averages to the current weights and statistics."""
+        for average, weight in zip(self.variables, self.followed(model)):
+            average.assign(weight)
+
+    def use(self, model):
+        """Put the averages in place of the weights for good."""
+        for weight, average in zip(self.followed(model), self.variables):
+            weight.assign(average)
+        self.holds_averages = True
+
+    @contextlib.contextmanager
+    def applied(self, model):
+        """The averages in place within the block, the weights restored afterwards; a
+        no-op while the model holds the averages already (`use`)."""
+        if self.holds_averages:
+            yield
+            return
+        weights = self.followed(model)
+        saved = [tf.identity(w.value) for w in weights]
+        for weight, average in zip(weights, self.variables):
+            weight.assign(average)
+        try:
+            yield
+        finally:
+            for weight, value in zip(weights, saved):
+                weight.assign(value)
