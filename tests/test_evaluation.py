@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 import keras_lvae
+from keras_lvae import evaluation
 
 RNG = np.random.default_rng(5)
 X = (RNG.random((30, 12)) < 0.4).astype("float32")
@@ -207,3 +208,18 @@ def test_log_likelihood_compiles_with_xla(model):
                                          jit_compile=True)
     assert np.isfinite(compiled).all() and compiled.shape == (30,)
     assert abs(compiled.mean() - plain.mean()) < 0.25
+
+
+def test_the_bound_cache_keeps_no_model_alive():
+    """`log_likelihood` caches its traced function per model; a model deleted afterwards
+    must be garbage-collected (the cache's values used to close over their key)."""
+    import gc
+    import weakref
+
+    model = keras_lvae.LadderVAE(latent_dims=(2,), hidden_dims=(8,), seed=1)
+    keras_lvae.log_likelihood(model, X[:4], num_samples=3)
+    assert model in evaluation._BOUND_FUNCTIONS  # the cache is in use
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
