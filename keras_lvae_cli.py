@@ -24,6 +24,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import traceback
 
 # Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
@@ -118,7 +119,8 @@ def build_parser():
         prog="lvae", description="Ladder Variational Autoencoders on Keras 3: train from "
         "recipes, evaluate, sample, export for TF Serving, tune with KerasTuner.")
     parser.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow's start-up messages (hidden by default)")
+                        help="show TensorFlow's start-up messages (hidden by default) and the "
+                             "traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("recipes", help="list the recipes that ship with keras-lvae",
@@ -299,8 +301,11 @@ def main(argv=None):
             tf.config.list_physical_devices()  # device discovery prints too
             from keras_lvae import commands  # TensorFlow loads here, after parsing
         return getattr(commands, f"run_{args.command}")(args)
-    # Bad data or arguments, or a missing optional extra: a message, not a traceback.
+    # Bad data or arguments, or a missing optional extra: a message, not a traceback
+    # (with --verbose the traceback too, for a bug report).
     except (ValueError, ImportError) as error:
+        if args.verbose:
+            traceback.print_exc()
         print(f"lvae {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupted:  # one line, no traceback

@@ -316,7 +316,7 @@ def test_recipes_are_listed_and_run_by_name(capsys):
 @pytest.mark.slow  # over 10 s
 def test_tensorflow_start_up_noise_is_hidden_unless_verbose(tmp_path):
     """A command that loads TensorFlow and then fails: by default stderr holds only our
-    message; --verbose shows TensorFlow's own start-up lines too."""
+    message; --verbose shows TensorFlow's own start-up lines and the error's traceback."""
     model = str(REPO / "tests" / "data" / "v0.1.0" / "model.keras")
     args = ["sample", model, "--output", str(tmp_path / "samples.txt")]
     quiet = run(*args, env={"TF_CPP_MIN_LOG_LEVEL": "0"})
@@ -326,6 +326,9 @@ def test_tensorflow_start_up_noise_is_hidden_unless_verbose(tmp_path):
         "lvae sample: error: --output: expected a .png path, received "
         f"'{tmp_path / 'samples.txt'}'"]
     assert len(verbose.stderr.strip().splitlines()) > 1  # oneDNN, CUDA, absl lines
+    assert "Traceback (most recent call last)" in verbose.stderr
+    assert "Traceback" not in quiet.stderr
+    assert verbose.stderr.strip().splitlines()[-1] == quiet.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.slow
