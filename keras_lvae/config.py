@@ -25,9 +25,14 @@ import os
 import typing
 from typing import Literal, Optional
 
-from keras_lvae import _checks, data
+from keras_lvae import _checks, data, likelihoods
 from keras_lvae.models import ConvLadderVAE, LadderVAE
+from keras_lvae.models._arguments import constructor_arguments
 from keras_lvae.models.ladder_vae import INFERENCE_TYPES
+
+# The model options only the conv ladder takes, from the constructors themselves.
+CONV_ONLY = tuple(name for name in constructor_arguments(ConvLadderVAE)
+                  if name not in constructor_arguments(LadderVAE))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,19 +74,12 @@ class ModelConfig:
     coupled_means: bool = True         # conv only: the mixture's channel-coupled means
 
     def model_arguments(self):
-        """(model class, its keyword arguments) for this architecture."""
-        common = dict(latent_dims=self.latent_dims, hidden_dims=self.hidden_dims,
-                      inference=self.inference, batch_norm=self.batch_norm,
-                      likelihood=self.likelihood, share_top_down=self.share_top_down,
-                      skip=self.skip, free_bits=self.free_bits, kl_balance=self.kl_balance,
-                      learn_top_prior=self.learn_top_prior)
-        if self.architecture == "mlp":
-            return LadderVAE, dict(common, dense_per_block=self.dense_per_block)
-        return ConvLadderVAE, dict(common, residual_blocks=self.residual_blocks,
-                                   downsample=self.downsample, gated=self.gated,
-                                   activation=self.activation, kernel_size=self.kernel_size,
-                                   mixture_components=self.mixture_components,
-                                   coupled_means=self.coupled_means)
+        """(model class, its keyword arguments) for this architecture: the fields its
+        constructor takes (the constructor is where each option is declared)."""
+        model_class = LadderVAE if self.architecture == "mlp" else ConvLadderVAE
+        names = constructor_arguments(model_class)
+        return model_class, {field.name: getattr(self, field.name)
+                             for field in dataclasses.fields(self) if field.name in names}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,17 +244,15 @@ def validate(config):
     except ValueError as error:
         raise ValueError(f"Invalid value for `data.image_size`: {error}") from None
     model = config.model
-    if shape[-1] == 3 and model.likelihood == "bernoulli":
+    if shape[-1] == 3 and likelihoods.get(model.likelihood).binary:
         raise ValueError(f"Invalid config: data.dataset={config.data.dataset} has 8-bit colour "
                          "images; model.likelihood=bernoulli is for binary pixels: use "
                          "logistic_mixture (with model.architecture=conv) or gaussian.")
     _checks.one_per_layer("model.hidden_dims", model.hidden_dims, "model.latent_dims",
                           model.latent_dims)
-    conv_only = [name for name in ("residual_blocks", "downsample", "gated", "activation",
-                                   "kernel_size", "mixture_components", "coupled_means")
-                 if getattr(model, name) != getattr(ModelConfig, name)]
-    if model.likelihood == "logistic_mixture":
-        conv_only.append("likelihood=logistic_mixture")
+    conv_only = [name for name in CONV_ONLY if getattr(model, name) != getattr(ModelConfig, name)]
+    if model.likelihood not in LadderVAE.LIKELIHOODS:
+        conv_only.append(f"likelihood={model.likelihood}")
     if model.architecture == "mlp" and conv_only:
         raise ValueError(f"Invalid config: model.{conv_only[0]} applies to "
                          "model.architecture=conv only; this model is mlp.")

@@ -144,3 +144,32 @@ def test_conv_settings_build_a_conv_ladder():
         override(config, ["model.downsample=1"])
     with pytest.raises(ValueError, match="model.dense_per_block applies to model.architecture=mlp"):
         override(config, ["model.dense_per_block=3"])
+
+
+# The constructor options that `lvae train` sets from the train section, not the model one.
+TRAIN_SECTION_OPTIONS = {"warmup_steps", "mc_samples", "iw_samples", "skip_nonfinite_steps",
+                         "skip_threshold", "adaptive_skip_factor", "adaptive_skip_window",
+                         "ema_decay", "seed"}
+
+
+def test_the_model_section_is_the_constructors_options():
+    """Each model option is declared in the constructor; the config's model section, the
+    conv-only list and `get_config` follow it. A new constructor option fails here until
+    a recipe can set it (a field of ModelConfig, or a train option above)."""
+    import inspect
+
+    from keras_lvae.models import ConvLadderVAE, LadderVAE
+    from keras_lvae.models._arguments import constructor_arguments
+
+    fields = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name != "architecture"}
+    mlp, conv = set(constructor_arguments(LadderVAE)), set(constructor_arguments(ConvLadderVAE))
+    assert set(fields) == (mlp | conv) - TRAIN_SECTION_OPTIONS
+    assert set(config_lib.CONV_ONLY) == conv - mlp == {
+        "residual_blocks", "downsample", "gated", "activation", "kernel_size",
+        "mixture_components", "coupled_means"}
+    for name, value in fields.items():  # the defaults of the MLP ladder, then the conv one's
+        owner = LadderVAE if name in mlp else ConvLadderVAE
+        default = inspect.signature(owner.__init__).parameters[name].default
+        assert value == (tuple(default) if isinstance(default, list) else default), name
+    for model_class, names in ((LadderVAE, mlp), (ConvLadderVAE, conv)):
+        assert names <= set(model_class(latent_dims=(2,), hidden_dims=(4,)).get_config())
