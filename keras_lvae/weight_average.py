@@ -68,16 +68,18 @@ class WeightAverage:
             average.assign(weight)
 
     def use(self, model):
-        """Put the averages in place of the weights for good."""
+        """Put the averages in place of the weights for good; False if there are none
+        yet (the model is not built)."""
         for weight, average in zip(self.followed(model), self.variables):
             weight.assign(average)
-        self.holds_averages = True
+        self.holds_averages = bool(self.variables)
+        return self.holds_averages
 
     @contextlib.contextmanager
     def applied(self, model):
         """The averages in place within the block, the weights restored afterwards; a
-        no-op while the model holds the averages already (`use`)."""
-        if self.holds_averages:
+        no-op before the model is built and while it holds the averages (`use`)."""
+        if not self.variables or self.holds_averages:
             yield
             return
         weights = self.followed(model)

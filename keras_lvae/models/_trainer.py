@@ -231,7 +231,4 @@ class LadderTrainer:
         `evaluate` then uses the model as it is, so statistics recomputed afterwards
         (`recompute_batch_norm_statistics`) count. `fit` trains on from there.
         Returns True if the model had averages."""
-        if self.weight_average is None:
-            return False
-        self.weight_average.use(self)
-        return True
+        return self.weight_average is not None and self.weight_average.use(self)
