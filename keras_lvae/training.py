@@ -21,29 +21,31 @@ for bit with `tf.config.experimental.enable_op_determinism()`); at most the
 epoch that was interrupted is lost. A resumed run may change only the settings
 in `RESUMABLE_KEYS` (for example `train.epochs`, to train for longer) and, until
 fine-tuning has started, the `fine_tune` section.
+
+The checkpoint format is `keras_lvae.checkpoints`; the run's callbacks are
+`keras_lvae.callbacks`. This module builds, compiles and runs.
 """
 
-import contextlib
 import functools
 import json
-import logging
 import os
-import re
-import shutil
-import signal
 import sys
-import threading
-import time
 import warnings
-import zipfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_lvae import config as config_lib
-from keras_lvae import data, plots
-from keras_lvae._files import atomic_write, read_csv, write_csv
+from keras_lvae import data
+from keras_lvae._files import atomic_write, read_csv
+# The run's callbacks and checkpoint format, named here too (keras_lvae.training.X).
+from keras_lvae.callbacks import (HistoryCSV, PriorSamplesSummary, StopOnInterrupt,  # noqa: F401
+                                  Checkpoint, keeps_epoch, snapshot_path)
+from keras_lvae.checkpoints import (CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE,  # noqa: F401
+                                    MODEL_FILE, SNAPSHOT_DIR, TENSORBOARD_DIR, checkpoint_epoch,
+                                    kept_snapshots, restore_checkpoint, save_checkpoint,
+                                    state_variables)
 from keras_lvae.densities import bits_per_dim
 from keras_lvae.evaluation import log_likelihood
 from keras_lvae.optimizers import FusedAdam
@@ -53,142 +55,6 @@ from keras_lvae.schedules import step_decay
 RESUMABLE_KEYS = ("data.data_dir", "train.epochs", "train.eval_samples", "train.jit_compile",
                   "train.steps_per_execution", "train.sample_every_epochs", "train.strategy",
                   "train.keep_epochs", "train.keep_every_epochs", "fine_tune.epochs")
-CONFIG_FILE, HISTORY_FILE, CHECKPOINT_FILE, MODEL_FILE = (
-    "config.json", "history.csv", "checkpoint.npz", "model.keras")
-TENSORBOARD_DIR = "tensorboard"
-
-
-# ------------------------------------------------------------------ checkpoints
-FORMAT_KEY, EPOCH_KEY = "__format__", "__epoch__"
-CHECKPOINT_FORMAT = 2  # 1: keras-lvae 0.1's arrays v0000, v0001, ... restored by position
-SNAPSHOT_DIR = "snapshots"
-
-
-OPTIMIZER_PREFIX = "optimizer/"
-
-
-def _key(path, model):
-    """A model variable's checkpoint key: its path without the model's own name, which
-    Keras makes unique per process (`ladder_vae_3/...`)."""
-    return path[len(model.name) + 1:] if path.startswith(model.name + "/") else path
-
-
-def _optimizer_key(path, model):
-    """An optimizer variable's key: `optimizer/` and its path after the optimizer's name,
-    without the model's name in slot names (`adam/ladder_vae_<path>_momentum`)."""
-    name = path.split("/", 1)[-1]
-    return OPTIMIZER_PREFIX + name.removeprefix(model.name + "_")
-
-
-def state_variables(model):
-    """{key: variable} of every variable a resumed run needs: weights, batch-norm
-    statistics, the step counter, noise generators' states and the optimizer's step
-    and moments (keys starting with `optimizer/`)."""
-    pairs = [(_key(v.path, model), v)
-             for v in list(model.trainable_variables) + list(model.non_trainable_variables)]
-    pairs += [(_optimizer_key(v.path, model), v) for v in model.optimizer.variables]
-    keyed = {}
-    for key, variable in pairs:
-        if key in keyed:
-            raise RuntimeError(f"two variables share the checkpoint key {key!r}; give their "
-                               "layers distinct names")
-        keyed[key] = variable
-    return keyed
-
-
-def save_checkpoint(model, path, epoch):
-    """Write every state variable of `model` (by key) and the finished `epoch` to `path`,
-    atomically."""
-    arrays = {key: np.asarray(v.numpy()) for key, v in state_variables(model).items()}
-    with atomic_write(path, "wb") as file:
-        np.savez(file, **{FORMAT_KEY: np.int64(CHECKPOINT_FORMAT), EPOCH_KEY: np.int64(epoch)},
-                 **arrays)
-
-
-def _unreadable(path, error):
-    snapshots = kept_snapshots(os.path.dirname(os.path.abspath(path)))
-    fallback = (f"; kept snapshots to fall back on: {', '.join(snapshots)} (copy one to "
-                f"{CHECKPOINT_FILE})" if snapshots else "")
-    return ValueError(f"checkpoint {path!r} is unreadable, truncated or corrupt "
-                      f"({type(error).__name__}: {error}){fallback}")
-
-
-def _read(path):
-    """{name: array} of the checkpoint file at `path`, or a ValueError naming it."""
-    try:
-        with np.load(path) as stored:
-            return {name: stored[name] for name in stored.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        raise _unreadable(path, error) from None
-
-
-def checkpoint_epoch(path):
-    """The finished epoch stored in the checkpoint at `path`, or 0 if there is none."""
-    if not os.path.isfile(path):
-        return 0
-    stored = _read(path)
-    return int(stored[EPOCH_KEY] if EPOCH_KEY in stored else stored.get("epoch", 0))
-
-
-def kept_snapshots(workdir):
-    """Paths of the snapshots kept in `workdir` (train.keep_epochs), oldest first."""
-    folder = os.path.join(workdir, SNAPSHOT_DIR)
-    if not os.path.isdir(folder):
-        return []
-    names = [n for n in os.listdir(folder) if re.fullmatch(r"epoch_\d+\.npz", n)]
-    return [os.path.join(folder, n) for n in sorted(names, key=lambda n: int(n[6:-4]))]
-
-
-def restore_checkpoint(model, path):
-    """Load the checkpoint at `path` into the built, compiled `model`; return its epoch.
-
-    Arrays are matched to variables by key; missing or unexpected keys and shape
-    mismatches are refused, naming them. A keras-lvae 0.1 checkpoint (arrays
-    restored by position) is read once with a shape check; the next save
-    writes it by name.
-    """
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    stored = _read(path)
-    if FORMAT_KEY not in stored:
-        return _restore_positional(model, path, stored)
-    epoch = int(stored.pop(EPOCH_KEY))
-    stored.pop(FORMAT_KEY)
-    variables = state_variables(model)
-    missing = sorted(set(variables) - set(stored))
-    unexpected = sorted(set(stored) - set(variables))
-    wrong = sorted(k for k in set(variables) & set(stored)
-                   if tuple(variables[k].shape) != stored[k].shape)
-    if missing or unexpected or wrong:
-        def some(keys):
-            return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
-        problems = [f"missing {some(missing)}" if missing else "",
-                    f"unexpected {some(unexpected)}" if unexpected else "",
-                    f"other shapes for {some(wrong)}" if wrong else ""]
-        raise ValueError(f"checkpoint {path!r} does not match this model "
-                         f"({'; '.join(p for p in problems if p)}); use a new --workdir")
-    for key, variable in variables.items():
-        variable.assign(stored[key])
-    return epoch
-
-
-def _restore_positional(model, path, stored):
-    """Restore a keras-lvae 0.1 checkpoint: arrays v0000, ... in the order trainable,
-    non-trainable (without the later `trained_steps`), optimizer variables."""
-    variables = [v for v in list(model.trainable_variables) + list(model.non_trainable_variables)
-                 if v is not model.trained_steps] + list(model.optimizer.variables)
-    values = [stored[f"v{i:04d}"] for i in range(len(stored) - 1)]
-    if len(values) != len(variables) or any(
-            tuple(v.shape) != value.shape for v, value in zip(variables, values)):
-        raise ValueError(f"checkpoint {path!r} (keras-lvae 0.1's positional format) does not "
-                         f"match this configuration ({len(values)} stored variables, the model "
-                         f"has {len(variables)}); use a new --workdir")
-    for variable, value in zip(variables, values):
-        variable.assign(value)
-    model.trained_steps.assign(model.optimizer.iterations)  # 0.1's warm-up clock
-    logging.getLogger(__name__).warning(
-        "read %s in keras-lvae 0.1's positional format; the next save writes it by name", path)
-    return int(stored["epoch"])
 
 
 def read_history(path):
@@ -232,151 +98,6 @@ def model_from_checkpoint(path):
     epoch = restore_checkpoint(model, path)
     return model, epoch
 
-
-# ------------------------------------------------------------------ callbacks
-class HistoryCSV(keras.callbacks.Callback):
-    """Rewrites `path` (atomically) after every epoch with all rows so far.
-
-    Columns: `epoch` (1-based), `seconds` (wall time of the epoch, validation
-    included), then the logged metrics sorted by name, the same order in every
-    run and resumption. `rows` are the rows of earlier epochs ({column: values});
-    a column that earlier rows lack is NaN there.
-
-    Not `keras.callbacks.CSVLogger(append=True)`: it fixes its columns at the first
-    epoch it sees, so a resumed run whose stage logs other metrics (fine-tuning,
-    skipped steps) would append misaligned rows; it cannot drop the rows of an
-    epoch that the checkpoint did not keep; and it has no wall-time column.
-    """
-
-    def __init__(self, path, rows=None):
-        super().__init__()
-        self.path, self.rows = path, dict(rows or {})
-        self._started = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, "seconds": time.perf_counter() - self._started,
-               **{k: float(np.ravel(v)[0]) for k, v in (logs or {}).items()}}
-        done = len(self.rows.get("epoch", []))
-        for key in set(row) | set(self.rows):
-            self.rows.setdefault(key, [float("nan")] * done).append(row.get(key, float("nan")))
-        order = ["epoch", "seconds"] + sorted(set(self.rows) - {"epoch", "seconds"})
-        self.rows = {key: self.rows[key] for key in order}
-        write_csv(self.path, self.rows)
-
-
-def keeps_epoch(epoch, keep_epochs=None, keep_every_epochs=0):
-    """Whether `train.keep_epochs` / `train.keep_every_epochs` keep a snapshot of `epoch`.
-
-    Example:
-    >>> [e for e in range(1, 11) if keeps_epoch(e, keep_epochs=(2, 3), keep_every_epochs=5)]
-    [2, 3, 5, 10]
-    """
-    return epoch in (keep_epochs or ()) or bool(keep_every_epochs and epoch % keep_every_epochs == 0)
-
-
-class Checkpoint(keras.callbacks.Callback):
-    """Saves the training state to `path` after every epoch (`save_checkpoint`) and keeps
-    a copy, `snapshots/epoch_<N>.npz` beside it, of the epochs that `keep(N)` selects."""
-
-    def __init__(self, path, keep=lambda epoch: False):
-        super().__init__()
-        self.path, self.keep = path, keep
-
-    def on_epoch_end(self, epoch, logs=None):
-        save_checkpoint(self.model, self.path, epoch + 1)
-        if self.keep(epoch + 1):
-            snapshot = snapshot_path(os.path.dirname(self.path), epoch + 1)
-            with atomic_write(snapshot, "wb") as file, open(self.path, "rb") as source:
-                shutil.copyfileobj(source, file)
-
-
-class StopOnInterrupt(keras.callbacks.Callback):
-    """Turns Ctrl-C (SIGINT) during `fit` into a KeyboardInterrupt at the end of a batch.
-
-    Python raises KeyboardInterrupt wherever the main thread is when the signal comes; in a
-    finaliser or a library's clean-up it is printed and lost, and training goes on. Within
-    `catching()` the first SIGINT only sets `interrupted`, which the next batch's end (or
-    the epoch's) raises, after any checkpoint in progress is written; a second SIGINT
-    interrupts at once, as usual.
-
-    Example:
-    >>> stop = StopOnInterrupt()
-    >>> with stop.catching():
-    ...     os.kill(os.getpid(), signal.SIGINT)
-    >>> stop.interrupted
-    True
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.interrupted = False
-
-    @contextlib.contextmanager
-    def catching(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield  # only the main thread may handle signals
-            return
-        previous = signal.getsignal(signal.SIGINT)
-
-        def note(signum, frame):
-            self.interrupted = True
-            signal.signal(signal.SIGINT, previous)
-
-        signal.signal(signal.SIGINT, note)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def _raise_if_interrupted(self, *args, **kwargs):
-        if self.interrupted:
-            raise KeyboardInterrupt
-
-    on_train_batch_end = on_test_batch_end = on_epoch_end = _raise_if_interrupted
-
-
-def snapshot_path(workdir, epoch):
-    """Where `Checkpoint` keeps the snapshot of `epoch` in `workdir`."""
-    return os.path.join(workdir, SNAPSHOT_DIR, f"epoch_{epoch}.npz")
-
-
-class PriorSamplesSummary(keras.callbacks.Callback):
-    """A TensorBoard image of `num_samples` prior samples every `every` epochs.
-
-    The samples come from a fixed seed, so successive images show the same
-    latent draws as training proceeds.
-    """
-
-    def __init__(self, log_dir, every=1, num_samples=64, seed=0):
-        super().__init__()
-        self.log_dir, self.every, self.num_samples, self.seed = log_dir, every, num_samples, seed
-        self._writer = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.every or (epoch + 1) % self.every:
-            return
-        try:
-            images = plots.as_images(self.model.generate(self.num_samples, seed=self.seed),
-                                     self.model.feature_shape)
-        except ValueError:
-            return  # inputs that are not images (e.g. flat non-square vectors)
-        mosaic = plots.image_mosaic(images, columns=int(np.ceil(np.sqrt(self.num_samples))))
-        if mosaic.ndim == 2:
-            mosaic = mosaic[..., None]
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
-        with self._writer.as_default():
-            # The step of Keras' scalars of the same epoch (0-based).
-            tf.summary.image("prior_samples", mosaic[None], step=epoch)
-        self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
 
 
 # ------------------------------------------------------------------ the run
