@@ -1,0 +1,99 @@
+"""tf.data pipelines over image arrays: batching, per-epoch shuffling and dynamic
+binarization, and the resumable stream of epochs that `lvae train` uses."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_lvae import _checks
+
+TEST_BINARIZATION_SEED = 0
+
+
+def binarize_once(images, seed=TEST_BINARIZATION_SEED):
+    """x ~ Bernoulli(grey) drawn once with a fixed numpy seed (float32, same shape)."""
+    rng = np.random.default_rng(seed)
+    return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
+
+
+def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynamic_binarization,
+                  seed=0, epochs=None):
+    """Batches of images [batch, H, W, C] (and labels), optionally re-binarized every epoch.
+
+    `images`: [N, H, W] (a channel axis is added) or [N, H, W, C]; float in
+    [0, 1], or uint8 8-bit levels v that the batches carry as v / 255. Images are
+    stored as uint8 (levels x 255, exact for 8-bit data) so that `cache()`
+    holds a quarter of the bytes; per-batch seeds come from
+    `tf.data.Dataset.random`, re-drawn each epoch, so epochs differ while a fixed
+    `seed` reproduces the run. `epochs=(first, last)`: the resumable stream of
+    `load_dataset`.
+    """
+    images = np.asarray(images)
+    if images.ndim not in (3, 4):
+        raise ValueError("Invalid value for argument `images`: expected [N, H, W] or "
+                         f"[N, H, W, C], received shape {images.shape}.")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.dtype == np.uint8:
+        exact, elements = True, images
+    else:
+        images = images.astype(np.float32)
+        levels = np.round(images * 255.0).astype(np.uint8)
+        exact = np.array_equal(levels.astype(np.float32) / 255.0, images)
+        elements = levels if exact else images
+
+    def finish(x, y, batch_seed):
+        x = tf.cast(x, tf.float32) / 255.0 if exact else x
+        if dynamic_binarization:
+            noise = tf.random.stateless_uniform(tf.shape(x), seed=batch_seed)
+            x = tf.cast(noise < x, tf.float32)
+        return x if labels is None else (x, y)
+
+    if epochs is not None:
+        return _epoch_stream(elements, labels, batch_size, shuffle, drop_remainder, seed, epochs,
+                             finish)
+    ds = tf.data.Dataset.from_tensor_slices(
+        elements if labels is None else (elements, labels)).cache()
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def split(batch, batch_seed):
+        x, y = (batch, None) if labels is None else batch
+        return finish(x, y, batch_seed)
+
+    return (tf.data.Dataset.zip((ds, seeds))
+            .map(split, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def _epoch_stream(elements, labels, batch_size, shuffle, drop_remainder, seed, epochs, finish):
+    """Epochs first ... last - 1 back to back; epoch e's order and noise depend on (seed, e)."""
+    first, last = epochs
+    _checks.non_negative_int("epochs[0]", first)
+    if not (isinstance(last, int) and last > first):
+        raise ValueError("Invalid value for argument `epochs`: expected (first, last) with "
+                         f"0 <= first < last, received {epochs!r}.")
+    count = len(elements)
+    batches = count // batch_size if drop_remainder else -(-count // batch_size)
+    images = tf.constant(elements)
+    label_tensor = None if labels is None else tf.constant(labels)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.range(count, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=epoch_seed)
+        indices = tf.data.Dataset.from_tensor_slices(order).batch(
+            batch_size, drop_remainder=drop_remainder)
+
+        def gather(index, batch_indices):
+            y = None if label_tensor is None else tf.gather(label_tensor, batch_indices)
+            batch_seed = tf.random.experimental.stateless_fold_in(epoch_seed, index)
+            return finish(tf.gather(images, batch_indices), y, batch_seed)
+
+        return indices.enumerate().map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+    stream = tf.data.Dataset.range(first, last).flat_map(one_epoch)
+    return (stream.apply(tf.data.experimental.assert_cardinality((last - first) * batches))
+            .prefetch(tf.data.AUTOTUNE))
