@@ -43,11 +43,13 @@ OPTIMIZERS = {"fused": keras_lvae.optimizers.FusedAdam, "keras": keras.optimizer
 
 
 def samples_per_second(jit_compile, steps, batch_size, inference, mc_samples=1, iw_samples=1,
-                       strategy=None, optimizer="fused", steps_per_execution=1):
+                       strategy=None, optimizer="fused", steps_per_execution=1,
+                       row_halves=False):
     """Training images per second (under `strategy`, if given)."""
     with strategy.scope() if strategy else contextlib.nullcontext():
         model = keras_lvae.LadderVAE(inference=inference, warmup_steps=1000, seed=1,
-                                     mc_samples=mc_samples, iw_samples=iw_samples)
+                                     mc_samples=mc_samples, iw_samples=iw_samples,
+                                     row_halves=row_halves)
         model.compile(optimizer=OPTIMIZERS[optimizer](1e-3), jit_compile=jit_compile,
                       steps_per_execution=steps_per_execution)
     rng = np.random.default_rng(0)
@@ -71,6 +73,8 @@ def main():
     parser.add_argument("--mc-samples", type=int, default=1)
     parser.add_argument("--iw-samples", type=int, default=1)
     parser.add_argument("--no-jit", action="store_true", help="skip the jit_compile=True runs")
+    parser.add_argument("--no-row-halves", action="store_true",
+                        help="train the blocks on the whole batch even where ops run side by side")
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="fused")
     parser.add_argument("--steps-per-execution", type=int, default=None,
                         help="training steps per call of Keras' train function (default: "
@@ -86,6 +90,8 @@ def main():
         strategy = tf.distribute.MirroredStrategy(
             [f"/cpu:{i}" for i in range(args.replicas)])
     samples = args.mc_samples * args.iw_samples
+    # As `lvae train`: MLP blocks in row halves where TensorFlow runs ops side by side.
+    args.row_halves = keras_lvae.threads.ops_run_side_by_side() and not args.no_row_halves
     if args.steps_per_execution is None:  # as `lvae train` with an epoch of --steps steps
         args.steps_per_execution = training.steps_per_execution(
             config.TrainConfig.steps_per_execution, args.steps)
@@ -93,12 +99,12 @@ def main():
           f"{len(os.sched_getaffinity(0))} usable cores, inference={args.inference}, "
           f"batch {args.batch_size}, {args.optimizer} Adam, "
           f"{args.mc_samples} x {args.iw_samples} samples per image, {args.replicas} replica(s), "
-          f"{args.steps_per_execution} step(s) per execution; "
+          f"{args.steps_per_execution} step(s) per execution, row halves {args.row_halves}; "
           + THREADS)
     for jit_compile in (False,) if args.no_jit else (False, True):
         rates = [samples_per_second(jit_compile, args.steps, args.batch_size, args.inference,
                                     args.mc_samples, args.iw_samples, strategy,
-                                    args.optimizer, args.steps_per_execution)
+                                    args.optimizer, args.steps_per_execution, args.row_halves)
                  for _ in range(args.runs)]
         median = statistics.median(rates)
         rows = f" ({median * samples:,.0f} sample rows/s)" if samples > 1 else ""

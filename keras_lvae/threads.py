@@ -13,8 +13,9 @@ and evaluate L_k slightly faster; for the conv ladder TensorFlow's default evalu
 1.8x faster than that setting.
 
 With one intra-op thread the layer-by-layer forward pass would still leave a core idle, so
-wide MLP blocks then train on the batch's two row halves side by side
-(`ops_run_side_by_side`, `keras_lvae.layers.MLPBlock`): another 1.07-1.11x on 2 cores.
+where `ops_run_side_by_side()` is true `lvae train` asks for `row_halves=True`: wide MLP
+blocks then train on the batch's two row halves side by side (`keras_lvae.layers.MLPBlock`),
+another 1.13-1.15x on 2 cores.
 
 Thread pools belong to the process and are made at TensorFlow's first op, before a model
 exists, so the choice is made per run: `lvae train`, `lvae tune` and `lvae evaluate` call

@@ -146,10 +146,11 @@ def test_conv_settings_build_a_conv_ladder():
         override(config, ["model.dense_per_block=3"])
 
 
-# The constructor options that `lvae train` sets from the train section, not the model one.
+# The constructor options that `lvae train` sets from the train section, not the model one
+# (and row_halves, from the CPU threads: keras_lvae.threads.ops_run_side_by_side).
 TRAIN_SECTION_OPTIONS = {"warmup_steps", "mc_samples", "iw_samples", "skip_nonfinite_steps",
                          "skip_threshold", "adaptive_skip_factor", "adaptive_skip_window",
-                         "ema_decay", "seed"}
+                         "ema_decay", "seed", "row_halves"}
 
 
 def test_the_model_section_is_the_constructors_options():

@@ -152,8 +152,10 @@ import json, numpy as np, keras, keras_lvae
 chosen = keras_lvae.threads.configure_for("mlp")
 keras.utils.set_random_seed(0)
 x = (np.random.default_rng(0).random((512, 28, 28, 1)) < 0.13).astype("float32")
-# 256 units: the widest blocks train in halves where ops run side by side (MLPBlock)
-model = keras_lvae.LadderVAE(latent_dims=(16, 8), hidden_dims=(256, 64), warmup_steps=10, seed=1)
+# 256 units: the widest blocks train in halves where ops run side by side (MLPBlock), as
+# lvae train asks for
+model = keras_lvae.LadderVAE(latent_dims=(16, 8), hidden_dims=(256, 64), warmup_steps=10, seed=1,
+                             row_halves=keras_lvae.threads.ops_run_side_by_side())
 # SGD: Adam's first steps, lr * m / sqrt(v), turn float rounding in near-zero gradients into
 # lr-sized updates (its losses here part by 2e-4 within 24 steps when the halves reorder sums).
 model.compile(optimizer=keras.optimizers.SGD(1e-3))

@@ -161,6 +161,15 @@ def test_train_writes_every_file_and_tensorboard_scalars_and_images(tmp_path, ca
     assert "test L_5:" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("side_by_side", [False, True])
+def test_lvae_train_asks_for_row_halves_where_ops_run_side_by_side(monkeypatch, side_by_side):
+    """The layer reads no global state; `lvae train` decides from the CPU threads once."""
+    monkeypatch.setattr(training.threads, "ops_run_side_by_side", lambda: side_by_side)
+    model = training.build_model(TINY, steps_per_epoch=9)
+    assert model.row_halves is side_by_side
+    assert all(block.row_halves is side_by_side for block in model.encoder_blocks)
+
+
 def test_compile_runs_a_divisor_of_the_epoch_per_call_and_one_step_under_a_strategy():
     """`train.steps_per_execution=4` with 9 steps an epoch: 3 steps per call (4 would end
     epoch 1 three steps late); under a tf.distribute strategy, where Keras' loop of steps

@@ -1,12 +1,12 @@
 import keras
 
-from keras_lvae import _checks, threads
+from keras_lvae import _checks
 from keras_lvae.layers._normalization import (_closed_form_applies, batch_norm_of_parts,
                                               batch_normalization, linear_then_batch_norm,
                                               split_rows)
 
-# Blocks at least this wide train their batch as two halves side by side when ops run one per
-# core; narrower ones lose more to the extra ops than they gain (measured, benchmarks/README.md).
+# With `row_halves`, blocks at least this wide train their batch as two halves side by side;
+# narrower ones lose more to the extra ops than they gain (measured, benchmarks/README.md).
 HALVES_MIN_UNITS = 256
 
 
@@ -14,10 +14,12 @@ HALVES_MIN_UNITS = 256
 class MLPBlock(keras.layers.Layer):
     """The deterministic block of the paper: `depth` x (Dense -> BatchNorm -> LeakyReLU).
 
-    In training on a CPU whose TensorFlow ops run one per core
-    (`keras_lvae.threads.ops_run_side_by_side`), a block of `HALVES_MIN_UNITS` or more
-    units computes the batch's two row halves side by side, batch norm over the whole batch:
-    the same numbers to float rounding, on both cores.
+    With `row_halves=True` a block of `HALVES_MIN_UNITS` or more units computes, in
+    training, the batch's two row halves as independent ops, batch norm over the whole
+    batch: the same numbers to float rounding, 1.07-1.11x faster training of the paper's
+    model where TensorFlow runs ops one per core on 2 cores
+    (`keras_lvae.threads.ops_run_side_by_side()`, which `lvae train` passes), 7-15% slower
+    on one core.
 
     Args:
         units: width of every dense layer.
@@ -26,6 +28,7 @@ class MLPBlock(keras.layers.Layer):
             no bias, which batch norm's offset replaces).
         negative_slope: slope of the leaky ReLU for negative inputs.
         seed: int or None; seeds the initial weights (dense layer j uses seed + j).
+        row_halves: train on the batch's two row halves side by side (see above).
 
     Call arguments:
         inputs: tensor of shape [batch, features].
@@ -40,13 +43,15 @@ class MLPBlock(keras.layers.Layer):
     (3, 8)
     """
 
-    def __init__(self, units, depth=2, batch_norm=True, negative_slope=0.1, seed=None, **kwargs):
+    def __init__(self, units, depth=2, batch_norm=True, negative_slope=0.1, seed=None,
+                 row_halves=False, **kwargs):
         super().__init__(**kwargs)
         self.units = _checks.positive_int("units", units)
         self.depth = _checks.positive_int("depth", depth)
         self.batch_norm = bool(batch_norm)
         self.negative_slope = float(negative_slope)
         self.seed = _checks.optional_int("seed", seed)
+        self.row_halves = bool(row_halves)
         self.dense_layers = [
             keras.layers.Dense(
                 units, use_bias=not self.batch_norm, name=f"dense_{i}",
@@ -83,11 +88,10 @@ class MLPBlock(keras.layers.Layer):
         return h
 
     def _in_halves(self, inputs, training):
-        """Whether training takes `_call_in_halves`: a wide block, closed-form batch norms,
-        and ops that run one per core (`keras_lvae.threads.ops_run_side_by_side`)."""
-        return (self.batch_norm and self.units >= HALVES_MIN_UNITS
-                and all(_closed_form_applies(norm, inputs, training) for norm in self.norm_layers)
-                and threads.ops_run_side_by_side())
+        """Whether training takes `_call_in_halves`: `row_halves`, a wide block and
+        closed-form batch norms."""
+        return (self.row_halves and self.batch_norm and self.units >= HALVES_MIN_UNITS
+                and all(_closed_form_applies(norm, inputs, training) for norm in self.norm_layers))
 
     def _call_in_halves(self, inputs):
         """The training call on the batch's two row halves, whose products and activations are
@@ -112,5 +116,6 @@ class MLPBlock(keras.layers.Layer):
             batch_norm=self.batch_norm,
             negative_slope=self.negative_slope,
             seed=self.seed,
+            row_halves=self.row_halves,
         )
         return config

@@ -62,14 +62,16 @@ class ConvLadderVAE(LadderVAE):
     """
 
     LIKELIHOODS = (*LIKELIHOODS, "logistic_mixture")
-    REMOVED_ARGUMENTS = ("dense_per_block",)
+    REMOVED_ARGUMENTS = ("dense_per_block", "row_halves")
 
     def __init__(self, latent_dims=(32, 32, 32), hidden_dims=(64, 64, 64), residual_blocks=2,
                  downsample=None, gated=False, activation="elu", kernel_size=3,
                  mixture_components=10, coupled_means=True, **kwargs):
-        if "dense_per_block" in kwargs:
-            raise ValueError("Invalid argument `dense_per_block`: ConvLadderVAE's rungs are "
-                             "residual stacks; set `residual_blocks` instead.")
+        for name in self.REMOVED_ARGUMENTS:
+            if name in kwargs:
+                raise ValueError(f"Invalid argument `{name}`: it applies to LadderVAE's MLP "
+                                 "rungs; ConvLadderVAE's rungs are residual stacks (set "
+                                 "`residual_blocks` instead).")
         # The parts are made inside LadderVAE.__init__, so their settings come first.
         self.residual_blocks = _checks.positive_int("residual_blocks", residual_blocks)
         layers = len(_checks.positive_int_tuple("latent_dims", latent_dims))

@@ -79,39 +79,39 @@ def block_step(block, x, upstream):
 
 @pytest.mark.parametrize("rows", [64, 37])
 def test_halves_side_by_side_equal_the_whole_batch(monkeypatch, rows):
-    """When ops run one per core, a wide block trains on two row halves with the whole
-    batch's statistics: the same output, gradients and moving averages, to float rounding."""
+    """With `row_halves`, a wide block trains on two row halves with the whole batch's
+    statistics: the same output, gradients and moving averages, to float rounding."""
     x = RNG.normal(size=(rows, 20)).astype("float32")
     upstream = RNG.normal(size=(rows, 256)).astype("float32")
-    plain, halved = MLPBlock(256, seed=4), MLPBlock(256, seed=4)
+    plain, halved = MLPBlock(256, seed=4), MLPBlock(256, seed=4, row_halves=True)
     for block in (plain, halved):
         block.build(x.shape)
-    assert not plain._in_halves(x, training=True)  # this process keeps TensorFlow's threads
+    monkeypatch.setattr(threads, "ops_run_side_by_side", lambda: True)  # no global state read
+    assert not plain._in_halves(x, training=True)
     want = block_step(plain, x, upstream)
-    monkeypatch.setattr(threads, "ops_run_side_by_side", lambda: True)
     assert halved._in_halves(x, training=True)
     got = block_step(halved, x, upstream)
     for a, b in zip(want, got):
         np.testing.assert_allclose(b, a, rtol=0, atol=2e-5 * (float(np.max(np.abs(a))) + 1e-6))
 
 
-def test_halves_keep_the_mixed_precision_output(monkeypatch):
+def test_halves_keep_the_mixed_precision_output():
     x = RNG.normal(size=(16, 20)).astype("float32")
-    plain, halved = (MLPBlock(256, seed=4, dtype="mixed_float16") for _ in range(2))
+    plain, halved = (MLPBlock(256, seed=4, dtype="mixed_float16", row_halves=halves)
+                     for halves in (False, True))
     want = plain(x, training=True)
-    monkeypatch.setattr(threads, "ops_run_side_by_side", lambda: True)
     got = halved(x, training=True)
     assert halved._in_halves(x, training=True)
     assert got.dtype == want.dtype == "float16"
     np.testing.assert_allclose(np.float32(got), np.float32(want), atol=2e-2)
 
 
-def test_only_wide_batch_normalised_blocks_train_in_halves(monkeypatch):
-    monkeypatch.setattr(threads, "ops_run_side_by_side", lambda: True)
+def test_only_wide_batch_normalised_blocks_train_in_halves():
     x = np.ones((8, 3), "float32")
-    wide, narrow, no_norm = (MLPBlock(mlp_block.HALVES_MIN_UNITS),
-                             MLPBlock(mlp_block.HALVES_MIN_UNITS - 1),
-                             MLPBlock(mlp_block.HALVES_MIN_UNITS, batch_norm=False))
+    wide, narrow, no_norm = (MLPBlock(mlp_block.HALVES_MIN_UNITS, row_halves=True),
+                             MLPBlock(mlp_block.HALVES_MIN_UNITS - 1, row_halves=True),
+                             MLPBlock(mlp_block.HALVES_MIN_UNITS, batch_norm=False,
+                                      row_halves=True))
     for block in (wide, narrow, no_norm):
         block.build(x.shape)
     assert wide._in_halves(x, training=True)

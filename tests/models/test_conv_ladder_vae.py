@@ -355,6 +355,7 @@ def test_learned_top_prior_is_trained():
     (dict(activation="tanh"), "activation"),
     (dict(kernel_size=2), "kernel_size"),
     (dict(dense_per_block=2), "residual_blocks"),
+    (dict(row_halves=True), "`row_halves`.*MLP rungs"),
     (dict(free_bits=-1.0), "free_bits"),
 ])
 def test_bad_arguments_are_refused_by_name(kwargs, match):
