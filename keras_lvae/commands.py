@@ -218,7 +218,7 @@ def _is_saved_model(path):
 
 
 def run_evaluate(args):
-    from keras_lvae import evaluation, plots
+    from keras_lvae import evaluation
 
     if _is_saved_model(args.model):
         return _evaluate_saved_model(args)
@@ -262,25 +262,7 @@ def run_evaluate(args):
     written = {}
     if not args.no_plots:
         start = time.perf_counter()
-        run = training.run_folder(args.model)
-        history_path = args.history or os.path.join(run or "", training.HISTORY_FILE)
-        shown = images[:2000]  # enough points for the PCA scatter
-        figures = {
-            "prior_samples": lambda p: plots.plot_prior_samples(model, p, seed=args.seed),
-            "reconstructions": lambda p: plots.plot_reconstructions(model, images, p),
-            "layer_variations": lambda p: plots.plot_layer_variations(model, p, seed=args.seed),
-            "kl_per_layer": lambda p: plots.plot_kl_per_layer(
-                layers, p, threshold=evaluation.ACTIVE_UNIT_THRESHOLD),
-            "kl_per_unit": lambda p: plots.plot_kl_heatmaps(layers, p),
-            "latent_pca": lambda p: plots.plot_latent_pca(
-                model, shown, p, labels=None if labels is None else labels[:2000]),
-        }
-        if os.path.isfile(history_path):
-            history = read_csv(history_path)
-            figures["training_curves"] = lambda p: plots.plot_training_curves(history, p)
-        for name, draw in figures.items():
-            draw(os.path.join(output, f"{name}.png"))
-            written[name] = f"{name}.png"
+        written = _evaluation_plots(model, images, labels, layers, args, output)
         timings["plots"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - started
 
@@ -299,12 +281,7 @@ def run_evaluate(args):
         },
         "model_config": {key: value for key, value in model.get_config().items()
                          if key not in ("name", "trainable", "dtype")},
-        "log_likelihood": {"L_1": bounds["L_1"], f"L_{k}": bounds["L_k"],
-                           "bound_gap": bounds["bound_gap"], "units": "nats"},
-        **({"bits_per_dim": {"L_1": bounds["bits_per_dim"]["L_1"],
-                             f"L_{k}": bounds["bits_per_dim"]["L_k"],
-                             "units": BITS_PER_DIM_UNITS}}
-           if "bits_per_dim" in bounds else {}),
+        **_bound_sections(bounds, k),
         "latent_layers": [
             {"layer": i + 1, "shape": list(layer["kl_per_unit"].shape),
              "units": layer["kl_per_unit"].size, "kl": layer["kl"],
@@ -319,23 +296,11 @@ def run_evaluate(args):
         "plots": written,
         "per_example": "per_example.csv",
         "timing_seconds": timings,
-        "versions": _versions(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    write_csv(os.path.join(output, "per_example.csv"),
-              {"L_1": bounds["per_example_L_1"], f"L_{k}": bounds["per_example_L_k"]})
-    with atomic_write(os.path.join(output, "report.json")) as file:
-        file.write(json.dumps(report, indent=2) + "\n")
-
-    def line(name, summary):
-        return f"{name:>7} {summary['mean']:9.2f} +- {summary['standard_error']:.2f} nats"
-
+    _write_report(output, report, bounds, k)
     print(f"{args.dataset} {args.split}: {bounds['num_examples']} examples, k = {k}, "
           f"batch-norm statistics: {args.bn_statistics}, {timings['log_likelihood']:.0f} s")
-    bits = bounds.get("bits_per_dim")
-    print(line("L_1", bounds["L_1"]) + _bits_text(bits, "L_1"))
-    print(line(f"L_{k}", bounds["L_k"]) + _bits_text(bits, "L_k"))
-    print(line("gap", bounds["bound_gap"]))
+    _print_bounds(bounds, k)
     threshold = evaluation.ACTIVE_UNIT_THRESHOLD
     for i, layer in enumerate(layers):
         channels = layer["kl_per_channel"].size
@@ -348,11 +313,37 @@ def run_evaluate(args):
     return 0
 
 
+def _evaluation_plots(model, images, labels, layers, args, output):
+    """`lvae evaluate`'s PNGs in `output`; returns {name: file name}."""
+    from keras_lvae import evaluation, plots
+
+    run = training.run_folder(args.model)
+    history_path = args.history or os.path.join(run or "", training.HISTORY_FILE)
+    shown = images[:2000]  # enough points for the PCA scatter
+    figures = {
+        "prior_samples": lambda p: plots.plot_prior_samples(model, p, seed=args.seed),
+        "reconstructions": lambda p: plots.plot_reconstructions(model, images, p),
+        "layer_variations": lambda p: plots.plot_layer_variations(model, p, seed=args.seed),
+        "kl_per_layer": lambda p: plots.plot_kl_per_layer(
+            layers, p, threshold=evaluation.ACTIVE_UNIT_THRESHOLD),
+        "kl_per_unit": lambda p: plots.plot_kl_heatmaps(layers, p),
+        "latent_pca": lambda p: plots.plot_latent_pca(
+            model, shown, p, labels=None if labels is None else labels[:2000]),
+    }
+    if os.path.isfile(history_path):
+        history = read_csv(history_path)
+        figures["training_curves"] = lambda p: plots.plot_training_curves(history, p)
+    written = {}
+    for name, draw in figures.items():
+        draw(os.path.join(output, f"{name}.png"))
+        written[name] = f"{name}.png"
+    return written
+
+
 def _evaluate_saved_model(args):
     """`lvae evaluate` of an exported version: L_1 and L_k through its `score` signature,
     with TensorFlow's SavedModel loader alone (what TF Serving would answer)."""
-    from keras_lvae.densities import bits_per_dim
-    from keras_lvae.evaluation import mean_and_standard_error
+    from keras_lvae.evaluation import summarise_bounds
     from keras_lvae.export import saved_model_takes_8_bit_images, score_saved_model
 
     if args.dataset is None:
@@ -366,36 +357,54 @@ def _evaluate_saved_model(args):
                                  seed=args.seed)
     seconds = time.perf_counter() - start
     k = args.samples
-    summary = {name: dict(zip(("mean", "standard_error"), mean_and_standard_error(values)))
-               for name, values in (("L_1", l_1), (f"L_{k}", l_k), ("bound_gap", l_k - l_1))}
-    bits = None
-    if saved_model_takes_8_bit_images(args.model):  # bits per dimension beside the nats
-        dims = math.prod(images.shape[1:])
-        bits = {name: dict(zip(("mean", "standard_error"),
-                               mean_and_standard_error(bits_per_dim(values, dims))))
-                for name, values in (("L_1", l_1), (f"L_{k}", l_k))}
+    eight_bit = saved_model_takes_8_bit_images(args.model)  # bits per dimension beside nats
+    bounds = summarise_bounds(l_1, l_k, k, math.prod(images.shape[1:]) if eight_bit else None)
     report = {
         "model": os.path.abspath(args.model), "format": "SavedModel (score signature)",
         "dataset": args.dataset, "split": args.split, "num_examples": int(len(images)),
         "settings": {"samples": k, "batch_size": args.batch_size, "seed": args.seed,
                      "max_examples": args.max_examples},
-        "log_likelihood": {**summary, "units": "nats"},
-        **({"bits_per_dim": {**bits, "units": BITS_PER_DIM_UNITS}} if bits else {}),
+        **_bound_sections(bounds, k),
         "per_example": "per_example.csv", "timing_seconds": {"log_likelihood": seconds},
-        "versions": _versions(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    os.makedirs(output, exist_ok=True)
-    write_csv(os.path.join(output, "per_example.csv"), {"L_1": l_1, f"L_{k}": l_k})
-    with atomic_write(os.path.join(output, "report.json")) as file:
-        file.write(json.dumps(report, indent=2) + "\n")
+    _write_report(output, report, bounds, k)
     print(f"{args.dataset} {args.split}: {len(images)} examples, k = {k}, SavedModel "
           f"{args.model} (its own batch-norm statistics), {seconds:.0f} s")
-    for name in ("L_1", f"L_{k}", "bound_gap"):
-        print(f"{'gap' if name == 'bound_gap' else name:>7} {summary[name]['mean']:9.2f} +- "
-              f"{summary[name]['standard_error']:.2f} nats" + _bits_text(bits, name))
+    _print_bounds(bounds, k)
     print(f"wrote {os.path.join(output, 'report.json')} and per_example.csv")
     return 0
+
+
+def _bound_sections(bounds, k):
+    """The report's `log_likelihood` (and, for 8-bit data, `bits_per_dim`) sections of a
+    `bound_report`, keyed L_1 and L_<k>."""
+    sections = {"log_likelihood": {"L_1": bounds["L_1"], f"L_{k}": bounds["L_k"],
+                                   "bound_gap": bounds["bound_gap"], "units": "nats"}}
+    if "bits_per_dim" in bounds:
+        bits = bounds["bits_per_dim"]
+        sections["bits_per_dim"] = {"L_1": bits["L_1"], f"L_{k}": bits["L_k"],
+                                    "units": BITS_PER_DIM_UNITS}
+    return sections
+
+
+def _write_report(output, report, bounds, k):
+    """per_example.csv and report.json (with versions and a time stamp) in `output`."""
+    report.update(versions=_versions(), created=datetime.datetime.now(
+        datetime.timezone.utc).isoformat(timespec="seconds"))
+    os.makedirs(output, exist_ok=True)
+    write_csv(os.path.join(output, "per_example.csv"),
+              {"L_1": bounds["per_example_L_1"], f"L_{k}": bounds["per_example_L_k"]})
+    with atomic_write(os.path.join(output, "report.json")) as file:
+        file.write(json.dumps(report, indent=2) + "\n")
+
+
+def _print_bounds(bounds, k):
+    """L_1, L_k and their gap with standard errors (and bits/dim for 8-bit data)."""
+    bits = bounds.get("bits_per_dim")
+    for label, name in (("L_1", "L_1"), (f"L_{k}", "L_k"), ("gap", "bound_gap")):
+        summary = bounds[name]
+        print(f"{label:>7} {summary['mean']:9.2f} +- {summary['standard_error']:.2f} nats"
+              + _bits_text(bits, name))
 
 
 def run_export(args):

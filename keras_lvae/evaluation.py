@@ -164,6 +164,15 @@ def bound_report(model, data, num_samples=5000, **options):
     """
     l_1 = log_likelihood(model, data, num_samples=1, **options)
     l_k = log_likelihood(model, data, num_samples=num_samples, **options)
+    return summarise_bounds(l_1, l_k, num_samples,
+                            model.num_features if model.likelihood_class.eight_bit else None)
+
+
+def summarise_bounds(l_1, l_k, num_samples, bits_per_dim_of=None):
+    """`bound_report`'s dict from per-example L_1 and L_k (nats); with `bits_per_dim_of`
+    (the dimensions of an 8-bit image) also their bits per dimension. `lvae evaluate`
+    builds the same report from a SavedModel's scores."""
+    l_1, l_k = np.asarray(l_1, np.float64), np.asarray(l_k, np.float64)
 
     def summary(values):
         mean, error = mean_and_standard_error(values)
@@ -174,8 +183,8 @@ def bound_report(model, data, num_samples=5000, **options):
         L_1=summary(l_1), L_k=summary(l_k), bound_gap=summary(l_k - l_1),
         per_example_L_1=l_1, per_example_L_k=l_k,
     )
-    if model.likelihood_class.eight_bit:
-        report["bits_per_dim"] = {name: summary(bits_per_dim(values, model.num_features))
+    if bits_per_dim_of:
+        report["bits_per_dim"] = {name: summary(bits_per_dim(values, bits_per_dim_of))
                                   for name, values in (("L_1", l_1), ("L_k", l_k))}
     return report
 
