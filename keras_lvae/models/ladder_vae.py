@@ -230,8 +230,7 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
         self.trained_steps = self.add_weight(
             shape=(), dtype="int64", initializer="zeros", trainable=False,
             aggregation="only_first_replica", name="trained_steps")
-        # The model's own weights keep their order: trained_steps, the gate's history,
-        # then (in build) the top prior and the averages.
+        # Own weights in a fixed order: trained_steps, the gate's, (build) top prior, averages.
         self.gradient_gate = update_skipping.GradientNormGate(
             self, self.skip_threshold, self.adaptive_skip_factor, self.adaptive_skip_window)
         self.weight_average = (weight_average.WeightAverage(self.ema_decay)
