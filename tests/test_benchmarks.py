@@ -36,3 +36,21 @@ def test_a_failing_benchmark_is_reported(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cores.py"), str(script)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "no data here" in result.stderr
+
+
+def test_codec_sizes_are_whole_files_per_image():
+    """benchmarks/codecs.py: bits per dimension of each image's own file, checked lossless;
+    noise cannot be coded below 8 bits per value, a flat image codes in far fewer."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("codecs_benchmark",
+                                                  REPO / "benchmarks" / "codecs.py")
+    codecs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(codecs)
+    noise = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    flat = np.full((2, 32, 32, 3), 77, np.uint8)
+    for options in codecs.CODECS.values():
+        assert codecs.codec_bits_per_dim(noise, options) > 8.0
+        assert codecs.codec_bits_per_dim(flat, options) < 0.5
