@@ -168,7 +168,8 @@ def build_parser():
     evaluate.add_argument("--samples", type=_positive_int, default=5000,
                           help="importance samples k for L_k (default: %(default)s, the paper's)")
     evaluate.add_argument("--max-examples", type=_positive_int, default=None,
-                          help="evaluate only the first N examples of the split")
+                          help="evaluate N examples of the split drawn at random with --seed "
+                          "(the first N may not be representative)")
     evaluate.add_argument("--batch-size", type=_positive_int, default=100,
                           help="examples per log-likelihood batch (default: %(default)s)")
     evaluate.add_argument("--chunk-size", type=_positive_int, default=None,
@@ -181,7 +182,8 @@ def build_parser():
                           help="history CSV for the training curves (default: history.csv next "
                           "to MODEL, if present)")
     evaluate.add_argument("--no-plots", action="store_true", help="write the report only")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the prior-sample plot")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="seed of --max-examples' subset and of the prior-sample plot")
     evaluate.add_argument("--jit-compile", action="store_true",
                           help="compile the log-likelihood pass with XLA")
     evaluate.add_argument("--output", default=None,

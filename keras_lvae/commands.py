@@ -16,6 +16,7 @@ import time
 import warnings
 
 import keras
+import numpy as np
 
 import keras_lvae
 from keras_lvae import config as config_lib
@@ -238,9 +239,7 @@ def run_evaluate(args):
     images, labels = data.load_evaluation_arrays(
         args.dataset, args.split, data_dir=args.data_dir, validation_size=args.validation_size,
         binarize=binarize, image_size=args.image_size)
-    if args.max_examples is not None:
-        images = images[:args.max_examples]
-        labels = None if labels is None else labels[:args.max_examples]
+    images, labels, subset = evaluation_subset(images, labels, args.max_examples, args.seed)
     if images.shape[1:] != model.feature_shape:
         raise ValueError(f"--dataset {args.dataset} has images of shape {images.shape[1:]}, but the "
                          f"model was trained on {model.feature_shape}")
@@ -275,6 +274,7 @@ def run_evaluate(args):
         "settings": {
             "samples": k, "batch_size": args.batch_size, "chunk_size": args.chunk_size,
             "bn_statistics": args.bn_statistics, "max_examples": args.max_examples,
+            "subset": subset,
             "jit_compile": args.jit_compile, "seed": args.seed,
             "weights": "moving average" if model.ema_variables else "trained",
             "active_unit_threshold": evaluation.ACTIVE_UNIT_THRESHOLD,
@@ -298,7 +298,7 @@ def run_evaluate(args):
         "timing_seconds": timings,
     }
     _write_report(output, report, bounds, k)
-    print(f"{args.dataset} {args.split}: {bounds['num_examples']} examples, k = {k}, "
+    print(f"{args.dataset} {args.split}: {_examples_text(bounds['num_examples'], subset)}, k = {k}, "
           f"batch-norm statistics: {args.bn_statistics}, {timings['log_likelihood']:.0f} s")
     _print_bounds(bounds, k)
     threshold = evaluation.ACTIVE_UNIT_THRESHOLD
@@ -351,7 +351,7 @@ def _evaluate_saved_model(args):
     output = args.output or args.model.rstrip("/\\") + "_evaluation"
     images, _ = data.load_evaluation_arrays(args.dataset, args.split, data_dir=args.data_dir,
                                             validation_size=args.validation_size or 0)
-    images = images[:args.max_examples]
+    images, _, subset = evaluation_subset(images, None, args.max_examples, args.seed)
     start = time.perf_counter()
     l_1, l_k = score_saved_model(args.model, images, args.samples, batch_size=args.batch_size,
                                  seed=args.seed)
@@ -363,16 +363,35 @@ def _evaluate_saved_model(args):
         "model": os.path.abspath(args.model), "format": "SavedModel (score signature)",
         "dataset": args.dataset, "split": args.split, "num_examples": int(len(images)),
         "settings": {"samples": k, "batch_size": args.batch_size, "seed": args.seed,
-                     "max_examples": args.max_examples},
+                     "max_examples": args.max_examples, "subset": subset},
         **_bound_sections(bounds, k),
         "per_example": "per_example.csv", "timing_seconds": {"log_likelihood": seconds},
     }
     _write_report(output, report, bounds, k)
-    print(f"{args.dataset} {args.split}: {len(images)} examples, k = {k}, SavedModel "
+    print(f"{args.dataset} {args.split}: {_examples_text(len(images), subset)}, k = {k}, SavedModel "
           f"{args.model} (its own batch-norm statistics), {seconds:.0f} s")
     _print_bounds(bounds, k)
     print(f"wrote {os.path.join(output, 'report.json')} and per_example.csv")
     return 0
+
+
+def evaluation_subset(images, labels, max_examples, seed):
+    """At most `max_examples` of the split, drawn at random (in the split's order) with
+    `seed`: the first N can be unrepresentative (binarized MNIST's test set is sorted by
+    digit). Returns (images, labels, a description for the report, or None for all)."""
+    total = len(images)
+    if max_examples is None or max_examples >= total:
+        return images, labels, None
+    chosen = np.sort(np.random.default_rng(seed).choice(total, max_examples, replace=False))
+    subset = {"examples": int(max_examples), "of": int(total), "seed": seed,
+              "drawn": "uniformly at random without replacement (--seed)"}
+    return images[chosen], None if labels is None else labels[chosen], subset
+
+
+def _examples_text(count, subset):
+    if subset is None:
+        return f"{count} examples"
+    return f"{count} of {subset['of']} examples (a random subset, seed {subset['seed']})"
 
 
 def _bound_sections(bounds, k):

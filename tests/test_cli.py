@@ -184,6 +184,10 @@ def test_evaluate_writes_report_and_plots(trained_run, tmp_path, bn_statistics):
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report) == REPORT_FIELDS
     assert report["num_examples"] == 150 and report["settings"]["bn_statistics"] == bn_statistics
+    assert report["settings"]["subset"] == {
+        "examples": 150, "of": 10000, "seed": 0,
+        "drawn": "uniformly at random without replacement (--seed)"}
+    assert "150 of 10000 examples (a random subset, seed 0)" in result.stdout
     bounds = report["log_likelihood"]
     assert set(bounds) == {"L_1", "L_20", "bound_gap", "units"}
     assert bounds["L_20"]["mean"] > bounds["L_1"]["mean"]
@@ -303,6 +307,25 @@ def test_mistakes_answer_before_tensorflow_loads(args, message):
     code, imported, seconds = result.stdout.split()
     assert (code, imported) == ("2", "False") and float(seconds) < 1.0
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_max_examples_draws_a_seeded_random_subset_in_the_splits_order():
+    """The first N test images can be unrepresentative (binarized MNIST's are sorted by
+    digit): --max-examples draws N at random with --seed, keeps their order, and says so."""
+    from keras_lvae import commands
+
+    images, labels = np.arange(100.0)[:, None], np.arange(100) % 10
+    chosen, chosen_labels, subset = commands.evaluation_subset(images, labels, 20, seed=3)
+    want = np.sort(np.random.default_rng(3).choice(100, 20, replace=False))
+    np.testing.assert_array_equal(chosen[:, 0], want)
+    np.testing.assert_array_equal(chosen_labels, want % 10)
+    assert not np.array_equal(want, np.arange(20))  # not the first 20
+    assert subset == {"examples": 20, "of": 100, "seed": 3,
+                      "drawn": "uniformly at random without replacement (--seed)"}
+    other, _, _ = commands.evaluation_subset(images, labels, 20, seed=4)
+    assert not np.array_equal(other, chosen)
+    assert commands.evaluation_subset(images, None, 100, seed=3)[2] is None  # all of them
+    assert commands.evaluation_subset(images, None, None, seed=3)[0] is images
 
 
 def test_recipes_are_listed_and_run_by_name(capsys):
