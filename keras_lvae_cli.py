@@ -19,6 +19,7 @@ unless `--verbose` is given.
 import argparse
 import ast
 import contextlib
+import difflib
 import importlib.util
 import os
 import pathlib
@@ -86,7 +87,9 @@ def resolve_recipe(text):
     name = text[:-3] if text.endswith(".py") else text
     if os.sep not in text and name in shipped:
         return str(shipped[name])
-    raise ValueError(f"RECIPE: no such file or shipped recipe {text!r} (shipped: "
+    close = difflib.get_close_matches(name, list(shipped), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"RECIPE: no such file or shipped recipe {text!r}; {hint}(shipped: "
                      f"{', '.join(shipped) or 'none found'}; `lvae recipes` lists them)")
 
 
@@ -238,12 +241,32 @@ def build_parser():
     return parser
 
 
+def setting_keys():
+    """Every `--set` key (`train.epochs`, ...), read from keras_lvae/config.py's dataclasses
+    without importing it (it imports TensorFlow); a test checks it equals config.keys()."""
+    spec = importlib.util.find_spec("keras_lvae")
+    path = pathlib.Path(spec.submodule_search_locations[0]) / "config.py"
+    classes = {node.name: [item for item in node.body if isinstance(item, ast.AnnAssign)]
+               for node in ast.parse(path.read_text()).body if isinstance(node, ast.ClassDef)}
+    return [f"{section.target.id}.{field.target.id}" for section in classes["Config"]
+            for field in classes[section.annotation.id]]
+
+
 def _check_settings(argv):
-    """Refuse `--set KEY VALUE` (a space instead of `=`) with the right form."""
-    for option, value in zip(argv, argv[1:]):
-        if option == "--set" and "=" not in value:
+    """Refuse `--set KEY VALUE` (a space instead of `=`) with the right form, and unknown
+    keys with the closest known one, before TensorFlow loads."""
+    settings = [value for option, value in zip(argv, argv[1:]) if option == "--set"]
+    for value in settings:
+        if "=" not in value:
             return f"--set {value}: expected SECTION.FIELD=VALUE with `=`, such as --set " \
                    f"{value if '.' in value else 'train.epochs'}=3"
+    keys = setting_keys() if settings else []
+    for value in settings:
+        key = value.partition("=")[0].strip()
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(keys)}"
+            return f"--set {value}: unknown key `{key}`; {hint}"
     return None
 
 

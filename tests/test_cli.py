@@ -300,6 +300,9 @@ print(code, "tensorflow" in sys.modules, time.perf_counter() - start)
     (["evaluate", "runs/nothing_here"], "MODEL: no such file or folder 'runs/nothing_here'"),
     (["export", "nothing.keras", "--name", "x"], "MODEL: no such file or folder"),
     (["train", "quickstart", "--set", "train.epochs", "3"], "such as --set train.epochs=3"),
+    (["train", "quickstrat"], "did you mean 'quickstart'?"),
+    (["train", "quickstart", "--set", "train.epoch=3"],
+     "unknown key `train.epoch`; did you mean `train.epochs`?"),
 ])
 def test_mistakes_answer_before_tensorflow_loads(args, message):
     result = subprocess.run([sys.executable, "-c", CHECK_WITHOUT_TENSORFLOW, *args],
@@ -307,6 +310,11 @@ def test_mistakes_answer_before_tensorflow_loads(args, message):
     code, imported, seconds = result.stdout.split()
     assert (code, imported) == ("2", "False") and float(seconds) < 1.0
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_clis_setting_keys_are_the_configs():
+    """`lvae` checks --set keys without importing keras_lvae.config (TensorFlow)."""
+    assert keras_lvae_cli.setting_keys() == config_lib.keys()
 
 
 def test_max_examples_draws_a_seeded_random_subset_in_the_splits_order():
