@@ -71,8 +71,9 @@ def _run_config(model_path):
     return None if workdir is None else training.load_run_config(workdir)
 
 
-def _dataset_arguments(args):
-    """Fill --dataset, --data-dir and --validation-size from the run's config.json."""
+def _dataset_arguments(args, model):
+    """Fill --dataset, --data-dir and --validation-size from the run's config.json, and an
+    image folder's image size from the model's input shape."""
     run = _run_config(args.model)
     if args.dataset is None:
         if run is None:
@@ -85,6 +86,9 @@ def _dataset_arguments(args):
     if args.validation_size is None:
         args.validation_size = run.data.validation_size if same_data else 0
     args.image_size = run.data.image_size if same_data else None
+    source = data.SOURCES.get(args.dataset)
+    if args.image_size is None and source is not None and source.user_folder:
+        args.image_size = model.feature_shape[0]  # square images, resized to what it takes
 
 
 def run_sample(args):
@@ -231,7 +235,7 @@ def run_evaluate(args):
     if run is not None:  # a file without its run keeps TensorFlow's threads
         _configure_threads(run)
     model = _load_ladder_vae(args.model)
-    _dataset_arguments(args)
+    _dataset_arguments(args, model)
     output = args.output or _output_beside(args.model, "evaluation")
     os.makedirs(output, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
@@ -434,7 +438,7 @@ def run_export(args):
     args.model = resolve_model_path(args.model)
     model = _load_ladder_vae(args.model)
     if args.bn_statistics == "recompute":  # bake in the statistics `lvae evaluate` used
-        _dataset_arguments(args)
+        _dataset_arguments(args, model)
         _recompute_statistics(model, args)
     try:
         path = export_saved_model(model, os.path.join(args.base_dir, args.name), args.version)

@@ -312,6 +312,31 @@ def test_mistakes_answer_before_tensorflow_loads(args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_evaluate_on_an_image_folder_takes_the_image_size_from_the_model(tmp_path, capsys):
+    """A .keras file has no run config; an image folder's images are resized to the size the
+    model takes (16 x 16 here, from 20 x 24 files)."""
+    from PIL import Image
+
+    import keras_lvae
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (tmp_path / "photos" / split).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
+                tmp_path / "photos" / split / f"{i}.png")
+    model = keras_lvae.ConvLadderVAE(latent_dims=(2,), hidden_dims=(4,), residual_blocks=1,
+                                     likelihood="logistic_mixture", mixture_components=2, seed=0)
+    model.build((None, 16, 16, 3))
+    model.save(tmp_path / "colour.keras")
+    code = keras_lvae_cli.main(["evaluate", str(tmp_path / "colour.keras"), "--dataset",
+                                "image_folder", "--data-dir", str(tmp_path / "photos"),
+                                "--samples", "2", "--no-plots", "--output", str(tmp_path / "ev")])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["num_examples"] == 3 and "bits_per_dim" in report
+
+
 def test_the_clis_setting_keys_are_the_configs():
     """`lvae` checks --set keys without importing keras_lvae.config (TensorFlow)."""
     assert keras_lvae_cli.setting_keys() == config_lib.keys()
