@@ -52,6 +52,25 @@ def check_data(name, data, batch_size=None):
                          f"received an array of shape {tuple(images.shape)}.")
 
 
+def check_values(name, data, likelihood, allow_nan=False):
+    """Refuse array data (numpy) whose values the model's likelihood cannot take, before
+    `fit` or `evaluate` trace a step: one message naming the argument instead of a graph
+    execution error. Datasets and tensors are checked inside the step (`images`)."""
+    x = unpack(data) if data is not None else None
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub" or x.size == 0:
+        return
+    finite = np.isfinite(x) if x.dtype.kind == "f" else np.ones(x.shape, bool)
+    if not allow_nan and not finite.all():
+        raise ValueError(f"Invalid value for argument `{name}`: expected finite values, "
+                         "received NaN or Inf.")
+    seen = x[finite] if x.dtype.kind == "f" else x
+    if likelihood.unit_interval and seen.size and (seen.min() < 0 or seen.max() > 1):
+        raise ValueError(
+            f"Invalid value for argument `{name}`: the {likelihood.name} likelihood needs "
+            f"values in [0, 1] (scale 8-bit images by 1/255), received values from "
+            f"{seen.min():g} to {seen.max():g}.")
+
+
 def no_batch_error(name):
     """The error for data that turned out to yield no batch."""
     return ValueError(f"Invalid value for argument `{name}`: expected data with at least one "

@@ -172,6 +172,9 @@ class LadderTrainer:
         inputs.check_data("x", x, kwargs.get("batch_size"))
         inputs.check_data("validation_data", kwargs.get("validation_data"),
                           kwargs.get("validation_batch_size"))
+        inputs.check_values("x", x, self.likelihood_class, allow_nan=self.skip_nonfinite_steps)
+        inputs.check_values("validation_data", kwargs.get("validation_data"),
+                            self.likelihood_class)
         if self.weight_average is not None:  # training moves the weights off the averages
             self.weight_average.holds_averages = False
         history = super().fit(x, *args, **kwargs)
@@ -185,6 +188,7 @@ class LadderTrainer:
         validation = _compat.is_fit_validation(kwargs)
         if not validation:
             inputs.check_data("x", x, kwargs.get("batch_size"))
+            inputs.check_values("x", x, self.likelihood_class)
         with self.ema_weights_applied():  # validation and evaluation see the averages
             result = super().evaluate(x, *args, **kwargs)
         if int(self.nelbo_tracker.count.numpy()) == 0:  # no batch ran

@@ -149,8 +149,10 @@ def test_values_outside_unit_interval_for_bernoulli(bad):
     x[0, 0, 0, 0] = bad
     with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
         model(x)
+    with pytest.raises(ValueError, match=r"`x`: .*(values in \[0, 1\]|finite values)"):
+        model.evaluate(x, batch_size=4, verbose=0)  # arrays: before a step is traced
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"values in \[0, 1\]"):
-        model.evaluate(x, batch_size=4, verbose=0)
+        model.evaluate(tf.data.Dataset.from_tensor_slices(x).batch(4), verbose=0)
 
 
 def test_methods_need_a_built_model():
