@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_lvae  # noqa: E402
-from keras_lvae import config, training  # noqa: E402
+from keras_lvae import training  # noqa: E402
 
 # The threads `lvae train` and `lvae evaluate` choose for an MLP ladder, before any TensorFlow
 # op (KERAS_LVAE_CPU_THREADS=tensorflow: TensorFlow's default).
@@ -94,7 +94,7 @@ def main():
     args.row_halves = keras_lvae.threads.ops_run_side_by_side() and not args.no_row_halves
     if args.steps_per_execution is None:  # as `lvae train` with an epoch of --steps steps
         args.steps_per_execution = training.steps_per_execution(
-            config.TrainConfig.steps_per_execution, args.steps)
+            training.MLP_STEPS_PER_EXECUTION, args.steps)
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
           f"{len(os.sched_getaffinity(0))} usable cores, inference={args.inference}, "
           f"batch {args.batch_size}, {args.optimizer} Adam, "

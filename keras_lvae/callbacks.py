@@ -5,6 +5,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 
@@ -93,9 +94,10 @@ class StopOnInterrupt(keras.callbacks.Callback):
     True
     """
 
-    def __init__(self):
+    def __init__(self, message=None):
         super().__init__()
         self.interrupted = False
+        self.message = message  # printed on stderr at once when the first SIGINT comes
 
     @contextlib.contextmanager
     def catching(self):
@@ -107,6 +109,8 @@ class StopOnInterrupt(keras.callbacks.Callback):
         def note(signum, frame):
             self.interrupted = True
             signal.signal(signal.SIGINT, previous)
+            if self.message:
+                print(self.message, file=sys.stderr, flush=True)
 
         signal.signal(signal.SIGINT, note)
         try:

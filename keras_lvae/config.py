@@ -93,8 +93,9 @@ class TrainConfig:
     iw_samples: int = 1                # importance samples; >1 trains on L_k
     seed: int = 0                      # seeds the weights, the noise and the data order
     jit_compile: bool = False          # XLA: worth it on GPUs, not on this CPU
-    steps_per_execution: int = 32      # at most this many steps per call of Keras' train
-                                       # function (a divisor of the epoch's steps)
+    steps_per_execution: Optional[int] = None  # steps per call of Keras' train function (a
+                                       # divisor of the epoch's); none: 32 for MLP ladders
+                                       # (their steps are short), 1 for conv ladders
     strategy: Literal["none", "mirrored", "multi_worker"] = "none"
     skip_nonfinite_steps: bool = False  # skip (and count) steps with NaN/Inf loss or gradients
     global_clipnorm: float = 0.0       # > 0: the optimizer clips the global gradient norm

@@ -155,9 +155,22 @@ def compile_model(model, config, steps_per_epoch, optimizer=None):
             rate, global_clipnorm=config.train.global_clipnorm or None)
     # Under a tf.distribute strategy, one step per call: Keras' in-graph loop of steps fails
     # there ("You must feed a value for placeholder tensor"; keras-team/keras#19246).
-    most = 1 if tf.distribute.has_strategy() else config.train.steps_per_execution
+    most = 1 if tf.distribute.has_strategy() else most_steps_per_execution(config)
     model.compile(optimizer=optimizer, jit_compile=config.train.jit_compile,
                   steps_per_execution=steps_per_execution(most, steps_per_epoch))
+
+
+# An MLP ladder's step takes a few ms, so Keras' Python round trip per call (about 2.5 ms)
+# is worth saving (1.04-1.14x, benchmarks/README.md); a conv ladder's step takes tens of ms
+# or more, so one step per call costs under 1% and lets Ctrl-C and progress act per step.
+MLP_STEPS_PER_EXECUTION = 32
+
+
+def most_steps_per_execution(config):
+    """`train.steps_per_execution`, or by default 32 for MLP ladders and 1 for conv ones."""
+    if config.train.steps_per_execution is not None:
+        return config.train.steps_per_execution
+    return MLP_STEPS_PER_EXECUTION if config.model.architecture == "mlp" else 1
 
 
 def steps_per_execution(most, steps_per_epoch):
@@ -295,13 +308,16 @@ def train(config, workdir, log=print):
     progress = {"epoch": start_epoch + 1}  # the epoch in progress, for an interruption
     callbacks.append(keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs=None: progress.update(epoch=epoch + 1)))
-    stop = StopOnInterrupt()  # last: it raises after the other callbacks saved the epoch
+    stop = StopOnInterrupt(  # last: it raises after the other callbacks saved the epoch
+        "lvae train: stopping after the steps in progress (Ctrl-C again to stop at once)")
     callbacks.append(stop)
     try:
         with stop.catching():
             _fit_stages(model, config, strategy, stages, steps_per_epoch, train_ds,
                         validation_ds, callbacks, verbose, log)
     except KeyboardInterrupt:
+        for callback in callbacks:  # close the TensorBoard writers: the CLI exits at once
+            callback.on_train_end()
         saved = checkpoint_epoch(checkpoint_path)
         resume = (f"run the same command to resume from epoch {saved + 1}" if saved else
                   "no epoch was saved: running the same command starts over")

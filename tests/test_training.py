@@ -170,6 +170,17 @@ def test_lvae_train_asks_for_row_halves_where_ops_run_side_by_side(monkeypatch, 
     assert all(block.row_halves is side_by_side for block in model.encoder_blocks)
 
 
+def test_by_default_mlp_ladders_run_32_steps_per_call_and_conv_ladders_one():
+    """A conv ladder's long steps gain nothing from Keras' loop of steps, and one step per
+    call lets Ctrl-C stop after a step instead of after 32 (9.5 s of a colour epoch)."""
+    conv = override(TINY, ["model.architecture=conv", "model.latent_dims=2",
+                           "model.hidden_dims=4", "model.residual_blocks=1"])
+    assert training.most_steps_per_execution(TINY) == 32
+    assert training.most_steps_per_execution(conv) == 1
+    assert training.most_steps_per_execution(
+        override(conv, ["train.steps_per_execution=8"])) == 8  # a setting wins
+
+
 def test_compile_runs_a_divisor_of_the_epoch_per_call_and_one_step_under_a_strategy():
     """`train.steps_per_execution=4` with 9 steps an epoch: 3 steps per call (4 would end
     epoch 1 three steps late); under a tf.distribute strategy, where Keras' loop of steps
@@ -252,15 +263,16 @@ def _run_lvae(args, **kwargs):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, **kwargs)
 
 
-def test_ctrl_c_in_fit_is_noted_then_raised_at_a_batch_end_and_a_second_one_at_once():
+def test_ctrl_c_in_fit_is_noted_then_raised_at_a_batch_end_and_a_second_one_at_once(capsys):
     """The first SIGINT inside `StopOnInterrupt.catching` only sets a flag (so it cannot be
     lost in a finaliser); the next batch's end raises it; a second SIGINT raises at once;
     the previous handler is back afterwards."""
-    stop, before = training.StopOnInterrupt(), signal.getsignal(signal.SIGINT)
+    stop, before = training.StopOnInterrupt("stopping soon"), signal.getsignal(signal.SIGINT)
     stop.on_train_batch_end(0)  # nothing to raise yet
     with stop.catching():
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.interrupted
+        assert capsys.readouterr().err == "stopping soon\n"  # said at once
         for at_the_end_of in (stop.on_train_batch_end, stop.on_test_batch_end,
                               stop.on_epoch_end):
             with pytest.raises(KeyboardInterrupt):
