@@ -40,8 +40,8 @@ from keras_lvae import config as config_lib
 from keras_lvae import data, threads
 from keras_lvae._files import atomic_write, read_csv
 # The run's callbacks and checkpoint format, named here too (keras_lvae.training.X).
-from keras_lvae.callbacks import (HistoryCSV, PriorSamplesSummary, StopOnInterrupt,  # noqa: F401
-                                  Checkpoint, keeps_epoch, snapshot_path)
+from keras_lvae.callbacks import (Checkpoint, HistoryCSV, PriorSamplesSummary,  # noqa: F401
+                                  ProgressLines, StopOnInterrupt, keeps_epoch, snapshot_path)
 from keras_lvae.checkpoints import (CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE,  # noqa: F401
                                     MODEL_FILE, SNAPSHOT_DIR, TENSORBOARD_DIR, checkpoint_epoch,
                                     kept_snapshots, restore_checkpoint, save_checkpoint,
@@ -305,6 +305,8 @@ def train(config, workdir, log=print):
                             seed=t.seed),
     ] if chief else []
     verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs
+    if not sys.stdout.isatty():  # no progress bar: a line every 30 s within an epoch
+        callbacks.append(ProgressLines(steps_per_epoch))
     progress = {"epoch": start_epoch + 1}  # the epoch in progress, for an interruption
     callbacks.append(keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs=None: progress.update(epoch=epoch + 1)))

@@ -263,6 +263,22 @@ def _run_lvae(args, **kwargs):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, **kwargs)
 
 
+def test_progress_lines_within_an_epoch_say_the_step_and_then_the_epochs_time(capsys):
+    """Without a terminal there is no progress bar: lvae train prints a line every 30 s."""
+    import keras_lvae
+
+    model = keras_lvae.LadderVAE(latent_dims=(2,), hidden_dims=(8,), seed=1)
+    model.compile(optimizer="adam")
+    x = (np.random.default_rng(0).random((40, 6)) < 0.5).astype("float32")
+    model.fit(x, batch_size=10, epochs=2, verbose=0,
+              callbacks=[training.ProgressLines(steps_per_epoch=4, every_seconds=0)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        f"  epoch {e}: step {s}/4" for e in (1, 2) for s in (1, 2, 3, 4)]
+    assert "loss " in lines[0] and "(an epoch takes about " in lines[-1]
+    assert "an epoch takes" not in lines[3]
+
+
 def test_ctrl_c_in_fit_is_noted_then_raised_at_a_batch_end_and_a_second_one_at_once(capsys):
     """The first SIGINT inside `StopOnInterrupt.catching` only sets a flag (so it cannot be
     lost in a finaliser); the next batch's end raises it; a second SIGINT raises at once;
