@@ -21,6 +21,7 @@ import ast
 import contextlib
 import difflib
 import importlib.util
+import logging
 import os
 import pathlib
 import sys
@@ -318,6 +319,8 @@ def main(argv=None):
         for name, path in shipped_recipes().items():
             print(f"{name:<18} {_summary(path)}")
         return 0
+    if not args.verbose:  # offline, tfds' downloads log every retry; our error says it all
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
         with _quiet_native_logs(not args.verbose):
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -172,7 +172,8 @@ def _from_tfds(name, split, spec):
         raise ValueError(
             f"Could not load {name!r} split {split!r} from tfds ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}). Offline, put {spec.files} in a "
-            f"directory and pass data_dir=... (or set {DATA_DIR_ENV})."
+            f"directory and pass data_dir=... (`lvae`: --data-dir DIR, or in a recipe "
+            f"data.data_dir), or set {DATA_DIR_ENV}."
         ) from None
     if not batches:
         raise ValueError(f"tfds returned no examples for {name!r} split {split!r}.")
@@ -267,7 +268,8 @@ def _load_split(name, split, spec, data_dir, image_size):
             raise ValueError(f"Dataset {name!r}: no files in data_dir={data_dir!r}. Put "
                              f"{spec.files} in {data_dir} or in {os.path.join(data_dir, name)}.")
     if spec.tfds_name is None:
-        where = f"in {data_dir}" if data_dir else f"with data_dir=... or {DATA_DIR_ENV}"
+        where = (f"in {data_dir}" if data_dir else
+                 f"with data_dir=... (`lvae`: --data-dir DIR) or {DATA_DIR_ENV}")
         raise ValueError(f"Dataset {name!r} needs local files: put {spec.files} {where}.")
     logger.info("%s %s: no local files%s, trying tfds (downloads unless already prepared; "
                 "offline it retries for a few minutes, then fails)", name, split,

@@ -272,7 +272,8 @@ def image_folder(data_dir, split, image_size):
     """A user's folder: train/ and test/ subfolders, or one folder that is all train."""
     size = checked_image_size(image_size)
     if not data_dir:
-        raise ValueError("Dataset 'image_folder' needs data_dir=...: the folder holding your "
+        raise ValueError("Dataset 'image_folder' needs data_dir=... (`lvae`: --data-dir DIR, "
+                         "or in a recipe data.data_dir): the folder holding your "
                          f"{IMAGE_FOLDER_FILES}.")
     root = os.fspath(data_dir)
     if not os.path.isdir(root):

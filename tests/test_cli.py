@@ -337,6 +337,23 @@ def test_evaluate_on_an_image_folder_takes_the_image_size_from_the_model(tmp_pat
     assert report["num_examples"] == 3 and "bits_per_dim" in report
 
 
+def test_urllib3_retry_warnings_are_hidden_unless_verbose(tmp_path):
+    """Offline, tfds' downloads log a warning per retry (after our own error); `lvae` keeps
+    urllib3 to errors, `lvae --verbose` shows them."""
+    import logging
+
+    model = str(REPO / "tests" / "data" / "v0.1.0" / "model.keras")
+    urllib3 = logging.getLogger("urllib3")
+    try:
+        for verbose, level in (([], logging.ERROR), (["--verbose"], logging.NOTSET)):
+            urllib3.setLevel(logging.NOTSET)
+            assert keras_lvae_cli.main([*verbose, "sample", model, "--output",
+                                        str(tmp_path / "x.txt")]) == 2
+            assert urllib3.level == level
+    finally:
+        urllib3.setLevel(logging.NOTSET)
+
+
 def test_the_clis_setting_keys_are_the_configs():
     """`lvae` checks --set keys without importing keras_lvae.config (TensorFlow)."""
     assert keras_lvae_cli.setting_keys() == config_lib.keys()

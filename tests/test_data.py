@@ -224,7 +224,8 @@ def test_tfds_failure_names_the_way_out_after_few_retries(no_env, monkeypatch):
         retries.append(downloader.MAX_RETRIES)
         raise ConnectionError("Failed to establish a new connection")
     monkeypatch.setattr(tfds, "load", offline)
-    with pytest.raises(ValueError, match=r"from tfds \(ConnectionError.*pass data_dir="):
+    with pytest.raises(ValueError, match=r"from tfds \(ConnectionError.*pass data_dir=\.\.\. "
+                                         r"\(`lvae`: --data-dir DIR"):
         data.load_arrays("fashion_mnist", "train")
     assert retries == [3] and downloader.MAX_RETRIES == 10
 
