@@ -5,7 +5,7 @@ Larochelle and Murray; validation metrics use its own validation split. Static
 and dynamic MNIST differ by 1-2 nats: compare with static-MNIST results only.
 Reads `binarized_mnist_packbits.npz` (or the three `.amat` files) from DATA_DIR:
 
-    lvae train recipes/binarized_mnist.py --set data.data_dir=../shared/data
+    lvae train recipes/binarized_mnist.py
 """
 
 import sys

@@ -14,7 +14,7 @@ step budget (theirs runs for days on a GPU). 28 x 28 images are padded to 32 x 3
 so the latents are 8 x 8, 4 x 4 and 2 x 2 maps of 32 channels. A training epoch
 (50,000 images) takes hours on 2 CPU cores: see `conv_static_mnist_small.py`.
 
-    lvae train recipes/conv_static_mnist.py --set data.data_dir=../shared/data
+    lvae train recipes/conv_static_mnist.py
 """
 
 import sys

@@ -6,7 +6,7 @@ prior), with a quarter of the filters' cost: 32 filters and 2 residual blocks
 per rung (0.45 M weights instead of 2.6 M), about 8x faster per image; and a
 larger learning rate for short budgets. About 3 minutes an epoch on one core.
 
-    lvae train recipes/conv_static_mnist_small.py --set data.data_dir=../shared/data
+    lvae train recipes/conv_static_mnist_small.py
 """
 
 import dataclasses

@@ -9,7 +9,7 @@ epoch takes about 11 s (2,000 epochs: about 6 h); a fine-tuning epoch draws 100
 samples per image and is far slower. Runs checkpoint every epoch and resume
 when the same command is run again.
 
-    lvae train recipes/mnist_paper.py --set data.data_dir=../shared/data --workdir runs/lvae5
+    lvae train recipes/mnist_paper.py --workdir runs/lvae5
     lvae evaluate runs/lvae5/model.keras --samples 5000 --bn-statistics recompute
 
 The study's other models are overrides of this one:

@@ -4,7 +4,7 @@ The paper's 5-layer LVAE (batch norm, KL warm-up) on full MNIST for 200
 epochs (the paper trains 2,000; 200 take about 45 min on 2 CPU cores), then
 evaluated as in the paper and exported for TF Serving. From the repository root:
 
-    lvae train recipes/mnist_serving.py --set data.data_dir=../shared/data --workdir runs/mnist_serving
+    lvae train recipes/mnist_serving.py --workdir runs/mnist_serving
     lvae evaluate runs/mnist_serving/model.keras --samples 5000
     lvae export runs/mnist_serving/model.keras --name mnist_lvae --version 1
 

@@ -8,7 +8,7 @@ the best configuration is then trained for `tune.retrain_epochs` epochs in
 WORKDIR/best, as `lvae train` would. Needs the tuning extra
 (`pip install "keras-lvae[tuning]"`):
 
-    lvae tune recipes/tune_mnist.py --set data.data_dir=../shared/data --workdir runs/tune_mnist
+    lvae tune recipes/tune_mnist.py --workdir runs/tune_mnist
 
 Run again, it reuses the finished trials and the retrained run.
 """
