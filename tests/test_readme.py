@@ -24,6 +24,15 @@ def test_python_example_runs(tmp_path, monkeypatch):
     assert namespace["conv"].latent_shapes == [(8, 8, 32), (4, 4, 32), (2, 2, 32)]
 
 
+def test_each_python_block_runs_on_its_own_or_says_what_it_continues():
+    """A reader who copies one block: it starts with its imports, or its first line says it
+    continues the example above."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    for block in blocks[1:]:
+        first = block.splitlines()[0]
+        assert first.startswith("import ") or first == "# continues the example above", first
+
+
 def test_commands_match_ci():
     """Every `lvae` command and the test command in the README's shell blocks is a line
     .ci/run executes, as written."""

@@ -175,6 +175,8 @@ class LadderTrainer:
         inputs.check_values("x", x, self.likelihood_class, allow_nan=self.skip_nonfinite_steps)
         inputs.check_values("validation_data", kwargs.get("validation_data"),
                             self.likelihood_class)
+        if isinstance(x, tf.data.Dataset):  # it shuffles itself; Keras would warn of its default
+            kwargs.setdefault("shuffle", False)
         if self.weight_average is not None:  # training moves the weights off the averages
             self.weight_average.holds_averages = False
         history = super().fit(x, *args, **kwargs)

@@ -282,3 +282,16 @@ def test_a_new_optimizer_continues_the_warm_up_where_it_was():
     logs = model.fit(X[:16], batch_size=16, epochs=1, verbose=0).history
     assert logs["beta"] == [1.0] and int(model.optimizer.iterations) == 1
     assert int(model.trained_steps) == 9
+
+
+def test_fit_on_a_dataset_does_not_warn_about_keras_default_shuffle():
+    """Our pipelines shuffle themselves; Keras' `shuffle=True` default warned on every fit."""
+    import warnings
+
+    model = small_model()
+    model.compile(optimizer="adam")
+    dataset = tf.data.Dataset.from_tensor_slices(X[:8]).batch(4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(dataset, epochs=1, verbose=0)
+    assert not [w for w in caught if "shuffle" in str(w.message)]
