@@ -13,9 +13,6 @@ import contextlib
 import keras
 import tensorflow as tf
 
-CHECKED_VERSIONS = {"keras": "3.15.1", "tensorflow": "2.21.0", "tensorflow-datasets": "4.9.10"}
-
-
 # ---------------------------------------------------------------- Keras layers
 def _sublayers(layer):
     """Fallback: the layers a layer tracks, found through its public attributes."""

@@ -80,10 +80,6 @@ class Likelihood:
         """One image drawn from p(x | params); `seed` is a stateless int32[2] seed."""
         raise NotImplementedError
 
-    def bits_per_dim(self, log_likelihood, num_dims):
-        """-log p(x) in bits per dimension (meaningful for discrete pixels)."""
-        return densities.bits_per_dim(log_likelihood, num_dims)
-
 
 class Bernoulli(Likelihood):
     """Binary pixels: p(x = 1) = sigmoid(logits). `log_prob` equals

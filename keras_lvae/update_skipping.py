@@ -72,9 +72,8 @@ class GradientNormGate:
 
     def allows(self, norm):
         """True unless `norm` is over the fixed or adaptive threshold (or not finite);
-        the adaptive rule records every norm, allowed or not."""
-        if not self.active:
-            return tf.constant(True)
+        the adaptive rule records every norm, allowed or not. Ask only when `active`
+        (the caller then computes the norm at all)."""
         threshold = tf.constant(self.threshold or float("inf"))
         if self.factor:
             adaptive = adaptive_threshold(self.history, self.count, self.factor)

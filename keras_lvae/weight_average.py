@@ -16,14 +16,9 @@ import tensorflow as tf
 from keras_lvae import _compat
 
 
-def batch_norm_layers(model):
-    """Every `keras.layers.BatchNormalization` inside `model`, in a fixed order."""
-    return _compat.batch_norm_layers(model)
-
-
 def batch_norm_statistics(model):
     """Every batch norm's moving mean and variance, in a fixed order."""
-    return [weight for layer in batch_norm_layers(model)
+    return [weight for layer in _compat.batch_norm_layers(model)
             for weight in (layer.moving_mean, layer.moving_variance)]
 
 

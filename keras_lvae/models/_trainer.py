@@ -214,7 +214,7 @@ class LadderTrainer:
 
     def batch_norm_layers(self):
         """Every `keras.layers.BatchNormalization` inside the model, in a fixed order."""
-        return weight_average.batch_norm_layers(self)
+        return _compat.batch_norm_layers(self)
 
     def ema_weights_applied(self):
         """A context: within it the trainable weights and batch-norm statistics hold
