@@ -1,12 +1,16 @@
 """An exponential moving average of a model's weights and batch-norm statistics.
 
-ema = decay * ema + (1 - decay) * weight after every applied update, starting from
-the initial weights (no bias correction). The batch norms' moving statistics are
+ema = d * ema + (1 - d) * weight after every applied update, starting from the initial
+weights, with d = min(decay, (1 + n) / (10 + n)) at the n-th update: the early averages
+follow the weights closely (without that warm-up, 0.999 ** n of the random initial
+weights stays in the average: 26% after 1,344 steps, which left a colour model's
+averages 2.7 bits/dim behind its weights after 42 epochs of 32 steps). The batch norms' moving statistics are
 averaged too (as timm's ModelEmaV2 does with a model's buffers) so that the averaged
 weights meet statistics of the same age: with the raw weights' statistics an EMA
 model validates several nats worse (experiments/training_toolkit).
 
-Reference: the EMA weights of openai/vdvae.
+Reference: the EMA weights of openai/vdvae; the warm-up is `num_updates` of
+TensorFlow's `tf.train.ExponentialMovingAverage`.
 """
 
 import contextlib
@@ -52,10 +56,19 @@ class WeightAverage:
                 aggregation="only_first_replica", name=name))
         self.restart(model)
 
-    def update(self, model):
-        """One step of the average (inside the training step)."""
+    def decay_at(self, step):
+        """The decay of the `step`-th update (counting from 1): the warm-up's
+        (1 + step) / (10 + step) until it reaches `decay`."""
+        step = tf.cast(step, tf.float32)
+        return tf.minimum(self.decay, (1.0 + step) / (10.0 + step))
+
+    def update(self, model, step):
+        """One step of the average (inside the training step); `step`: the number
+        of updates so far, this one included."""
+        decay = self.decay_at(step)
         for average, weight in zip(self.variables, self.followed(model)):
-            average.assign(self.decay * average + (1.0 - self.decay) * weight)
+            d = tf.cast(decay, average.dtype)
+            average.assign(d * average + (1.0 - d) * weight)
 
     def restart(self, model):
         """Set the averages to the current weights and statistics."""

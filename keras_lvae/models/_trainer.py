@@ -161,7 +161,7 @@ class LadderTrainer:
         with tf.control_dependencies([loss]):
             self.trained_steps.assign_add(1)
         if self.weight_average is not None:
-            self.weight_average.update(self)
+            self.weight_average.update(self, self.trained_steps)
 
     def fit(self, x=None, *args, **kwargs):
         """`keras.Model.fit`, refusing empty data and non-positive batch sizes.

@@ -109,9 +109,11 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
             their summed gradients.
         adaptive_skip_window: norms the adaptive rule remembers.
         ema_decay: in [0, 1); > 0 keeps an exponential moving average of the
-            trainable weights, ema = decay * ema + (1 - decay) * weights after
-            every update (starting from the initial weights, no bias
-            correction); the batch norms' moving statistics are averaged
+            trainable weights, ema = d * ema + (1 - d) * weights after the
+            n-th update, d = min(ema_decay, (1 + n) / (10 + n)) (starting
+            from the initial weights; n counts `trained_steps`, so the warm-up
+            does not repeat after `restart_ema_weights`); the batch norms'
+            moving statistics are averaged
             alike. `evaluate` (and so fit's validation) runs with the
             averages; `with model.ema_weights_applied():` or
             `model.use_ema_weights()` use them elsewhere. Saved with the model

@@ -33,10 +33,11 @@ class Recorder(keras.callbacks.Callback):
         self.weights.append([w.numpy().copy() for w in averaged(self.model)])
 
 
-def test_ema_after_n_steps_is_the_closed_form():
-    """e_0 = w_0, e_k = d e_{k-1} + (1 - d) w_k: e_n = d^n w_0 + (1 - d) sum_k d^(n-k) w_k,
-    for the weights and the batch-norm statistics alike."""
-    decay = 0.7
+def test_ema_after_n_steps_follows_the_recursion_with_warm_up():
+    """e_0 = w_0, e_k = d_k e_{k-1} + (1 - d_k) w_k with d_k = min(decay, (1+k)/(10+k)),
+    for the weights and the batch-norm statistics alike (decay 0.2: the warm-up's
+    2/11 at step 1, then 0.2)."""
+    decay = 0.2
     model = make(ema_decay=decay)
     start = [w.numpy().copy() for w in averaged(model)]
     assert len(model.ema_variables) == len(start) == len(model.trainable_weights) + 2 * 11
@@ -46,8 +47,10 @@ def test_ema_after_n_steps_is_the_closed_form():
     assert n == 3
     assert not np.allclose(recorder.weights[-1][-1], start[-1])  # the statistics moved
     for j, average in enumerate(model.ema_variables):
-        want = decay**n * start[j] + (1 - decay) * sum(
-            decay ** (n - k) * recorder.weights[k - 1][j] for k in range(1, n + 1))
+        want = start[j]
+        for k in range(1, n + 1):
+            d = min(decay, (1 + k) / (10 + k))
+            want = d * want + (1 - d) * recorder.weights[k - 1][j]
         np.testing.assert_allclose(average.numpy(), want, rtol=1e-5, atol=1e-7)
 
 
