@@ -124,6 +124,12 @@ def _eight_bit(model):
 def _model_images(model, images, name="images"):
     """Checked signature images (input `name`) as the model's float32 in [0, 1]."""
     if _eight_bit(model):
+        if images.dtype != tf.uint8:  # the float trace of the module's functions: refuse
+            with tf.control_dependencies([tf.debugging.Assert(False, [
+                    f"Invalid input `{name}`: this model codes 8-bit images: expected uint8 "
+                    f"values in [0, 255] (as a decoded PNG or JPEG), received {images.dtype.name}; "
+                    "send round(255 * x) as uint8 for images x in [0, 1]"])]):
+                images = tf.zeros_like(images, tf.uint8)
         images = _checked(images, name, (None, *model.feature_shape))
         return tf.cast(images, tf.float32) / 255.0
     return _checked(images, name, (None, *model.feature_shape),
@@ -261,9 +267,16 @@ def export_saved_model(model, base_dir, version=None, *, chunk_samples=DEFAULT_S
     module = tf.Module()
     signatures = {}
     for name, (function, input_signature) in _endpoints(model, chunk_samples).items():
-        traced = tf.function(function, input_signature=input_signature, autograph=False)
+        traced = tf.function(function, autograph=False)
         setattr(module, name, traced)
-        signatures[name] = traced.get_concrete_function()
+        signatures[name] = traced.get_concrete_function(*input_signature)
+        if any(spec.dtype == tf.uint8 for spec in input_signature):
+            # The loaded module's functions (`loaded.score(...)`, not the signatures) get
+            # a float trace that fails with a named error: without it TensorFlow prints
+            # the whole array or, for a numpy array, truncates floats to uint8 silently.
+            traced.get_concrete_function(*[
+                tf.TensorSpec(spec.shape, tf.float32, spec.name) if spec.dtype == tf.uint8
+                else spec for spec in input_signature])
     # `score` is the default: scoring is what a density model is served for.
     signatures["serving_default"] = signatures["score"]
     used = {id(v): v for concrete in signatures.values() for v in concrete.variables}

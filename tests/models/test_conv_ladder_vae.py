@@ -578,3 +578,15 @@ def test_a_colour_model_serves_uint8_images_and_scores_in_bits_per_dim(tmp_path)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"Invalid input `images`: expected "
                                                              r"shape \[batch, 4, 4, 3\]"):
         s["score"](images=tf.constant(levels[..., :2]), num_samples=tf.constant(3), seed=seed)
+    # The loaded module's functions take uint8 (numpy or tensors, Python ints for counts)
+    # and refuse float images by name instead of printing them or truncating them to 0.
+    np.testing.assert_allclose(
+        loaded.score(levels, 3, [5, 6])["log_likelihood"], got["log_likelihood"], rtol=1e-6)
+    for images in (x, tf.constant(x)):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"Invalid input `images`: this model codes 8-bit images: expected"
+                                 r" uint8 values in \[0, 255\].*received float32") as error:
+            loaded.score(images, 3, [5, 6])
+        assert len(str(error.value)) < 1000  # not the array
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Invalid input `images_a`"):
+        loaded.interpolate(x[:1], x[1:2], 3, 1)
