@@ -367,7 +367,8 @@ def _finish(model, config, workdir, test_ds, chief, history, resumed_from, log):
         log("not the chief worker: worker 0 writes the outputs")
         return summary
     if t.eval_samples:
-        bound = log_likelihood(model, test_ds, num_samples=t.eval_samples)
+        with model.ema_weights_applied():  # the weights L_1 was evaluated with
+            bound = log_likelihood(model, test_ds, num_samples=t.eval_samples)
         summary["test_log_likelihood"] = float(np.mean(bound))
         log(f"test L_{t.eval_samples}: {in_units(summary['test_log_likelihood'])}")
     path = os.path.join(workdir, MODEL_FILE)
