@@ -8,6 +8,7 @@ checkpoint, with its moving-average weights if it has them.
 
     python benchmarks/codecs.py
     python benchmarks/codecs.py --model /work/runs/photo_tiles --samples 100
+    python benchmarks/codecs.py --dataset image_folder --data-dir DIR --model runs/own_images
 
 A codec's size includes its container (PNG chunks, the RIFF header), as a file on disk would;
 a model's bound is an ideal code length, which an entropy coder (bits-back ANS) reaches to
@@ -66,17 +67,24 @@ def main():
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--model", default=None, help="run folder, .keras file or checkpoint")
     parser.add_argument("--samples", type=int, default=100, help="k of the model's L_k")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="image_folder: the side images are resized to (default: the "
+                             "model's)")
     args = parser.parse_args()
 
-    floats, _ = data.load_arrays(args.dataset, args.split, data_dir=args.data_dir)
+    model = load_model(args.model) if args.model else None
+    image_size = args.image_size
+    if args.dataset == "image_folder" and image_size is None and model is not None:
+        image_size = int(model.feature_shape[0])
+    floats, _ = data.load_arrays(args.dataset, args.split, data_dir=args.data_dir,
+                                 image_size=image_size)
     if floats.ndim != 4 or floats.shape[-1] != 3:
         raise SystemExit(f"--dataset {args.dataset}: expected 8-bit colour images, received "
                          f"shape {floats.shape}")
     images = np.round(floats * 255.0).astype(np.uint8)
     print(f"{args.dataset} {args.split}: {len(images)} images of {images.shape[1:]}")
     rows = [(name, codec_bits_per_dim(images, options)) for name, options in CODECS.items()]
-    if args.model:
-        model = load_model(args.model)
+    if model is not None:
         start = time.perf_counter()
         report = keras_lvae.bound_report(model, images / 255.0, num_samples=args.samples,
                                          batch_size=50)

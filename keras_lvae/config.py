@@ -46,6 +46,8 @@ class DataConfig:
     validation_size: int = 0           # hold out the last N training images as the validation
                                        # split (binarized_mnist has its own: leave 0)
     image_size: Optional[int] = None   # image_folder only: the side its images are resized to
+    drop_remainder: bool = False       # True: every training batch full (leftovers logged);
+                                       # False: the last batch of an epoch is smaller
 
 
 @dataclasses.dataclass(frozen=True)

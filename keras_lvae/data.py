@@ -28,7 +28,9 @@ Protocol (paper.md section 3):
   for a Gaussian likelihood; never binarized.
 - `cifar10`, `svhn` (cropped digits, 32x32), `celeba` (64x64: NVAE's 148x148 crop
   of the aligned faces, area-resized), `image_folder` (any folder of image files,
-  centre-cropped to a square and area-resized to `image_size`) and `photo_patches`:
+  centre-cropped to a square and area-resized to `image_size`, streamed from disk;
+  one folder holds out 10% for test and 10% for validation, see
+  `keras_lvae.image_files`) and `photo_patches`:
   8-bit colour [H, W, 3], values v / 255 for v in {0, ..., 255}, never binarized;
   for the discretized logistic likelihood (bits per dimension).
 - `validation_size=N` carves a validation split from the end of the training
@@ -45,8 +47,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from keras_lvae import _checks, _compat, readers
-from keras_lvae.pipelines import TEST_BINARIZATION_SEED, binarize_once, make_pipeline  # noqa: F401
+from keras_lvae import _checks, _compat, image_files, readers
+from keras_lvae.pipelines import (TEST_BINARIZATION_SEED, binarize_once,  # noqa: F401
+                                  make_file_pipeline, make_pipeline)
 from keras_lvae.readers import (BINARIZED_MNIST_NPZ, CELEBA_IMAGES, CELEBA_PARTITION,  # noqa: F401
                                 CIFAR10_FILES, IDX_FILES, IMAGE_EXTENSIONS, NORB_FILES,
                                 PHOTO_FILES, PHOTO_FLAT_LEVELS, SVHN_FILES, logger)
@@ -110,8 +113,8 @@ SOURCES = {
                      read_local=readers.celeba, marker=CELEBA_PARTITION, tfds_name="celeb_a",
                      from_tfds=lambda images, split: np.stack(
                          [readers.celeba_face(face, f"tfds celeb_a {split}") for face in images])),
-    "image_folder": Source(("train", "test"), readers.IMAGE_FOLDER_FILES, image_shape=None,
-                           user_folder=True),
+    "image_folder": Source(("train", "validation", "test"), readers.IMAGE_FOLDER_FILES,
+                           image_shape=None, user_folder=True),
     "photo_patches": Source(("train", "test"), "nothing: it ships in the scikit-image package",
                             image_shape=(readers.PHOTO_PATCH, readers.PHOTO_PATCH, 3),
                             packaged=readers.photo_patches,
@@ -198,7 +201,7 @@ def load_arrays(name, split, data_dir=None, validation_size=0, image_size=None):
     """Images (float32 in [0, 1]) and labels (int64 [N]) of one split.
 
     Grey datasets give [N, H, W], colour ones [N, H, W, 3]. Labels are None for
-    `binarized_mnist`, `celeba` and `image_folder`. `image_size`: see `image_shape`.
+    `binarized_mnist`, `celeba` and `image_folder` without class subfolders. `image_size`: see `image_shape`.
 
     Example:
     >>> x, y = load_arrays("mnist_5k", "test")
@@ -220,6 +223,9 @@ def _raw_arrays(name, split, data_dir, validation_size, image_size):
     """`load_arrays` with 8-bit colour images left as uint8 (a quarter of the memory)."""
     spec = _source(name)
     image_shape(name, image_size)  # checks image_size
+    if spec.user_folder:  # its splits and validation_size: see image_files
+        listing = image_files.list_split(data_dir, split, image_size, validation_size)
+        return image_files.read_all(listing, image_size), listing.labels
     valid_splits = spec.splits + (("validation",) if validation_size and "validation" not in spec.splits else ())
     if split not in valid_splits:
         hint = " (pass validation_size=N to carve one from train)" if split == "validation" else ""
@@ -252,8 +258,6 @@ def _load_split(name, split, spec, data_dir, image_size):
     if spec.packaged is not None:
         logger.info("%s %s: %s", name, split, spec.packaged_in)
         return spec.packaged(split)
-    if spec.user_folder:
-        return readers.image_folder(data_dir, split, image_size)
     explicit = bool(data_dir)
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if data_dir is not None:
@@ -278,15 +282,16 @@ def _load_split(name, split, spec, data_dir, image_size):
 
 
 def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuffle=None, seed=0,
-                 with_labels=False, validation_size=0, epochs=None, image_size=None):
+                 with_labels=False, validation_size=0, epochs=None, image_size=None,
+                 drop_remainder=False):
     """A batched tf.data pipeline of float32 images [batch, H, W, C] in [0, 1].
 
     Args:
         name: one of `list_datasets()`.
         split: "train", "test", or "validation" (binarized_mnist's own, or the last
             `validation_size` training images).
-        batch_size: examples per batch; training batches drop the remainder so
-            every batch has a static shape.
+        batch_size: examples per batch; the last batch of an epoch is smaller
+            when batch_size does not divide the split.
         binarize: None for the dataset's protocol (dynamic binarization of
             training grey levels, fixed binarization of evaluation splits);
             False keeps grey levels.
@@ -302,21 +307,52 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
             exactly the data the uninterrupted run saw. Pass the batches per epoch
             (cardinality // (last - first)) to `fit(steps_per_epoch=...)`.
         image_size: the side of `image_folder`'s images (they are resized to it).
+            `image_folder` streams its files (decoded batch by batch, never all
+            in memory; see `keras_lvae.image_files`).
+        drop_remainder: training batches all of `batch_size` (the images left
+            over differ from epoch to epoch; the number is logged).
     """
     spec = _source(name)
     _checks.positive_int("batch_size", batch_size)
-    images, labels = _raw_arrays(name, split, data_dir, validation_size, image_size)
+    training = split == "train"
+    shuffle = training if shuffle is None else shuffle
+    drop_remainder = bool(drop_remainder) and training
+    if spec.user_folder:
+        listing = image_files.list_split(data_dir, split, image_size, validation_size)
+        labels, count = listing.labels, len(listing.paths)
+    else:
+        images, labels = _raw_arrays(name, split, data_dir, validation_size, image_size)
+        count = len(images)
     if with_labels and labels is None:
         raise ValueError(f"Invalid value for argument `with_labels`: {name!r} has no labels.")
+    if training:
+        _log_batches(name, count, batch_size, drop_remainder)
+    labels = labels if with_labels else None
+    if spec.user_folder:
+        return make_file_pipeline(listing.paths, labels,
+                                  lambda path: image_files.decode_square(path, image_size),
+                                  batch_size, shuffle=shuffle, drop_remainder=drop_remainder,
+                                  seed=seed, epochs=epochs)
     binarize = _binarizes(spec, binarize)
-    training = split == "train"
     if binarize and not training:
         images = binarize_once(_as_float(images))
         binarize = False
-    return make_pipeline(images, labels if with_labels else None, batch_size,
-                         shuffle=training if shuffle is None else shuffle,
-                         drop_remainder=training, dynamic_binarization=binarize, seed=seed,
+    return make_pipeline(images, labels, batch_size, shuffle=shuffle,
+                         drop_remainder=drop_remainder, dynamic_binarization=binarize, seed=seed,
                          epochs=epochs)
+
+
+def _log_batches(name, count, batch_size, drop_remainder):
+    left = count % batch_size
+    if not left:
+        detail = ""
+    elif drop_remainder:
+        detail = f"; {left} images left out of each epoch (drop_remainder)"
+    else:
+        detail = f", the last of {left}"
+    batches = count // batch_size if drop_remainder else -(-count // batch_size)
+    logger.info("%s train: %d images an epoch in %d batches of %d%s", name, count, batches,
+                batch_size, detail)
 
 
 def _binarizes(spec, binarize):

@@ -49,8 +49,22 @@ def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynami
         return x if labels is None else (x, y)
 
     if epochs is not None:
-        return _epoch_stream(elements, labels, batch_size, shuffle, drop_remainder, seed, epochs,
-                             finish)
+        images_tensor = tf.constant(elements)
+        label_tensor = None if labels is None else tf.constant(labels)
+
+        def epoch_batches(order, epoch_seed):
+            indices = tf.data.Dataset.from_tensor_slices(order).batch(
+                batch_size, drop_remainder=drop_remainder)
+
+            def gather(index, batch_indices):
+                y = None if label_tensor is None else tf.gather(label_tensor, batch_indices)
+                batch_seed = tf.random.experimental.stateless_fold_in(epoch_seed, index)
+                return finish(tf.gather(images_tensor, batch_indices), y, batch_seed)
+
+            return indices.enumerate().map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+        return _epoch_stream(len(elements), batch_size, shuffle, drop_remainder, seed, epochs,
+                             epoch_batches)
     ds = tf.data.Dataset.from_tensor_slices(
         elements if labels is None else (elements, labels)).cache()
     if shuffle:
@@ -67,32 +81,53 @@ def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynami
             .prefetch(tf.data.AUTOTUNE))
 
 
-def _epoch_stream(elements, labels, batch_size, shuffle, drop_remainder, seed, epochs, finish):
-    """Epochs first ... last - 1 back to back; epoch e's order and noise depend on (seed, e)."""
+def make_file_pipeline(paths, labels, load, batch_size, *, shuffle, drop_remainder, seed=0,
+                       epochs=None):
+    """Batches of images decoded from files, never all in memory: `make_pipeline` for
+    `paths` (strings) whose `load(path)` gives uint8 pixels, carried as v / 255.
+
+    Shuffling orders the file names (each epoch's order a function of (seed, epoch)
+    with `epochs=(first, last)`); decoding runs in parallel with a deterministic order.
+    """
+    paths = tf.constant(list(paths))
+    label_tensor = None if labels is None else tf.constant(labels)
+
+    def loaded(index):
+        x = tf.cast(load(tf.gather(paths, index)), tf.float32) / 255.0
+        return x if label_tensor is None else (x, tf.gather(label_tensor, index))
+
+    def epoch_batches(order, epoch_seed):
+        return (tf.data.Dataset.from_tensor_slices(order)
+                .map(loaded, num_parallel_calls=tf.data.AUTOTUNE)
+                .batch(batch_size, drop_remainder=drop_remainder))
+
+    count = int(paths.shape[0])
+    if epochs is not None:
+        return _epoch_stream(count, batch_size, shuffle, drop_remainder, seed, epochs,
+                             epoch_batches)
+    order = tf.data.Dataset.range(count)
+    if shuffle:
+        order = order.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    return (order.map(loaded, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE))
+
+
+def _epoch_stream(count, batch_size, shuffle, drop_remainder, seed, epochs, epoch_batches):
+    """Epochs first ... last - 1 back to back; epoch e's order (and the seed handed to
+    `epoch_batches(order, epoch_seed)`, which makes its batches) depend on (seed, e)."""
     first, last = epochs
     _checks.non_negative_int("epochs[0]", first)
     if not (isinstance(last, int) and last > first):
         raise ValueError("Invalid value for argument `epochs`: expected (first, last) with "
                          f"0 <= first < last, received {epochs!r}.")
-    count = len(elements)
     batches = count // batch_size if drop_remainder else -(-count // batch_size)
-    images = tf.constant(elements)
-    label_tensor = None if labels is None else tf.constant(labels)
 
     def one_epoch(epoch):
         epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
         order = tf.range(count, dtype=tf.int64)
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(order, seed=epoch_seed)
-        indices = tf.data.Dataset.from_tensor_slices(order).batch(
-            batch_size, drop_remainder=drop_remainder)
-
-        def gather(index, batch_indices):
-            y = None if label_tensor is None else tf.gather(label_tensor, batch_indices)
-            batch_seed = tf.random.experimental.stateless_fold_in(epoch_seed, index)
-            return finish(tf.gather(images, batch_indices), y, batch_seed)
-
-        return indices.enumerate().map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+        return epoch_batches(order, epoch_seed)
 
     stream = tf.data.Dataset.range(first, last).flat_map(one_epoch)
     return (stream.apply(tf.data.experimental.assert_cardinality((last - first) * batches))

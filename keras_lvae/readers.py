@@ -51,8 +51,9 @@ PHOTO_TEST_FRACTION = 0.1
 PHOTO_FLAT_LEVELS = 8
 
 
-IMAGE_FOLDER_FILES = ("image files (" + ", ".join(IMAGE_EXTENSIONS) + "), in train/ and test/ "
-                      "subfolders or all in one folder (then all are train)")
+IMAGE_FOLDER_FILES = ("image files (" + ", ".join(IMAGE_EXTENSIONS) + "), all in one folder "
+                      "(10% held out for test, 10% for validation) or in train/ and test/ "
+                      "subfolders")
 
 
 def checked_image_size(image_size):
@@ -266,46 +267,6 @@ def celeba_face(pixels, where):
         raise ValueError(f"Invalid CelebA image {where}: expected an aligned face of 178 x 218 "
                          f"pixels, shape (218, 178, 3), received {pixels.shape}.")
     return crop_and_resize(pixels, CELEBA_CROP, CELEBA_SIZE)
-
-
-def image_folder(data_dir, split, image_size):
-    """A user's folder: train/ and test/ subfolders, or one folder that is all train."""
-    size = checked_image_size(image_size)
-    if not data_dir:
-        raise ValueError("Dataset 'image_folder' needs data_dir=... (`lvae`: --data-dir DIR, "
-                         "or in a recipe data.data_dir): the folder holding your "
-                         f"{IMAGE_FOLDER_FILES}.")
-    root = os.fspath(data_dir)
-    if not os.path.isdir(root):
-        raise ValueError(f"Invalid value for argument `data_dir`: {root!r} is not a directory.")
-    if os.path.isdir(os.path.join(root, "train")):
-        folder = os.path.join(root, split)
-        if not os.path.isdir(folder):
-            raise ValueError(f"Dataset 'image_folder': {root} has a train/ folder but no {split}/ "
-                             "folder.")
-    elif split == "train":
-        folder = root
-    else:
-        raise ValueError(f"Dataset 'image_folder': {root} has no train/ and test/ subfolders, so "
-                         f"all its images are the train split; for a {split!r} split put images in "
-                         f"{os.path.join(root, 'train')} and {os.path.join(root, 'test')}, or hold "
-                         "out training images with validation_size=N (data.validation_split="
-                         "'validation').")
-    paths = sorted(os.path.join(parent, name) for parent, _, names in os.walk(folder)
-                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
-    if not paths:
-        raise ValueError(f"Dataset 'image_folder': no image files ({', '.join(IMAGE_EXTENSIONS)}) "
-                         f"in {folder}.")
-    logger.info("image_folder %s: %d images in %s, centre-cropped and resized to %d x %d", split,
-                len(paths), folder, size, size)
-    images = []
-    for path in paths:
-        pixels = read_rgb(path)
-        height, width = pixels.shape[:2]
-        side = min(height, width)
-        left, top = (width - side) // 2, (height - side) // 2
-        images.append(crop_and_resize(pixels, (left, top, left + side, top + side), size))
-    return np.stack(images), None
 
 
 def read_rgb(path):

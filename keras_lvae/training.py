@@ -215,7 +215,8 @@ def _training_data(config, epochs=None):
     d = config.data
     train_ds = data.load_dataset(d.dataset, "train", batch_size=d.batch_size,
                                  seed=config.train.seed, epochs=epochs, data_dir=d.data_dir,
-                                 validation_size=d.validation_size, image_size=d.image_size)
+                                 validation_size=d.validation_size, image_size=d.image_size,
+                                 drop_remainder=d.drop_remainder)
     if int(train_ds.cardinality()) == 0:
         raise ValueError(f"data.batch_size={d.batch_size} is larger than the training set")
     return _sharded(config, train_ds)

@@ -8,9 +8,7 @@ Offline, about 6 minutes on one CPU core (8 epochs of 40 s; test bits/dim about 
     lvae train colour_quickstart --workdir runs/colour_quickstart
 
 then `lvae evaluate runs/colour_quickstart`, `lvae sample ...`, `lvae export ...` as for
-MNIST. Your own images: `--set data.dataset=image_folder --set data.data_dir=PATH
---set data.image_size=32` (train/ and test/ subfolders, or all-train with
-`--set data.validation_split=validation --set data.validation_size=N`).
+MNIST. Your own images: the `own_images` recipe (`--set data.data_dir=DIR`).
 """
 
 import sys

@@ -508,3 +508,29 @@ def test_colour_quickstart_trains_evaluates_in_bits_per_dim_and_serves_uint8(tmp
                  "photo_patches", "--samples", "2", "--max-examples", "50")
     assert result.returncode == 0, result.stderr
     assert "bits/dim" in result.stdout
+
+
+@pytest.mark.slow  # over 10 s
+def test_own_images_recipe_trains_on_one_folder_and_uses_every_image(tmp_path):
+    """The README's 'Your own images' commands on a folder of 50 PNGs of mixed sizes: 40 train
+    in batches of 64 (one batch of 40: none dropped), 5 validation, 5 test, then evaluate."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(50):
+        shape = (40, 48, 3) if i % 2 else (36, 36, 3)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(photos / f"{i}.png")
+    result = run("train", "own_images", "--set", f"data.data_dir={photos}", "--set",
+                 "train.epochs=1", "--set", "train.eval_samples=2", "--workdir",
+                 str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "image_folder train: 40 images of the 50 in" in out
+    assert "(one folder: 5 held out for test, 5 for validation" in out
+    assert "40 images an epoch in 1 batches of 64, the last of 40" in out
+    assert "test L_2" in out
+    result = run("evaluate", str(tmp_path / "run"), "--samples", "2", "--no-plots")
+    assert result.returncode == 0, result.stderr
+    assert "image_folder test: 5 examples" in result.stdout

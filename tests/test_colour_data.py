@@ -95,37 +95,8 @@ def test_celeba_folder_with_the_standard_crop(tmp_path):
         data.load_arrays("celeba", "test", tmp_path)
 
 
-def test_image_folder_with_and_without_split_folders(tmp_path):
-    flat = tmp_path / "flat"
-    (flat / "cats").mkdir(parents=True)
-    Image.fromarray(colour_images(1, 40, 60)[0]).save(flat / "cats" / "a.PNG")
-    Image.fromarray(colour_images(1, 30, 30)[0][..., 0]).save(flat / "b.jpg")  # grey: becomes RGB
-    (flat / "notes.txt").write_text("not an image")
-    ds = data.load_dataset("image_folder", "train", batch_size=2, data_dir=flat, image_size=16)
-    assert ds.element_spec.shape == (2, 16, 16, 3)
-    x, _ = data.load_arrays("image_folder", "train", flat, image_size=16)
-    assert x.shape == (2, 16, 16, 3) and 0 <= x.min() and x.max() <= 1
-    with pytest.raises(ValueError, match=r"no train/ and test/ subfolders.*validation_size=N"):
-        data.load_arrays("image_folder", "test", flat, image_size=16)
-    split = tmp_path / "split"
-    for name, count in (("train", 3), ("test", 2)):
-        (split / name).mkdir(parents=True)
-        for i in range(count):
-            Image.fromarray(colour_images(1, 20, 10)[0]).save(split / name / f"{i}.png")
-    assert data.load_arrays("image_folder", "test", split, image_size=8)[0].shape == (2, 8, 8, 3)
+def test_only_image_folder_is_resized():
     assert data.image_shape("image_folder", image_size=8) == (8, 8, 3)
-
-
-def test_image_folder_arguments_are_checked(tmp_path):
-    with pytest.raises(ValueError, match=r"`image_size`: image_folder needs .*received None"):
-        data.load_arrays("image_folder", "train", tmp_path)
-    with pytest.raises(ValueError, match=r"needs data_dir=\.\.\."):
-        data.load_arrays("image_folder", "train", image_size=8)
-    with pytest.raises(ValueError, match=r"no image files .* in "):
-        data.load_arrays("image_folder", "train", tmp_path, image_size=8)
-    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
-    with pytest.raises(ValueError, match=r"Invalid image file .*broken.png"):
-        data.load_arrays("image_folder", "train", tmp_path, image_size=8)
     with pytest.raises(ValueError, match=r"only image_folder is resized"):
         data.image_shape("cifar10", image_size=32)
 

@@ -375,3 +375,28 @@ def test_a_resumed_run_ends_exactly_as_the_uninterrupted_run(tmp_path):
     assert [os.path.basename(p) for p in snapshots] == [f"epoch_{e}.npz" for e in (1, 2, 3)]
     assert [training.checkpoint_epoch(p) for p in snapshots] == [1, 2, 3]
     assert not (tmp_path / "resumed" / "snapshots").exists()
+
+
+@pytest.mark.slow  # over 10 s
+def test_a_smaller_last_batch_counts_as_a_step_of_the_warm_up(tmp_path, capsys, monkeypatch):
+    """4,500 images in batches of 400: 12 steps an epoch, the last of 100; warm-up over two
+    epochs is 24 steps, so after one epoch beta is 12 / 24 and every image was used. The
+    final test L_k is of the moving averages, as the test L_1 is."""
+    config = override(TINY, ["data.batch_size=400", "train.epochs=1", "train.warmup_epochs=2",
+                             "train.eval_samples=2", "train.sample_every_epochs=0",
+                             "train.ema_decay=0.9"])
+    seen = []
+
+    def recording(model, data, num_samples):
+        seen.append([np.array_equal(w.numpy(), a.numpy())
+                     for w, a in zip(model.trainable_weights, model.ema_variables)])
+        return np.zeros(1)
+
+    monkeypatch.setattr(training, "log_likelihood", recording)
+    summary = training.train(config, str(tmp_path))
+    assert len(seen) == 1 and all(seen[0])
+    model = summary["model"]
+    assert int(model.trained_steps.numpy()) == int(model.optimizer.iterations.numpy()) == 12
+    assert model.warmup_steps == 24
+    assert float(keras_lvae.warmup_beta(model.trained_steps, model.warmup_steps)) == 0.5
+    assert "12 steps of 400 images per epoch" in capsys.readouterr().out
