@@ -5,8 +5,8 @@
     ['binarized_mnist', 'celeba', 'cifar10', 'fashion_mnist', 'image_folder', 'mnist',
      'mnist_5k', 'norb', 'omniglot', 'photo_patches', 'svhn']
     >>> ds = data.load_dataset("mnist_5k", "train", batch_size=100)
-    >>> tuple(ds.element_spec.shape)
-    (100, 28, 28, 1)
+    >>> tuple(ds.element_spec.shape)  # the batch: 100, and the last of an epoch fewer
+    (None, 28, 28, 1)
 
 Sources, in this order (the one used is logged by the `keras_lvae.data` logger):
 1. local raw files in `data_dir`, or in the directory named by `KERAS_LVAE_DATA_DIR`;
