@@ -67,6 +67,8 @@ class Source:
     binarize: bool = False             # dynamic binarization by default (`binarize=None`)
     binary_data: bool = False          # already binary (binarized_mnist)
     read_local: Optional[Callable] = None  # (directory, split) -> (images, labels)
+    stream_local: Optional[Callable] = None  # (directory, split) -> (Listing, load): image
+                                             # files decoded in tf.data (image_files)
     marker: Optional[str] = None       # a file that marks the dataset's local folder
     archive_folder: Optional[str] = None  # the folder the official archive unpacks to
     tfds_name: Optional[str] = None
@@ -110,9 +112,8 @@ SOURCES = {
     "celeba": Source(("train", "validation", "test"), f"the aligned CelebA images (a folder "
                      f"{CELEBA_IMAGES}/ of 178x218 JPEGs) and {CELEBA_PARTITION}",
                      image_shape=(readers.CELEBA_SIZE, readers.CELEBA_SIZE, 3),
-                     read_local=readers.celeba, marker=CELEBA_PARTITION, tfds_name="celeb_a",
-                     from_tfds=lambda images, split: np.stack(
-                         [readers.celeba_face(face, f"tfds celeb_a {split}") for face in images])),
+                     stream_local=image_files.celeba_split, marker=CELEBA_PARTITION,
+                     tfds_name="celeb_a", from_tfds=image_files.celeba_faces),
     "image_folder": Source(("train", "validation", "test"), readers.IMAGE_FOLDER_FILES,
                            image_shape=None, user_folder=True),
     "photo_patches": Source(("train", "test"), "nothing: it ships in the scikit-image package",
@@ -225,7 +226,8 @@ def _raw_arrays(name, split, data_dir, validation_size, image_size):
     image_shape(name, image_size)  # checks image_size
     if spec.user_folder:  # its splits and validation_size: see image_files
         listing = image_files.list_split(data_dir, split, image_size, validation_size)
-        return image_files.read_all(listing, image_size), listing.labels
+        images = image_files.read_all(listing, image_files.square_loader(image_size))
+        return images, listing.labels
     valid_splits = spec.splits + (("validation",) if validation_size and "validation" not in spec.splits else ())
     if split not in valid_splits:
         hint = " (pass validation_size=N to carve one from train)" if split == "validation" else ""
@@ -254,23 +256,47 @@ def _source(name):
     return SOURCES[name]
 
 
+def _local_files(name, split, spec, data_dir):
+    """The folder of the dataset's local files (logged), or None to try tfds."""
+    explicit = bool(data_dir)
+    data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
+    if data_dir is None:
+        return None
+    data_dir = os.fspath(data_dir)
+    if not os.path.isdir(data_dir):
+        raise ValueError(f"Invalid value for argument `data_dir`: {data_dir!r} is not a directory.")
+    directory = _dataset_directory(name, data_dir, spec.marker)
+    if directory is not None:
+        logger.info("%s %s: local files in %s", name, split, directory)
+        return directory
+    if explicit:  # a folder was named: never a download instead
+        raise ValueError(f"Dataset {name!r}: no files in data_dir={data_dir!r}. Put "
+                         f"{spec.files} in {data_dir} or in {os.path.join(data_dir, name)}.")
+    return None
+
+
+def _streamed_files(name, split, spec, data_dir):
+    """(Listing, load) of a dataset whose local image files are decoded in tf.data, or None."""
+    if spec.stream_local is None:
+        return None
+    directory = _local_files(name, split, spec, data_dir)
+    return None if directory is None else spec.stream_local(directory, split)
+
+
 def _load_split(name, split, spec, data_dir, image_size):
     if spec.packaged is not None:
         logger.info("%s %s: %s", name, split, spec.packaged_in)
         return spec.packaged(split)
-    explicit = bool(data_dir)
-    data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
-    if data_dir is not None:
-        data_dir = os.fspath(data_dir)
-        if not os.path.isdir(data_dir):
-            raise ValueError(f"Invalid value for argument `data_dir`: {data_dir!r} is not a directory.")
-        directory = _dataset_directory(name, data_dir, spec.marker)
+    if spec.stream_local is not None:
+        streamed = _streamed_files(name, split, spec, data_dir)
+        if streamed is not None:
+            listing, load = streamed
+            return image_files.read_all(listing, load), listing.labels
+    else:
+        directory = _local_files(name, split, spec, data_dir)
         if directory is not None:
-            logger.info("%s %s: local files in %s", name, split, directory)
             return spec.read_local(directory, split)
-        if explicit:  # a folder was named: never a download instead
-            raise ValueError(f"Dataset {name!r}: no files in data_dir={data_dir!r}. Put "
-                             f"{spec.files} in {data_dir} or in {os.path.join(data_dir, name)}.")
+    data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if spec.tfds_name is None:
         where = (f"in {data_dir}" if data_dir else
                  f"with data_dir=... (`lvae`: --data-dir DIR) or {DATA_DIR_ENV}")
@@ -317,9 +343,14 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
     training = split == "train"
     shuffle = training if shuffle is None else shuffle
     drop_remainder = bool(drop_remainder) and training
+    streamed = None
     if spec.user_folder:
         listing = image_files.list_split(data_dir, split, image_size, validation_size)
-        labels, count = listing.labels, len(listing.paths)
+        streamed = listing, image_files.square_loader(image_size)
+    elif not validation_size and split in spec.splits:  # else the arrays' carving and errors
+        streamed = _streamed_files(name, split, spec, data_dir)
+    if streamed is not None:
+        labels, count = streamed[0].labels, len(streamed[0].paths)
     else:
         images, labels = _raw_arrays(name, split, data_dir, validation_size, image_size)
         count = len(images)
@@ -328,11 +359,10 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
     if training:
         _log_batches(name, count, batch_size, drop_remainder)
     labels = labels if with_labels else None
-    if spec.user_folder:
-        return make_file_pipeline(listing.paths, labels,
-                                  lambda path: image_files.decode_square(path, image_size),
-                                  batch_size, shuffle=shuffle, drop_remainder=drop_remainder,
-                                  seed=seed, epochs=epochs)
+    if streamed is not None:
+        return make_file_pipeline(streamed[0].paths, labels, streamed[1], batch_size,
+                                  shuffle=shuffle, drop_remainder=drop_remainder, seed=seed,
+                                  epochs=epochs)
     binarize = _binarizes(spec, binarize)
     if binarize and not training:
         images = binarize_once(_as_float(images))

@@ -30,7 +30,11 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from keras_lvae.readers import IMAGE_EXTENSIONS, checked_image_size, logger, read_rgb
+from keras_lvae.readers import (CELEBA_CROP, CELEBA_IMAGES, CELEBA_PARTITION, CELEBA_SIZE,
+                                CELEBA_SPLITS, IMAGE_EXTENSIONS, checked_image_size, logger,
+                                read_rgb)
+
+CELEBA_ALIGNED = (178, 218)  # (width, height) of every aligned face
 
 HELD_OUT_FRACTION = 0.1  # of a one-folder collection: for test, and as much for validation
 SPLIT_SEED = 0
@@ -117,8 +121,8 @@ def _split_folders(root, split, validation_size):
             raise ValueError(f"Invalid value for argument `validation_size`: expected fewer than "
                              f"the {len(paths)} images in {folder}, received {validation_size}.")
         paths = paths[-validation_size:] if split == "validation" else paths[:-validation_size]
-        return paths, folder, (f"in {folder} ({'the last' if split == 'validation' else 'all but the last'} "
-                               f"{validation_size} in name order)")
+        which = "the last" if split == "validation" else "all but the last"
+        return paths, folder, f"in {folder} ({which} {validation_size} in name order)"
     return paths, folder, f"in {folder}"
 
 
@@ -144,9 +148,9 @@ def _one_folder(root, split, validation_size):
             f"{validation} for validation, fixed by the file names)")
 
 
-def _check_headers(paths, size, folder, split):
+def _check_headers(paths, size, folder, split, exact=None):
     """Name a file that is not an image, say once what is converted, refuse images
-    smaller than `size`."""
+    smaller than `size` (or of another (width, height) than `exact`)."""
     from PIL import Image, UnidentifiedImageError
 
     converted, sizes, small = 0, set(), []
@@ -161,6 +165,9 @@ def _check_headers(paths, size, folder, split):
                 raise OSError("truncated JPEG (no end-of-image marker)")
         except (OSError, UnidentifiedImageError, SyntaxError) as error:
             raise ValueError(f"Invalid image file {path}: {error}") from None
+        if exact and (width, height) != exact:
+            raise ValueError(f"Invalid image file {path}: expected {exact[0]} x {exact[1]} pixels "
+                             f"(width x height), received {width} x {height}.")
         sizes.add((width, height))
         if min(width, height) < size:
             small.append((min(width, height), path))
@@ -174,7 +181,8 @@ def _check_headers(paths, size, folder, split):
         logger.info("image_folder: %d of the %d images are grey, paletted or have an alpha "
                     "channel; they are read as RGB (alpha dropped)", converted, len(paths))
     if len(sizes) > 1:
-        (w0, h0), (w1, h1) = min(sizes, key=lambda s: s[0] * s[1]), max(sizes, key=lambda s: s[0] * s[1])
+        area = lambda size: size[0] * size[1]  # noqa: E731
+        (w0, h0), (w1, h1) = min(sizes, key=area), max(sizes, key=area)
         logger.info("image_folder: %d image sizes, from %d x %d to %d x %d; each is centre-cropped "
                     "to a square first", len(sizes), w0, h0, w1, h1)
 
@@ -187,39 +195,77 @@ def _ends_like_a_jpeg(path, tail=65536):
         return b"\xff\xd9" in file.read()
 
 
-def _pillow_square(path, size):
-    path = path.decode() if isinstance(path, bytes) else path
-    pixels = read_rgb(path)
-    height, width = pixels.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    square = tf.image.resize(pixels[top:top + side, left:left + side], (size, size), "area")
-    return np.clip(np.round(square.numpy()), 0, 255).astype(np.uint8)
+def _pillow_pixels(path):
+    return read_rgb(path.decode() if isinstance(path, bytes) else path)
+
+
+def decode_pixels(path):
+    """uint8 [H, W, 3] pixels of the image file `path` (a string tensor), inside tf.data."""
+    def with_tensorflow():
+        return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+
+    def with_pillow():  # TIFF: TensorFlow has no decoder for it
+        pixels = tf.numpy_function(_pillow_pixels, [path], tf.uint8)
+        return tf.ensure_shape(pixels, (None, None, 3))
+
+    tiff = tf.strings.regex_full_match(tf.strings.lower(path), r".*\.tiff?")
+    return tf.cond(tiff, with_pillow, with_tensorflow)
+
+
+def crop_and_resize(pixels, box, size):
+    """uint8 [size, size, 3]: `box` (left, upper, right, lower) of uint8 `pixels`, area-resized
+    (each output pixel the mean of the input area it covers) and rounded."""
+    left, upper, right, lower = box
+    crop = tf.image.crop_to_bounding_box(pixels, upper, left, lower - upper, right - left)
+    resized = tf.image.resize(crop, (size, size), method="area")
+    return tf.ensure_shape(tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8),
+                           (size, size, 3))
 
 
 def decode_square(path, size):
-    """uint8 [size, size, 3] pixels of the image file `path` (a string tensor): the
-    centre square, area-resized. For use inside `tf.data.Dataset.map`."""
-    def with_tensorflow():
-        pixels = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        height, width = tf.shape(pixels)[0], tf.shape(pixels)[1]
-        side = tf.minimum(height, width)
-        square = tf.image.crop_to_bounding_box(pixels, (height - side) // 2, (width - side) // 2,
-                                               side, side)
-        resized = tf.image.resize(square, (size, size), method="area")
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
-
-    def with_pillow():
-        return tf.numpy_function(lambda p: _pillow_square(p, size), [path], tf.uint8)
-
-    tiff = tf.strings.regex_full_match(tf.strings.lower(path), r".*\.tiff?")
-    pixels = tf.cond(tiff, with_pillow, with_tensorflow)
-    return tf.ensure_shape(pixels, (size, size, 3))
+    """uint8 [size, size, 3]: the centre square of the image file `path`, area-resized."""
+    pixels = decode_pixels(path)
+    height, width = tf.shape(pixels)[0], tf.shape(pixels)[1]
+    side = tf.minimum(height, width)
+    left, upper = (width - side) // 2, (height - side) // 2
+    return crop_and_resize(pixels, (left, upper, left + side, upper + side), size)
 
 
-def read_all(listing, image_size):
-    """The listed images as one uint8 array [N, size, size, 3] (decoded in parallel)."""
+def square_loader(size):
+    """`load(path)` of an image folder's files for `make_file_pipeline` and `read_all`."""
+    return lambda path: decode_square(path, size)
+
+
+def read_all(listing, load):
+    """The listed images as one uint8 array [N, ...] (`load(path)` run in parallel)."""
     ds = (tf.data.Dataset.from_tensor_slices(list(listing.paths))
-          .map(lambda p: decode_square(p, image_size), num_parallel_calls=tf.data.AUTOTUNE)
-          .batch(256))
+          .map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(256))
     return np.concatenate([batch.numpy() for batch in ds])
+
+
+# ------------------------------------------------------------------ CelebA
+def celeba_split(directory, split):
+    """(Listing, load) of CelebA's aligned faces in `directory` (`list_eval_partition.txt`
+    and `img_align_celeba/`): NVAE's 148 x 148 crop, area-resized to 64 x 64."""
+    partition = os.path.join(directory, CELEBA_PARTITION)
+    if not os.path.exists(partition):
+        raise ValueError(f"Missing file {partition}.")
+    with open(partition) as f:
+        rows = [line.split() for line in f if line.strip()]
+    if any(len(row) != 2 or row[1] not in ("0", "1", "2") for row in rows):
+        raise ValueError(f"Invalid file {partition}: expected lines '<image file> <0|1|2>'.")
+    paths = [os.path.join(directory, CELEBA_IMAGES, name) for name, code in rows
+             if int(code) == CELEBA_SPLITS[split]]
+    _check_headers(paths, CELEBA_SIZE, directory, split, exact=CELEBA_ALIGNED)
+    listing = Listing(tuple(paths), None, (), f"in {directory}")
+    return listing, lambda path: crop_and_resize(decode_pixels(path), CELEBA_CROP, CELEBA_SIZE)
+
+
+def celeba_faces(images, split):
+    """tfds' aligned faces (uint8 [N, 218, 178, 3]) cropped and resized as the files are."""
+    if images.shape[1:] != (CELEBA_ALIGNED[1], CELEBA_ALIGNED[0], 3):
+        raise ValueError(f"Invalid CelebA images (tfds celeb_a {split}): expected aligned faces "
+                         f"of 178 x 218 pixels, shape (218, 178, 3), received {images.shape[1:]}.")
+    faces = tf.data.Dataset.from_tensor_slices(images).map(
+        lambda face: crop_and_resize(face, CELEBA_CROP, CELEBA_SIZE)).batch(1024)
+    return np.concatenate([batch.numpy() for batch in faces])

@@ -248,27 +248,6 @@ def svhn(directory, split):
     return _as_uint8(path, pixels).transpose(3, 0, 1, 2), labels
 
 
-def celeba(directory, split):
-    partition = os.path.join(directory, CELEBA_PARTITION)
-    if not os.path.exists(partition):
-        raise ValueError(f"Missing file {partition}.")
-    with open(partition) as f:
-        rows = [line.split() for line in f if line.strip()]
-    if any(len(row) != 2 or row[1] not in ("0", "1", "2") for row in rows):
-        raise ValueError(f"Invalid file {partition}: expected lines '<image file> <0|1|2>'.")
-    names = [name for name, code in rows if int(code) == CELEBA_SPLITS[split]]
-    faces = [celeba_face(read_rgb(os.path.join(directory, CELEBA_IMAGES, name)), name)
-             for name in names]
-    return np.stack(faces), None  # CelebA's attributes are not class labels
-
-
-def celeba_face(pixels, where):
-    if pixels.shape != (218, 178, 3):
-        raise ValueError(f"Invalid CelebA image {where}: expected an aligned face of 178 x 218 "
-                         f"pixels, shape (218, 178, 3), received {pixels.shape}.")
-    return crop_and_resize(pixels, CELEBA_CROP, CELEBA_SIZE)
-
-
 def read_rgb(path):
     """uint8 [H, W, 3] pixels of an image file (grey and RGBA images become RGB)."""
     from PIL import Image
@@ -278,14 +257,6 @@ def read_rgb(path):
             return np.asarray(image.convert("RGB"), np.uint8)
     except OSError as error:  # PIL's errors for unknown, truncated and missing files
         raise ValueError(f"Invalid image file {path}: {error}") from None
-
-
-def crop_and_resize(pixels, box, size):
-    """Crop `box` (left, upper, right, lower) and resize to size x size by area averaging."""
-    from PIL import Image
-
-    image = Image.fromarray(pixels).crop(box)
-    return np.asarray(image.resize((size, size), Image.Resampling.BOX), np.uint8)
 
 
 def _as_uint8(path, array):

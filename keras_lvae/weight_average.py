@@ -4,10 +4,11 @@ ema = d * ema + (1 - d) * weight after every applied update, starting from the i
 weights, with d = min(decay, (1 + n) / (10 + n)) at the n-th update: the early averages
 follow the weights closely (without that warm-up, 0.999 ** n of the random initial
 weights stays in the average: 26% after 1,344 steps, which left a colour model's
-averages 2.7 bits/dim behind its weights after 42 epochs of 32 steps). The batch norms' moving statistics are
-averaged too (as timm's ModelEmaV2 does with a model's buffers) so that the averaged
-weights meet statistics of the same age: with the raw weights' statistics an EMA
-model validates several nats worse (experiments/training_toolkit).
+averages 2.7 bits/dim behind its weights after 42 epochs of 32 steps). The batch
+norms' moving statistics are averaged too (as timm's ModelEmaV2 does with a model's
+buffers) so that the averaged weights meet statistics of the same age: with the raw
+weights' statistics an EMA model validates several nats worse
+(experiments/training_toolkit).
 
 Reference: the EMA weights of openai/vdvae; the warm-up is `num_updates` of
 TensorFlow's `tf.train.ExponentialMovingAverage`.

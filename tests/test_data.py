@@ -327,8 +327,10 @@ def test_every_source_says_where_its_images_come_from():
     """One `Source` per dataset: shipped in a package, the user's folder, or local files
     (a marker file and a reader) and/or tfds; its image shape and splits are stated."""
     for name, source in data.SOURCES.items():
-        local = source.read_local is not None and source.marker is not None
-        assert (source.read_local is None) == (source.marker is None), name
+        reader = source.read_local or source.stream_local
+        local = reader is not None and source.marker is not None
+        assert (reader is None) == (source.marker is None), name
+        assert not (source.read_local and source.stream_local), name  # one way to read
         assert source.packaged or source.user_folder or local or source.tfds_name, name
         assert "train" in source.splits and "test" in source.splits, name
         assert source.user_folder or len(data.image_shape(name)) == 3, name
