@@ -54,14 +54,18 @@ class Bounds:
         trace = self.posterior_trace(self.prepare(x), training, sample=True)
         return objectives.kl_per_unit(trace, self._analytic_kl())
 
-    def importance_log_weights(self, x, num_samples=1, training=False, seed=None):
+    def importance_log_weights(self, x, num_samples=1, training=False, seed=None,
+                               prior_below=0):
         """log p(x, z) - log q(z | x) for `num_samples` posterior samples per example.
 
         Returns shape [num_samples, batch]. Its log-mean-exp over the samples is
         the importance-weighted bound L_k (see `keras_lvae.log_likelihood`). With
         ladder inference the deterministic bottom-up pass depends only on x, so it
         runs once per example and its output is shared by all the samples.
-        `seed`: an optional int32[2] tensor for stateless sampling.
+        `seed`: an optional int32[2] tensor for stateless sampling. `prior_below=k`:
+        the k lowest layers drawn from p(z_i | z_{>i}) (their p / q is 1), so the
+        log-mean-exp is Havtorn et al.'s L^{>k} (see `keras_lvae.ood_scores`).
         """
-        trace, log_px = self.posterior_samples(self.prepare(x), num_samples, training, seed)
+        trace, log_px = self.posterior_samples(self.prepare(x), num_samples, training, seed,
+                                               prior_below)
         return keras.ops.reshape(log_px + objectives.log_prior_ratio(trace), (num_samples, -1))

@@ -77,8 +77,13 @@ class LadderPasses:
             estimates.append((mean_hat, variance_hat))
         return estimates
 
-    def _top_down(self, bottom_up, training, sample, seed=None):
-        """The ladder's stochastic pass, merging each layer's bottom-up estimate."""
+    def _top_down(self, bottom_up, training, sample, seed=None, prior_below=0):
+        """The ladder's stochastic pass, merging each layer's bottom-up estimate.
+
+        The `prior_below` lowest layers are drawn from the conditional prior
+        p(z_i | z_{>i}) instead, and their trace holds q = p (so they add nothing
+        to log p(z) - log q(z | x)): the proposal of Havtorn et al.'s L^{>k}.
+        """
         num = self.num_layers
         trace = [None] * num
         z_above = above = None  # above: the features of the rung above, for skip connections
@@ -96,7 +101,12 @@ class LadderPasses:
                 else:
                     t_mean, t_variance = p_mean, p_variance
                 q_mean, q_variance = self.merge((mean_hat, variance_hat, t_mean, t_variance))
-            z_above = self._draw(i, q_mean, q_variance, sample, seed)
+            if i < prior_below:
+                q_mean, q_variance = p_mean, p_variance
+                z_above = self.decoder_heads[i].draw(p_mean, p_variance,
+                                                     seed=self._layer_seed(seed, i + 1))
+            else:
+                z_above = self._draw(i, q_mean, q_variance, sample, seed)
             trace[i] = dict(z=z_above, q_mean=q_mean, q_variance=q_variance, p_mean=p_mean,
                             p_variance=p_variance)
         return trace
@@ -113,12 +123,13 @@ class LadderPasses:
         """p(x | z_1)'s mean, shaped like the model's inputs."""
         return ops.reshape(self.pixel_likelihood.mean(params), (-1,) + self.feature_shape)
 
-    def posterior_samples(self, x, num_samples, training=False, seed=None):
+    def posterior_samples(self, x, num_samples, training=False, seed=None, prior_below=0):
         """Posterior samples for x in the model's layout, `num_samples` per example.
 
         Returns (trace, log p(x|z_1)); rows are sample-major, [num_samples * batch].
         The ladder's deterministic bottom-up pass runs once per example and is
-        shared by the samples. `num_samples` may be a scalar tensor.
+        shared by the samples. `num_samples` may be a scalar tensor. `prior_below`:
+        see `_top_down` (ladder inference only).
         """
         def tile(t):  # [batch, ...] -> [num_samples * batch, ...], sample-major
             return ops.tile(t, (num_samples,) + (1,) * (len(t.shape) - 1))
@@ -129,7 +140,12 @@ class LadderPasses:
             bottom_up = self._bottom_up(x, training)
             if repeat:
                 bottom_up = [(tile(m), tile(v)) for m, v in bottom_up]
-            trace = self._top_down(bottom_up, training, sample=True, seed=seed)
+            trace = self._top_down(bottom_up, training, sample=True, seed=seed,
+                                   prior_below=prior_below)
+        elif prior_below:
+            raise ValueError("Drawing the lowest layers from the prior (L^{>k}) needs "
+                             "inference='ladder': with bottom-up inference q(z_{>k} | x) "
+                             "depends on the lower layers' posterior samples.")
         else:
             trace = self.posterior_trace(x_tiled, training, sample=True, seed=seed)
         return trace, self._log_px(x_tiled, trace[0]["z"], training)
