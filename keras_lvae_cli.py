@@ -192,6 +192,16 @@ def build_parser():
                           help="compile the log-likelihood pass with XLA")
     evaluate.add_argument("--output", default=None,
                           help="output directory (default: MODEL's directory/evaluation)")
+    evaluate.add_argument("--ood-dataset", default=None,
+                          help="also score this dataset's test split as out-of-distribution "
+                          "data: Havtorn et al.'s likelihood ratios beside the likelihood, with "
+                          "AUROC, AUPRC and FPR95 (ood_report.json and two plots)")
+    evaluate.add_argument("--ood-data-dir", default=None,
+                          help="directory with --ood-dataset's files (default: "
+                          "KERAS_LVAE_DATA_DIR, else tfds)")
+    evaluate.add_argument("--ood-samples", type=_positive_int, default=100,
+                          help="importance samples of each out-of-distribution bound "
+                          "(default: %(default)s)")
 
     sample = commands.add_parser(
         "sample", help="a PNG grid of samples from the model's prior",

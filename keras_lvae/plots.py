@@ -266,3 +266,44 @@ def plot_training_curves(history, path):
     beta.set(xlabel="epoch", ylabel="beta", title="KL warm-up weight", ylim=(-0.05, 1.05))
     figure.tight_layout()
     return save_figure(figure, path)
+
+
+def plot_roc_curves(scores_in, scores_out, path):
+    """ROC curve of each out-of-distribution score (`ood_scores` of in and out data;
+    out = positive), with its AUROC in the legend; 600 x 500 px."""
+    from keras_lvae.ood import separation
+
+    figure = new_figure(6, 5)
+    axes = figure.add_subplot()
+    for name in scores_in:
+        values = np.r_[scores_in[name], scores_out[name]]
+        positive = np.r_[np.zeros(len(scores_in[name])), np.ones(len(scores_out[name]))]
+        order = np.argsort(-values, kind="mergesort")
+        true = np.r_[0, np.cumsum(positive[order])] / positive.sum()
+        false = np.r_[0, np.cumsum(1 - positive[order])] / (1 - positive).sum()
+        auroc = separation(scores_in[name], scores_out[name])["auroc"]
+        axes.plot(false, true, label=f"{name} (AUROC {auroc:.3f})")
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    axes.set_xlabel("false positive rate (in-distribution flagged)")
+    axes.set_ylabel("true positive rate (out-of-distribution flagged)")
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def plot_score_histograms(scores_in, scores_out, path):
+    """One histogram panel per score, in- and out-of-distribution data overlaid;
+    300 px wide per score, 300 px high."""
+    names = list(scores_in)
+    figure = new_figure(3 * len(names), 3)
+    for i, name in enumerate(names):
+        axes = figure.add_subplot(1, len(names), i + 1)
+        both = np.r_[scores_in[name], scores_out[name]]
+        bins = np.linspace(both.min(), both.max() + 1e-9, 40)
+        axes.hist(scores_in[name], bins=bins, alpha=0.6, label="in")
+        axes.hist(scores_out[name], bins=bins, alpha=0.6, label="out")
+        axes.set_title(name, fontsize=9)
+        axes.tick_params(labelsize=7)
+    figure.axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    return save_figure(figure, path)

@@ -534,3 +534,39 @@ def test_own_images_recipe_trains_on_one_folder_and_uses_every_image(tmp_path):
     result = run("evaluate", str(tmp_path / "run"), "--samples", "2", "--no-plots")
     assert result.returncode == 0, result.stderr
     assert "image_folder test: 5 examples" in result.stdout
+
+
+@pytest.mark.slow  # over 10 s
+def test_evaluate_scores_an_out_of_distribution_dataset(trained_run, tmp_path, capsys):
+    """`--ood-dataset`: the table, ood_report.json whose metrics follow from its per-example
+    scores, the two plots; a dataset of another image shape is refused by name."""
+    from PIL import Image
+
+    from keras_lvae import ood
+
+    workdir, _ = trained_run
+    code = keras_lvae_cli.main(["evaluate", str(workdir), "--samples", "2", "--max-examples",
+                                "40", "--ood-dataset", "mnist_5k", "--ood-samples", "3",
+                                "--output", str(tmp_path / "ev")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "out-of-distribution: mnist_5k test (40 examples) against mnist test" in out
+    report = json.loads((tmp_path / "ev" / "ood_report.json").read_text())
+    assert report["in"]["examples"] == report["out"]["examples"] == 40
+    per_example = {side: {n: np.array(v) for n, v in report["per_example"][side].items()}
+                   for side in ("in", "out")}
+    assert report["scores"] == ood.ood_report(per_example["in"], per_example["out"])
+    for name, row in report["scores"].items():
+        assert f"{name:>8}  {row['auroc']:.3f}  {row['auprc']:.3f}  {row['fpr95']:.3f}" in out
+    assert {"ood_roc.png", "ood_scores.png"} <= {p.name for p in (tmp_path / "ev").iterdir()}
+    (tmp_path / "photos" / "train").mkdir(parents=True)
+    (tmp_path / "photos" / "test").mkdir()
+    for split in ("train", "test"):
+        Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(tmp_path / "photos" / split / "a.png")
+    code = keras_lvae_cli.main(["evaluate", str(workdir), "--samples", "2", "--max-examples",
+                                "5", "--no-plots", "--ood-dataset", "image_folder",
+                                "--ood-data-dir", str(tmp_path / "photos"), "--output",
+                                str(tmp_path / "ev2")])
+    assert code != 0
+    assert ("--ood-dataset image_folder has images of shape (28, 28, 3), but the model was "
+            "trained on (28, 28, 1)") in capsys.readouterr().err
