@@ -476,7 +476,7 @@ def _print_bounds(bounds, k):
 
 
 def run_export(args):
-    from keras_lvae.export import SIGNATURES, export_saved_model
+    from keras_lvae.export import export_saved_model, signature_names
 
     if not args.name or args.name in (".", "..") or os.sep in args.name:
         raise ValueError(f"--name: expected a plain directory name, received {args.name!r}")
@@ -489,6 +489,6 @@ def run_export(args):
         path = export_saved_model(model, os.path.join(args.base_dir, args.name), args.version)
     except FileExistsError as error:
         raise ValueError(str(error)) from None
-    print(f"exported {args.model} to {path} (signatures: {', '.join(SIGNATURES)}; "
+    print(f"exported {args.model} to {path} (signatures: {', '.join(signature_names(model))}; "
           "serving_default = score)")
     return 0

@@ -1,7 +1,7 @@
 """SavedModel export for TF Serving: versioned, atomic, standard TF ops only.
 
 `export_saved_model(model, base_dir)` writes `base_dir/<version>/`, the layout
-TF Serving watches, with seven signatures (all `tensorflow/serving/predict`,
+TF Serving watches, with seven signatures (eight for ladders of two or more layers) (all `tensorflow/serving/predict`,
 dynamic batch size, named inputs and outputs). `images`, in and out, have the
 model's input shape and are float32 in [0, 1]; for a model of 8-bit data
 (`likelihood="logistic_mixture"`) they are uint8 in {0, ..., 255}, as a decoded
@@ -16,6 +16,7 @@ PNG or JPEG is (outputs: the model's mean image, rounded):
 | `generate` | `num_samples` int32 scalar, `seed` int32[2] | `images` [num_samples, ...] prior samples |
 | `generate_at_temperature` | as `generate`, and `temperature` float32 [L] (bottom to top) | `images`, with each layer's prior standard deviation scaled |
 | `interpolate` | `images_a`, `images_b` (as many), `steps` int32 scalar, `layer` int32 scalar in 1 ... L | `images` [batch, steps, ...]: `LadderVAE.interpolate` (spherical) in that layer |
+| `anomaly_score` (ladders of 2+ layers) | `images`, `num_samples` int32 scalar (S >= 1), `seed` int32[2] | `nll` [batch] (-L_S) and `llr_above_<k>` [batch] for k = 1 ... L-1 (L_S - L_S^{>k}): `keras_lvae.ood_scores`, higher = more unusual |
 
 Sampling signatures are stateless: the same `seed` gives the same output and
 no variable is written, so concurrent requests cannot race. Inputs outside
@@ -117,6 +118,30 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
     return score
 
 
+def anomaly_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
+    """The `anomaly_score` computation: (images, num_samples, seed) -> {nll,
+    llr_above_1, ..., llr_above_<L-1>}, `keras_lvae.ood_scores` per image (higher:
+    more unusual). Bound k's pass j draws with `fold_in(fold_in(seed, k + 1), j)`.
+    """
+    chunk_samples = _checks.positive_int("chunk_samples", chunk_samples)
+    fold = tf.random.experimental.stateless_fold_in
+
+    def anomaly_score(images, num_samples, seed):
+        images = _model_images(model, images)
+        num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
+        seed = _checked(seed, "seed", (2,))
+        bounds = [chunked_log_mean_exp(
+            lambda j, k=k: model.importance_log_weights(
+                images, chunk_samples, seed=fold(fold(seed, k + 1), j), prior_below=k),
+            num_samples, chunk_samples) for k in range(model.num_layers)]
+        outputs = {"nll": -bounds[0]}
+        for k in range(1, model.num_layers):
+            outputs[f"llr_above_{k}"] = bounds[0] - bounds[k]
+        return outputs
+
+    return anomaly_score
+
+
 def _eight_bit(model):
     return model.likelihood_class.eight_bit
 
@@ -204,7 +229,7 @@ def _endpoints(model, chunk_samples):
     step_spec = tf.TensorSpec((), tf.int32, name="steps")
     layer_spec = tf.TensorSpec((), tf.int32, name="layer")
 
-    return {
+    endpoints = {
         "score": (score_function(model, chunk_samples), [image_spec, count_spec, seed_spec]),
         "encode": (encode, [image_spec]),
         "reconstruct": (reconstruct, [image_spec]),
@@ -214,6 +239,15 @@ def _endpoints(model, chunk_samples):
                                     [count_spec, seed_spec, temperature_spec]),
         "interpolate": (interpolate, [*pair_specs, step_spec, layer_spec]),
     }
+    if model.inference == "ladder" and model.num_layers > 1:  # Havtorn et al.'s ratios
+        endpoints["anomaly_score"] = (anomaly_function(model, chunk_samples),
+                                      [image_spec, count_spec, seed_spec])
+    return endpoints
+
+
+def signature_names(model):
+    """The names of the signatures `export_saved_model` writes for `model`."""
+    return list(_endpoints(model, DEFAULT_SCORE_CHUNK))
 
 
 def _versions(base_dir):

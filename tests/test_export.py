@@ -13,7 +13,8 @@ from google.protobuf import json_format  # noqa: F401  (ships with TensorFlow)
 
 import keras_lvae
 import keras_lvae_cli
-from keras_lvae.export import SIGNATURES, export_saved_model, score_function
+from keras_lvae.export import (SIGNATURES, anomaly_function, export_saved_model,
+                               score_function)
 
 RNG = np.random.default_rng(11)
 SHAPE = (6, 6, 1)
@@ -44,6 +45,7 @@ calls = {
     "serving_default": dict(images=inputs["x"], num_samples=np.int32(130), seed=inputs["seed"]),
     "interpolate": dict(images_a=inputs["x"][:3], images_b=inputs["x"][3:6], steps=np.int32(5),
                         layer=np.int32(2)),
+    "anomaly_score": dict(images=inputs["x"], num_samples=np.int32(70), seed=inputs["seed"]),
 }
 for name, kwargs in calls.items():
     result = s[name](**{k: tf.constant(v) for k, v in kwargs.items()})
@@ -123,6 +125,18 @@ def test_sampling_signatures_equal_the_keras_model_with_the_same_seed(exported, 
     for key in ("elbo", "log_likelihood"):
         np.testing.assert_allclose(outputs[f"score/{key}"], want[key], rtol=1e-5)
         np.testing.assert_array_equal(outputs[f"serving_default/{key}"], outputs[f"score/{key}"])
+    # anomaly_score: the Python computation with the same seeds; with 2,000 samples the same
+    # numbers as keras_lvae.ood_scores up to Monte Carlo noise (other draws).
+    want = anomaly_function(model)(tf.constant(X[:9]), tf.constant(70), seed)
+    assert sorted(want) == ["llr_above_1", "llr_above_2", "nll"]
+    for key in want:
+        np.testing.assert_allclose(outputs[f"anomaly_score/{key}"], want[key], rtol=1e-5,
+                                   atol=1e-4)
+    many = anomaly_function(model)(tf.constant(X[:9]), tf.constant(2000), seed)
+    scores = keras_lvae.ood_scores(model, X[:9], num_samples=2000)
+    for key, name in (("nll", "nll"), ("llr_above_1", "llr>1"), ("llr_above_2", "llr>2")):
+        np.testing.assert_allclose(many[key], scores[name], atol=0.5)
+        assert abs(np.mean(many[key]) - np.mean(scores[name])) < 0.2
     # The ELBO is the model's own one-sample ELBO with the layer seeds folded from `seed`.
     fold = tf.random.experimental.stateless_fold_in
     np.testing.assert_allclose(outputs["score/elbo"],
@@ -158,8 +172,8 @@ def test_saved_model_cli_lists_every_signature_for_predict(exported):
     assert result.returncode == 0, result.stderr[-2000:]
     blocks = result.stdout.split("signature_def[")[1:]
     methods = {b.split("'")[1]: "Method name is: tensorflow/serving/predict" in b for b in blocks}
-    assert {name: methods.get(name) for name in (*SIGNATURES, "serving_default")} == dict.fromkeys(
-        (*SIGNATURES, "serving_default"), True)
+    names = (*SIGNATURES, "anomaly_score", "serving_default")
+    assert {name: methods.get(name) for name in names} == dict.fromkeys(names, True)
     # Every input declares its shape and dtype, parsed from the tool's listing.
     inputs = {}
     for block in blocks:
@@ -171,10 +185,12 @@ def test_saved_model_cli_lists_every_signature_for_predict(exported):
             inputs[name, key] = (dtype, shape)
     images = ("DT_FLOAT", "(-1, 6, 6, 1)")
     assert inputs == {
-        **{(s, "images"): images for s in ("score", "serving_default", "encode", "reconstruct")},
+        **{(s, "images"): images for s in ("score", "serving_default", "encode", "reconstruct",
+                                           "anomaly_score")},
         **{(s, "num_samples"): ("DT_INT32", "()") for s in ("score", "serving_default",
-                                                            "generate")},
-        **{(s, "seed"): ("DT_INT32", "(2)") for s in ("score", "serving_default", "generate")},
+                                                            "generate", "anomaly_score")},
+        **{(s, "seed"): ("DT_INT32", "(2)") for s in ("score", "serving_default", "generate",
+                                                      "anomaly_score")},
         ("decode", "z_1"): ("DT_FLOAT", "(-1, 4)"),
         ("generate_at_temperature", "num_samples"): ("DT_INT32", "()"),
         ("generate_at_temperature", "seed"): ("DT_INT32", "(2)"),
