@@ -169,7 +169,7 @@ def test_readme_plain_tensorflow_command():
 
 
 @pytest.mark.slow  # over 10 s
-@pytest.mark.parametrize("shipped", ["mnist_lvae/3", "conv_static_mnist_small/1"])
+@pytest.mark.parametrize("shipped", ["mnist_lvae/3", "conv_static_mnist_small/1", "photo_tiles/1"])
 def test_readme_evaluation_commands_run(shipped, mnist_dir, tmp_path):
     """The README's one-command checks of the best MNIST version and of the conv model, as
     written, on 50 digits and k = 10 (the appended options override the README's; argparse
