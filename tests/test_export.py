@@ -269,6 +269,7 @@ def test_versions_count_up_and_never_overwrite(exported, tmp_path):
     assert export_saved_model(model, base, version=3).endswith(os.sep + "3")
 
 
+@pytest.mark.slow  # over 10 s since exports trace anomaly_score too
 def test_a_failed_export_leaves_nothing(exported, tmp_path, monkeypatch):
     model, _ = exported
     real_save = tf.saved_model.save
