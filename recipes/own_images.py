@@ -9,8 +9,8 @@ Each image is centre-cropped to a square and area-resized to 32 x 32 (`--set
 data.image_size=64` for more detail, about four times slower); images are streamed from
 disk, never all in memory; every image is used every epoch (the last batch is smaller).
 
-About 8 ms per training image and epoch on one CPU core (800 images of 32 x 32: 6.5 s an
-epoch, plus about 10 s of tracing in the first). `lvae evaluate runs/own_images` then
+About 5 ms per training image and epoch on 2 CPU cores (800 images of 32 x 32: 4 s an
+epoch, 6.5 s on one core, plus about 10 s of tracing in the first). `lvae evaluate runs/own_images` then
 reports test bits per dimension; `python benchmarks/codecs.py --dataset image_folder
 --data-dir "$IMAGES" --model runs/own_images` sets them beside PNG and WebP on the same
 images.
