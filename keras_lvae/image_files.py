@@ -56,13 +56,27 @@ def _image_paths(folder):
                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
 
 
-def _labelled(folder, paths):
-    """(labels, class names) when every image sits in a class subfolder of `folder`."""
+def _class_names(folder, paths):
+    """The sorted class subfolders of `folder` when every image in `paths` sits in one,
+    else ()."""
+    top = [os.path.relpath(p, folder).split(os.sep) for p in paths]
+    if not paths or any(len(parts) == 1 for parts in top):
+        return ()
+    return tuple(sorted({parts[0] for parts in top}))
+
+
+def _labels(folder, paths, class_names):
+    """Each path's class index in `class_names` (the whole collection's, so that every
+    split numbers the classes alike), or None without classes."""
+    if not class_names:
+        return None
     top = [os.path.relpath(p, folder).split(os.sep)[0] for p in paths]
-    if not paths or any(part == os.path.relpath(p, folder) for part, p in zip(top, paths)):
-        return None, ()
-    names = tuple(sorted(set(top)))
-    return np.array([names.index(part) for part in top], np.int64), names
+    unknown = sorted(set(top) - set(class_names))
+    if unknown:
+        raise ValueError(f"Dataset 'image_folder': {folder} has class folders "
+                         f"{unknown} that the training folder lacks; expected classes "
+                         f"{list(class_names)}.")
+    return np.array([class_names.index(part) for part in top], np.int64)
 
 
 def _held_out(count, validation_size):
@@ -94,7 +108,9 @@ def list_split(data_dir, split, image_size, validation_size=0):
         paths, folder, where = _split_folders(root, split, validation_size)
     else:
         paths, folder, where = _one_folder(root, split, validation_size)
-    labels, class_names = _labelled(folder, paths)
+    classes_from = root if folder == root else os.path.join(root, "train")
+    class_names = _class_names(classes_from, _image_paths(classes_from))
+    labels = _labels(folder, paths, class_names)
     if labels is not None:
         where += f"; labels from {len(class_names)} class subfolders"
     _check_headers(paths, size, folder, split)

@@ -67,6 +67,22 @@ def test_train_and_test_folders_win_and_class_subfolders_give_labels(tmp_path):
     assert x.shape == (6, 16, 16, 3) and list(y) == [0, 0, 0, 1, 1, 1]
 
 
+def test_every_split_of_one_folder_numbers_the_classes_alike(tmp_path):
+    write_images(tmp_path / "cat", 37, prefix="cat")
+    write_images(tmp_path / "dog", 3, prefix="dog")  # some splits may hold no dog
+    for split in ("train", "validation", "test"):
+        listing = image_files.list_split(tmp_path, split, 16)
+        assert listing.class_names == ("cat", "dog")
+        want = [0 if os.path.basename(p).startswith("cat") else 1 for p in listing.paths]
+        np.testing.assert_array_equal(listing.labels, want)
+    (tmp_path / "only_train").mkdir()
+    write_images(tmp_path / "only_train" / "train" / "cat", 2, prefix="cat")
+    write_images(tmp_path / "only_train" / "test" / "bird", 1, prefix="bird")
+    with pytest.raises(ValueError, match=r"class folders \['bird'\] that the training folder "
+                                         r"lacks; expected classes \['cat'\]"):
+        image_files.list_split(tmp_path / "only_train", "test", 16)
+
+
 def test_pixels_bit_for_bit_and_in_listing_order(tmp_path):
     """Same side: Pillow's pixels exactly. Half the side: numpy's 2 x 2 block means,
     rounded (exact in float32: quarters). Unshuffled order: the sorted file names."""
