@@ -48,8 +48,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from keras_lvae import _checks, _compat, image_files, readers
-from keras_lvae.pipelines import (TEST_BINARIZATION_SEED, binarize_once,  # noqa: F401
-                                  make_file_pipeline, make_pipeline)
+from keras_lvae.pipelines import (TEST_BINARIZATION_SEED, batches_per_epoch,  # noqa: F401
+                                  binarize_once, make_file_pipeline, make_pipeline)
 from keras_lvae.readers import (BINARIZED_MNIST_NPZ, CELEBA_IMAGES, CELEBA_PARTITION,  # noqa: F401
                                 CIFAR10_FILES, IDX_FILES, IMAGE_EXTENSIONS, NORB_FILES,
                                 PHOTO_FILES, PHOTO_FLAT_LEVELS, SVHN_FILES, logger)
@@ -224,10 +224,10 @@ def _raw_arrays(name, split, data_dir, validation_size, image_size):
     """`load_arrays` with 8-bit colour images left as uint8 (a quarter of the memory)."""
     spec = _source(name)
     image_shape(name, image_size)  # checks image_size
-    if spec.user_folder:  # its splits and validation_size: see image_files
-        listing = image_files.list_split(data_dir, split, image_size, validation_size)
-        images = image_files.read_all(listing, image_files.square_loader(image_size))
-        return images, listing.labels
+    files = _image_files(name, split, spec, data_dir, validation_size, image_size)
+    if files is not None:
+        listing, load = files
+        return image_files.read_all(listing, load), listing.labels
     valid_splits = spec.splits + (("validation",) if validation_size and "validation" not in spec.splits else ())
     if split not in valid_splits:
         hint = " (pass validation_size=N to carve one from train)" if split == "validation" else ""
@@ -275,10 +275,14 @@ def _local_files(name, split, spec, data_dir):
     return None
 
 
-def _streamed_files(name, split, spec, data_dir):
-    """(Listing, load) of a dataset whose local image files are decoded in tf.data, or None."""
-    if spec.stream_local is None:
-        return None
+def _image_files(name, split, spec, data_dir, validation_size, image_size):
+    """(Listing, load) of a split read from image files in tf.data (`image_folder`, and
+    CelebA's local files), or None for the datasets read as arrays."""
+    if spec.user_folder:  # its splits and validation_size: see image_files
+        listing = image_files.list_split(data_dir, split, image_size, validation_size)
+        return listing, image_files.square_loader(image_size)
+    if spec.stream_local is None or validation_size or split not in spec.splits:
+        return None  # the arrays' path, with its carving and its errors
     directory = _local_files(name, split, spec, data_dir)
     return None if directory is None else spec.stream_local(directory, split)
 
@@ -287,12 +291,7 @@ def _load_split(name, split, spec, data_dir, image_size):
     if spec.packaged is not None:
         logger.info("%s %s: %s", name, split, spec.packaged_in)
         return spec.packaged(split)
-    if spec.stream_local is not None:
-        streamed = _streamed_files(name, split, spec, data_dir)
-        if streamed is not None:
-            listing, load = streamed
-            return image_files.read_all(listing, load), listing.labels
-    else:
+    if spec.read_local is not None:  # streamed datasets' local files: `_image_files`
         directory = _local_files(name, split, spec, data_dir)
         if directory is not None:
             return spec.read_local(directory, split)
@@ -343,12 +342,7 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
     training = split == "train"
     shuffle = training if shuffle is None else shuffle
     drop_remainder = bool(drop_remainder) and training
-    streamed = None
-    if spec.user_folder:
-        listing = image_files.list_split(data_dir, split, image_size, validation_size)
-        streamed = listing, image_files.square_loader(image_size)
-    elif not validation_size and split in spec.splits:  # else the arrays' carving and errors
-        streamed = _streamed_files(name, split, spec, data_dir)
+    streamed = _image_files(name, split, spec, data_dir, validation_size, image_size)
     if streamed is not None:
         labels, count = streamed[0].labels, len(streamed[0].paths)
     else:
@@ -380,7 +374,7 @@ def _log_batches(name, count, batch_size, drop_remainder):
         detail = f"; {left} images left out of each epoch (drop_remainder)"
     else:
         detail = f", the last of {left}"
-    batches = count // batch_size if drop_remainder else -(-count // batch_size)
+    batches = batches_per_epoch(count, batch_size, drop_remainder)
     logger.info("%s train: %d images an epoch in %d batches of %d%s", name, count, batches,
                 batch_size, detail)
 

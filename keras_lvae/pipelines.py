@@ -112,6 +112,11 @@ def make_file_pipeline(paths, labels, load, batch_size, *, shuffle, drop_remaind
             .batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE))
 
 
+def batches_per_epoch(count, batch_size, drop_remainder):
+    """Batches an epoch of `count` examples makes (the last one smaller unless dropped)."""
+    return count // batch_size if drop_remainder else -(-count // batch_size)
+
+
 def _epoch_stream(count, batch_size, shuffle, drop_remainder, seed, epochs, epoch_batches):
     """Epochs first ... last - 1 back to back; epoch e's order (and the seed handed to
     `epoch_batches(order, epoch_seed)`, which makes its batches) depend on (seed, e)."""
@@ -120,7 +125,7 @@ def _epoch_stream(count, batch_size, shuffle, drop_remainder, seed, epochs, epoc
     if not (isinstance(last, int) and last > first):
         raise ValueError("Invalid value for argument `epochs`: expected (first, last) with "
                          f"0 <= first < last, received {epochs!r}.")
-    batches = count // batch_size if drop_remainder else -(-count // batch_size)
+    batches = batches_per_epoch(count, batch_size, drop_remainder)
 
     def one_epoch(epoch):
         epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
