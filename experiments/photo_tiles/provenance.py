@@ -35,6 +35,12 @@ with open(os.path.join(RUN, "config.json")) as file:
     configuration = json.load(file)
 with open(os.path.join(EVALUATION, "report.json")) as file:
     evaluation = json.load(file)
+# Per layer, the summary; the per-unit arrays stay in the evaluation's report.json.
+evaluation["latent_layers"] = [
+    {key: layer[key] for key in ("layer", "shape", "units", "kl", "active_units_kl",
+                                 "active_units_cov", "active_channels")}
+    for layer in evaluation["latent_layers"]]
+evaluation["report"] = os.path.relpath(os.path.join(EVALUATION, "report.json"), REPO)
 head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                       text=True, check=True).stdout.strip()
 last = history[-1]
