@@ -123,17 +123,15 @@ def anomaly_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
     llr_above_1, ..., llr_above_<L-1>}, `keras_lvae.ood_scores` per image (higher:
     more unusual). Bound k's pass j draws with `fold_in(fold_in(seed, k + 1), j)`.
     """
+    from keras_lvae.ood import skip_bounds
+
     chunk_samples = _checks.positive_int("chunk_samples", chunk_samples)
-    fold = tf.random.experimental.stateless_fold_in
 
     def anomaly_score(images, num_samples, seed):
         images = _model_images(model, images)
         num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
-        seed = _checked(seed, "seed", (2,))
-        bounds = [chunked_log_mean_exp(
-            lambda j, k=k: model.importance_log_weights(
-                images, chunk_samples, seed=fold(fold(seed, k + 1), j), prior_below=k),
-            num_samples, chunk_samples) for k in range(model.num_layers)]
+        bounds = skip_bounds(model, images, num_samples, chunk_samples,
+                             seed=_checked(seed, "seed", (2,)))
         outputs = {"nll": -bounds[0]}
         for k in range(1, model.num_layers):
             outputs[f"llr_above_{k}"] = bounds[0] - bounds[k]

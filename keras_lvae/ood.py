@@ -23,19 +23,28 @@ DEFAULT_ROWS_PER_PASS = 4096
 _SCORE_FUNCTIONS = weakref.WeakKeyDictionary()  # one traced function per model
 
 
+def skip_bounds(model, x, num_samples, chunk, seed=None):
+    """[L_S, L_S^{>1}, ..., L_S^{>L-1}] of x, each [batch], S = `num_samples` drawn in passes
+    of `chunk`. With an int32[2] `seed` bound k's pass j draws statelessly with
+    `fold_in(fold_in(seed, k + 1), j)` (the served `anomaly_score`)."""
+    fold = tf.random.experimental.stateless_fold_in
+
+    def log_weights(k, j):
+        pass_seed = None if seed is None else fold(fold(seed, k + 1), j)
+        return model.importance_log_weights(x, num_samples=chunk, seed=pass_seed,
+                                            prior_below=k)
+
+    return [chunked_log_mean_exp(lambda j, k=k: log_weights(k, j), num_samples, chunk)
+            for k in range(model.num_layers)]
+
+
 def _bounds_function(model):
-    """(x, k, chunk) -> [L_k, L_k^{>1}, ..., L_k^{>L-1}], each [batch]: traced once per model."""
+    """`skip_bounds` of (x, S, chunk), traced once per model."""
     if model not in _SCORE_FUNCTIONS:
         model_ref = weakref.ref(model)
-
-        @tf.function(reduce_retracing=True)
-        def bounds(x, num_samples, chunk):
-            m = model_ref()
-            return [chunked_log_mean_exp(
-                lambda j, k=k: m.importance_log_weights(x, num_samples=chunk, prior_below=k),
-                num_samples, chunk) for k in range(m.num_layers)]
-
-        _SCORE_FUNCTIONS[model] = bounds
+        _SCORE_FUNCTIONS[model] = tf.function(
+            lambda x, num_samples, chunk: skip_bounds(model_ref(), x, num_samples, chunk),
+            reduce_retracing=True)
     return _SCORE_FUNCTIONS[model]
 
 
