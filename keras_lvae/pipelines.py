@@ -16,7 +16,7 @@ def binarize_once(images, seed=TEST_BINARIZATION_SEED):
 
 
 def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynamic_binarization,
-                  seed=0, epochs=None):
+                  seed=0, epochs=None, shard=None):
     """Batches of images [batch, H, W, C] (and labels), optionally re-binarized every epoch.
 
     `images`: [N, H, W] (a channel axis is added) or [N, H, W, C]; float in
@@ -25,7 +25,7 @@ def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynami
     holds a quarter of the bytes; per-batch seeds come from
     `tf.data.Dataset.random`, re-drawn each epoch, so epochs differ while a fixed
     `seed` reproduces the run. `epochs=(first, last)`: the resumable stream of
-    `load_dataset`.
+    `load_dataset` (and `shard`: see `load_dataset`).
     """
     images = np.asarray(images)
     if images.ndim not in (3, 4):
@@ -52,7 +52,7 @@ def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynami
         images_tensor = tf.constant(elements)
         label_tensor = None if labels is None else tf.constant(labels)
 
-        def epoch_batches(order, epoch_seed):
+        def epoch_batches(order, epoch_seed, batch_size):
             indices = tf.data.Dataset.from_tensor_slices(order).batch(
                 batch_size, drop_remainder=drop_remainder)
 
@@ -64,7 +64,8 @@ def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynami
             return indices.enumerate().map(gather, num_parallel_calls=tf.data.AUTOTUNE)
 
         return _epoch_stream(len(elements), batch_size, shuffle, drop_remainder, seed, epochs,
-                             epoch_batches)
+                             epoch_batches, shard)
+    _no_shard_without_epochs(shard)
     ds = tf.data.Dataset.from_tensor_slices(
         elements if labels is None else (elements, labels)).cache()
     if shuffle:
@@ -82,12 +83,13 @@ def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynami
 
 
 def make_file_pipeline(paths, labels, load, batch_size, *, shuffle, drop_remainder, seed=0,
-                       epochs=None):
+                       epochs=None, shard=None):
     """Batches of images decoded from files, never all in memory: `make_pipeline` for
     `paths` (strings) whose `load(path)` gives uint8 pixels, carried as v / 255.
 
     Shuffling orders the file names (each epoch's order a function of (seed, epoch)
     with `epochs=(first, last)`); decoding runs in parallel with a deterministic order.
+    With `shard` (see `load_dataset`) only this worker's files are decoded.
     """
     paths = tf.constant(list(paths))
     label_tensor = None if labels is None else tf.constant(labels)
@@ -96,7 +98,7 @@ def make_file_pipeline(paths, labels, load, batch_size, *, shuffle, drop_remaind
         x = tf.cast(load(tf.gather(paths, index)), tf.float32) / 255.0
         return x if label_tensor is None else (x, tf.gather(label_tensor, index))
 
-    def epoch_batches(order, epoch_seed):
+    def epoch_batches(order, epoch_seed, batch_size):
         return (tf.data.Dataset.from_tensor_slices(order)
                 .map(loaded, num_parallel_calls=tf.data.AUTOTUNE)
                 .batch(batch_size, drop_remainder=drop_remainder))
@@ -104,7 +106,8 @@ def make_file_pipeline(paths, labels, load, batch_size, *, shuffle, drop_remaind
     count = int(paths.shape[0])
     if epochs is not None:
         return _epoch_stream(count, batch_size, shuffle, drop_remainder, seed, epochs,
-                             epoch_batches)
+                             epoch_batches, shard)
+    _no_shard_without_epochs(shard)
     order = tf.data.Dataset.range(count)
     if shuffle:
         order = order.shuffle(count, seed=seed, reshuffle_each_iteration=True)
@@ -117,23 +120,55 @@ def batches_per_epoch(count, batch_size, drop_remainder):
     return count // batch_size if drop_remainder else -(-count // batch_size)
 
 
-def _epoch_stream(count, batch_size, shuffle, drop_remainder, seed, epochs, epoch_batches):
+def _no_shard_without_epochs(shard):
+    if shard is not None:
+        raise ValueError("Invalid value for argument `shard`: a worker's share of every batch "
+                         "needs the stream of epochs (`epochs=(first, last)`), received "
+                         f"shard={shard!r} without it.")
+
+
+def _epoch_stream(count, batch_size, shuffle, drop_remainder, seed, epochs, epoch_batches,
+                  shard=None):
     """Epochs first ... last - 1 back to back; epoch e's order (and the seed handed to
-    `epoch_batches(order, epoch_seed)`, which makes its batches) depend on (seed, e)."""
+    `epoch_batches(order, epoch_seed, batch_size)`, which makes its batches) depend on
+    (seed, e). `shard=(index, count)`: every worker orders the epoch alike and keeps the
+    index-th of `count` equal parts of each batch (and a seed of its own)."""
     first, last = epochs
     _checks.non_negative_int("epochs[0]", first)
     if not (isinstance(last, int) and last > first):
         raise ValueError("Invalid value for argument `epochs`: expected (first, last) with "
                          f"0 <= first < last, received {epochs!r}.")
     batches = batches_per_epoch(count, batch_size, drop_remainder)
+    if shard is not None:
+        index, parts = _checked_shard(shard, batch_size, drop_remainder)
 
     def one_epoch(epoch):
         epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
         order = tf.range(count, dtype=tf.int64)
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(order, seed=epoch_seed)
-        return epoch_batches(order, epoch_seed)
+        if shard is None:
+            return epoch_batches(order, epoch_seed, batch_size)
+        part = batch_size // parts
+        share = tf.reshape(order[:batches * batch_size], [batches, parts, part])[:, index]
+        return epoch_batches(tf.reshape(share, [-1]),
+                             tf.random.experimental.stateless_fold_in(epoch_seed, index), part)
 
     stream = tf.data.Dataset.range(first, last).flat_map(one_epoch)
     return (stream.apply(tf.data.experimental.assert_cardinality((last - first) * batches))
             .prefetch(tf.data.AUTOTUNE))
+
+
+def _checked_shard(shard, batch_size, drop_remainder):
+    """(index, count) of a valid `shard`: equal parts of full batches only."""
+    valid = (isinstance(shard, (tuple, list)) and len(shard) == 2
+             and all(isinstance(v, int) for v in shard) and 0 <= shard[0] < shard[1])
+    if not valid:
+        raise ValueError("Invalid value for argument `shard`: expected (index, count) with "
+                         f"0 <= index < count, received {shard!r}.")
+    if batch_size % shard[1] or not drop_remainder:
+        raise ValueError(f"Invalid value for argument `shard`: {shard[1]} equal parts of every "
+                         f"batch need drop_remainder=True and a batch_size divisible by "
+                         f"{shard[1]}, received batch_size={batch_size}, "
+                         f"drop_remainder={drop_remainder}.")
+    return tuple(shard)

@@ -211,12 +211,24 @@ def datasets(config, epochs=None):
     return (train_ds, *(_sharded(config, ds) for ds in (validation_ds, test_ds)))
 
 
-def _training_data(config, epochs=None):
+def _training_data(config, epochs=None, strategy=None):
+    """The training pipeline; with a multi-worker `strategy` and `epochs`, each worker's
+    own input (`load_dataset`'s `shard`): it decodes only its part of every batch."""
     d = config.data
-    train_ds = data.load_dataset(d.dataset, "train", batch_size=d.batch_size,
-                                 seed=config.train.seed, epochs=epochs, data_dir=d.data_dir,
-                                 validation_size=d.validation_size, image_size=d.image_size,
-                                 drop_remainder=d.drop_remainder)
+    multi_worker = config.train.strategy == "multi_worker"
+    # Multi-worker: full batches only, so every worker takes the same steps.
+    load = functools.partial(
+        data.load_dataset, d.dataset, "train", batch_size=d.batch_size, seed=config.train.seed,
+        epochs=epochs, data_dir=d.data_dir, validation_size=d.validation_size,
+        image_size=d.image_size, drop_remainder=d.drop_remainder or multi_worker)
+    if multi_worker and strategy is not None and epochs is not None:
+        def worker_input(context):
+            per_replica = context.get_per_replica_batch_size(d.batch_size)
+            return load(shard=(context.input_pipeline_id, context.num_input_pipelines)
+                        ).rebatch(per_replica)  # one batch per replica of the worker
+
+        return strategy.distribute_datasets_from_function(worker_input)
+    train_ds = load()
     if int(train_ds.cardinality()) == 0:
         raise ValueError(f"data.batch_size={d.batch_size} is larger than the training set")
     return _sharded(config, train_ds)
@@ -337,9 +349,10 @@ class Interrupted(KeyboardInterrupt):
 
 def _fit_stages(model, config, strategy, stages, steps_per_epoch, train_ds, validation_ds,
                 callbacks, verbose, log):
+    multi_worker = config.train.strategy == "multi_worker"
     for index, (first, last, fine_tune) in enumerate(stages):
-        if index:  # the first stage's stream is already loaded
-            train_ds = _training_data(config, epochs=(first, last))
+        if index or multi_worker:  # else the first stage's stream is already loaded
+            train_ds = _training_data(config, epochs=(first, last), strategy=strategy)
         if fine_tune is not None:
             log(f"fine-tuning: {fine_tune.mc_samples} Monte Carlo x {fine_tune.iw_samples} "
                 f"importance samples, learning rate x{fine_tune.decay_factor} every "

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -110,42 +111,80 @@ def test_one_mirrored_sgd_step_equals_the_single_device_step():
     assert "moved: True" in out and "equal: True" in out, out
 
 
-@pytest.mark.slow  # over 10 s
-def test_readme_two_worker_launch_trains_and_the_workers_agree(tmp_path):
-    """The README's MultiWorkerMirroredStrategy launch, as written (ports moved to free ones):
-    both workers finish the epoch with the same loss, worker 0 writes the model."""
+def launch_two_workers(lines, tmp_path):
+    """Run `lvae` commands [(TF_CONFIG json, arguments)] as the workers of one cluster on
+    free local ports; returns each worker's output once all finished."""
     import json
     import os
-    import re
     import socket
 
-    readme = (REPO / "README.md").read_text()
-    lines = re.findall(r"^TF_CONFIG='(.*?)' lvae (.*?)( &)?$", readme, flags=re.M)
-    assert len(lines) == 2
     ports = []
     for _ in lines:
         with socket.socket() as s:
             s.bind(("localhost", 0))
             ports.append(s.getsockname()[1])
     workers = []
-    for config, arguments, _ in lines:
+    for config, arguments in lines:
         config = json.loads(config)
         config["cluster"]["worker"] = [f"localhost:{p}" for p in ports]
-        arguments = arguments.replace("runs/two_workers", str(tmp_path / "two_workers"))
-        arguments = arguments.replace("recipes/", f"{REPO}/recipes/")
         workers.append(subprocess.Popen(
-            [sys.executable, "-m", "keras_lvae_cli", *arguments.split()], cwd=tmp_path,
+            [sys.executable, "-m", "keras_lvae_cli", *arguments], cwd=tmp_path,
             env={**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "2"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = []
     for worker in workers:
-        out, err = worker.communicate(timeout=900)
-        assert worker.returncode == 0, err[-3000:]
+        out, _ = worker.communicate(timeout=900)
+        assert worker.returncode == 0, out[-3000:]
         outputs.append(out)
+    return outputs
+
+
+@pytest.mark.slow  # over 10 s
+def test_readme_two_worker_launch_trains_and_the_workers_agree(tmp_path):
+    """The README's MultiWorkerMirroredStrategy launch, as written (ports moved to free ones):
+    both workers finish the epoch with the same loss, worker 0 writes the model."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    lines = re.findall(r"^TF_CONFIG='(.*?)' lvae (.*?)( &)?$", readme, flags=re.M)
+    assert len(lines) == 2
+    outputs = launch_two_workers(
+        [(config, arguments.replace("runs/two_workers", str(tmp_path / "two_workers"))
+          .replace("recipes/", f"{REPO}/recipes/").split()) for config, arguments, _ in lines],
+        tmp_path)
     losses = [re.search(r" loss: ([0-9.]+)", out).group(1) for out in outputs]
     assert losses[0] == losses[1]
     assert "not the chief worker" in outputs[1]
     assert (tmp_path / "two_workers" / "model.keras").exists()
+
+
+@pytest.mark.slow  # about 90 s on one core
+def test_two_workers_on_an_image_folder_each_decode_their_half_of_every_batch(tmp_path):
+    """Streamed files under multi_worker: each worker reads half of every batch of 32 (the
+    last, smaller batch dropped so both take the same steps), and they agree."""
+    import re
+
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(100):  # 80 for training: 2 full batches of 32, 16 left out
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(
+            folder / f"{i:03d}.png")
+    arguments = ["train", "own_images", "--workdir", str(tmp_path / "run"), "--set",
+                 f"data.data_dir={folder}", "--set", "data.image_size=16", "--set",
+                 "data.batch_size=32", "--set", "train.epochs=2", "--set",
+                 "train.eval_samples=0", "--set", "train.strategy=multi_worker"]
+    config = '{"cluster": {"worker": []}, "task": {"type": "worker", "index": %d}}'
+    outputs = launch_two_workers([(config % i, arguments) for i in (0, 1)], tmp_path)
+    for index, out in enumerate(outputs):
+        assert f"worker {index} of 2 takes part {index + 1} of every batch (16 of its 32 " in out
+        assert "16 images left out of each epoch" in out
+        assert "2 steps of 32 images per epoch" in out
+    losses = [re.findall(r" loss: ([0-9.]+)", out) for out in outputs]
+    assert len(losses[0]) == 2 and losses[0] == losses[1]
+    assert (tmp_path / "run" / "model.keras").exists()
 
 
 @pytest.mark.slow  # over 10 s

@@ -119,6 +119,43 @@ def test_epochs_are_a_function_of_seed_and_epoch_so_a_resumed_run_sees_the_same(
     assert [len(b) for b in dropped.as_numpy_iterator()] == [5, 5, 5, 5]
 
 
+def test_workers_decode_only_their_part_of_each_batch_and_the_parts_make_up_the_batch():
+    """Multi-worker input: each of 3 workers reads its third of every full batch, and only
+    those files; side by side, the parts are the unsharded stream's batches."""
+    import tensorflow as tf
+
+    from keras_lvae.pipelines import make_file_pipeline
+    read = []
+
+    def load(path):  # an "image" holding its file's number; records what was read
+        def record(p):
+            read.append(int(p))
+            return np.full((2, 2, 1), int(p), np.uint8)
+        return tf.ensure_shape(tf.numpy_function(record, [path], tf.uint8), (2, 2, 1))
+
+    stream = dict(batch_size=6, shuffle=True, drop_remainder=True, seed=3, epochs=(1, 3))
+    paths = [str(i) for i in range(20)]  # 3 full batches of 6 an epoch, 2 files left out
+    whole = [b[:, 0, 0, 0] * 255 for b in make_file_pipeline(
+        paths, None, load, **stream).as_numpy_iterator()]
+    parts, reads = [], []
+    for worker in range(3):
+        read.clear()
+        parts.append([b[:, 0, 0, 0] * 255 for b in make_file_pipeline(
+            paths, None, load, shard=(worker, 3), **stream).as_numpy_iterator()])
+        reads.append(sorted(read))
+    assert len(whole) == 6 and [len(p) for p in parts] == [6, 6, 6]
+    for step, batch in enumerate(whole):
+        np.testing.assert_array_equal(np.concatenate([p[step] for p in parts]), batch)
+    for worker in range(3):
+        assert reads[worker] == sorted(np.concatenate([b[2 * worker:2 * worker + 2]
+                                                       for b in whole]).astype(int).tolist())
+    with pytest.raises(ValueError, match="argument `shard`.*drop_remainder=True and a "
+                                         "batch_size divisible by 4, received batch_size=6"):
+        make_file_pipeline(paths, None, load, **{**stream, "shard": (0, 4)})
+    with pytest.raises(ValueError, match=r"`shard`: expected \(index, count\).*\(3, 3\)"):
+        make_file_pipeline(paths, None, load, **{**stream, "shard": (3, 3)})
+
+
 def test_the_batches_of_an_epoch_are_logged(tmp_path, caplog):
     write_images(tmp_path, 25)
     with caplog.at_level(logging.INFO, logger="keras_lvae.data"):
