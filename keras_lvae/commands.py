@@ -20,7 +20,7 @@ import numpy as np
 
 import keras_lvae
 from keras_lvae import config as config_lib
-from keras_lvae import data, threads, training
+from keras_lvae import data, evaluation_data, threads, training
 from keras_lvae._files import atomic_write, read_csv, write_csv
 
 
@@ -240,13 +240,14 @@ def run_evaluate(args):
     os.makedirs(output, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     binarize = None if model.likelihood_class.binary else False  # the dataset's protocol
-    images, labels = data.load_evaluation_arrays(
-        args.dataset, args.split, data_dir=args.data_dir, validation_size=args.validation_size,
-        binarize=binarize, image_size=args.image_size)
-    images, labels, subset = evaluation_subset(images, labels, args.max_examples, args.seed)
-    if images.shape[1:] != model.feature_shape:
-        raise ValueError(f"--dataset {args.dataset} has images of shape {images.shape[1:]}, but the "
-                         f"model was trained on {model.feature_shape}")
+    split = evaluation_data.load(
+        args.dataset, args.split, batch_size=args.batch_size, data_dir=args.data_dir,
+        validation_size=args.validation_size, binarize=binarize, image_size=args.image_size,
+        max_examples=args.max_examples, seed=args.seed)
+    if tuple(split.shape) != tuple(model.feature_shape):
+        raise ValueError(f"--dataset {args.dataset} has images of shape {tuple(split.shape)}, "
+                         f"but the model was trained on {model.feature_shape}")
+    images, subset = split.images, split.subset
     timings = {}
     if args.bn_statistics == "recompute":
         start = time.perf_counter()
@@ -265,13 +266,13 @@ def run_evaluate(args):
     written = {}
     if not args.no_plots:
         start = time.perf_counter()
-        written = _evaluation_plots(model, images, labels, layers, args, output)
+        written = _evaluation_plots(model, split, layers, args, output)
         timings["plots"] = time.perf_counter() - start
     if args.ood_dataset:
         start = time.perf_counter()
         from keras_lvae import ood_evaluation
 
-        written.update(ood_evaluation.report(model, images, binarize, args, output))
+        written.update(ood_evaluation.report(model, split, binarize, args, output))
         timings["ood"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - started
 
@@ -323,16 +324,17 @@ def run_evaluate(args):
     return 0
 
 
-def _evaluation_plots(model, images, labels, layers, args, output):
+def _evaluation_plots(model, split, layers, args, output):
     """`lvae evaluate`'s PNGs in `output`; returns {name: file name}."""
     from keras_lvae import evaluation, plots
 
     run = training.run_folder(args.model)
     history_path = args.history or os.path.join(run or "", training.HISTORY_FILE)
-    shown = images[:2000]  # enough points for the PCA scatter
+    shown = split.first(2000)  # enough points for the PCA scatter
+    labels = split.labels
     figures = {
         "prior_samples": lambda p: plots.plot_prior_samples(model, p, seed=args.seed),
-        "reconstructions": lambda p: plots.plot_reconstructions(model, images, p),
+        "reconstructions": lambda p: plots.plot_reconstructions(model, shown, p),
         "layer_variations": lambda p: plots.plot_layer_variations(model, p, seed=args.seed),
         "kl_per_layer": lambda p: plots.plot_kl_per_layer(
             layers, p, threshold=evaluation.ACTIVE_UNIT_THRESHOLD),
@@ -354,48 +356,40 @@ def _evaluate_saved_model(args):
     """`lvae evaluate` of an exported version: L_1 and L_k through its `score` signature,
     with TensorFlow's SavedModel loader alone (what TF Serving would answer)."""
     from keras_lvae.evaluation import summarise_bounds
-    from keras_lvae.export import saved_model_takes_8_bit_images, score_saved_model
+    from keras_lvae.export import saved_model_images, score_saved_model
 
     if args.dataset is None:
         raise ValueError("--dataset is needed to evaluate a SavedModel (it has no config.json)")
     output = args.output or args.model.rstrip("/\\") + "_evaluation"
-    images, _ = data.load_evaluation_arrays(args.dataset, args.split, data_dir=args.data_dir,
-                                            validation_size=args.validation_size or 0)
-    images, _, subset = evaluation_subset(images, None, args.max_examples, args.seed)
-    start = time.perf_counter()
-    l_1, l_k = score_saved_model(args.model, images, args.samples, batch_size=args.batch_size,
+    spec = saved_model_images(args.model)
+    source = data.SOURCES.get(args.dataset)  # a folder's images are resized to the model's
+    image_size = spec.shape[1] if source is not None and source.user_folder else None
+    split = evaluation_data.load(args.dataset, args.split, batch_size=args.batch_size,
+                                 data_dir=args.data_dir, validation_size=args.validation_size or 0,
+                                 image_size=image_size, max_examples=args.max_examples,
                                  seed=args.seed)
+    subset = split.subset
+    start = time.perf_counter()
+    l_1, l_k = score_saved_model(args.model, split.images, args.samples,
+                                 batch_size=args.batch_size, seed=args.seed)
     seconds = time.perf_counter() - start
     k = args.samples
-    eight_bit = saved_model_takes_8_bit_images(args.model)  # bits per dimension beside nats
-    bounds = summarise_bounds(l_1, l_k, k, math.prod(images.shape[1:]) if eight_bit else None)
+    eight_bit = spec.dtype.name == "uint8"  # bits per dimension beside nats
+    bounds = summarise_bounds(l_1, l_k, k, math.prod(split.shape) if eight_bit else None)
     report = {
         "model": os.path.abspath(args.model), "format": "SavedModel (score signature)",
-        "dataset": args.dataset, "split": args.split, "num_examples": int(len(images)),
+        "dataset": args.dataset, "split": args.split, "num_examples": split.count,
         "settings": {"samples": k, "batch_size": args.batch_size, "seed": args.seed,
                      "max_examples": args.max_examples, "subset": subset},
         **_bound_sections(bounds, k),
         "per_example": "per_example.csv", "timing_seconds": {"log_likelihood": seconds},
     }
     _write_report(output, report, bounds, k)
-    print(f"{args.dataset} {args.split}: {_examples_text(len(images), subset)}, k = {k}, SavedModel "
+    print(f"{args.dataset} {args.split}: {_examples_text(split.count, subset)}, k = {k}, SavedModel "
           f"{args.model} (its own batch-norm statistics), {seconds:.0f} s")
     _print_bounds(bounds, k)
     print(f"wrote {os.path.join(output, 'report.json')} and per_example.csv")
     return 0
-
-
-def evaluation_subset(images, labels, max_examples, seed):
-    """At most `max_examples` of the split, drawn at random (in the split's order) with
-    `seed`: the first N can be unrepresentative (binarized MNIST's test set is sorted by
-    digit). Returns (images, labels, a description for the report, or None for all)."""
-    total = len(images)
-    if max_examples is None or max_examples >= total:
-        return images, labels, None
-    chosen = np.sort(np.random.default_rng(seed).choice(total, max_examples, replace=False))
-    subset = {"examples": int(max_examples), "of": int(total), "seed": seed,
-              "drawn": "uniformly at random without replacement (--seed)"}
-    return images[chosen], None if labels is None else labels[chosen], subset
 
 
 def _examples_text(count, subset):

@@ -275,6 +275,13 @@ def _local_files(name, split, spec, data_dir):
     return None
 
 
+def image_file_split(name, split, data_dir=None, validation_size=0, image_size=None):
+    """(Listing of the files, `load(path)` giving uint8 pixels) of a split read from image
+    files (`image_folder`, CelebA's local files), or None for the datasets held as arrays."""
+    image_shape(name, image_size)  # checks image_size
+    return _image_files(name, split, _source(name), data_dir, validation_size, image_size)
+
+
 def _image_files(name, split, spec, data_dir, validation_size, image_size):
     """(Listing, load) of a split read from image files in tf.data (`image_folder`, and
     CelebA's local files), or None for the datasets read as arrays."""

@@ -55,7 +55,7 @@ def log_likelihood(model, data, num_samples=5000, *, batch_size=100, chunk_size=
 
     bound_of_batch = _bound_function(model, jit_compile)
     results = []
-    for batch in _batches(data, batch_size):
+    for batch in batches_of(data, batch_size):
         if not model.built:
             model(batch)
         rows = int(batch.shape[0])
@@ -190,7 +190,7 @@ def summarise_bounds(l_1, l_k, num_samples, bits_per_dim_of=None):
 
 
 
-def _batches(data, batch_size):
+def batches_of(data, batch_size):
     """Yield float32 batches of images from an array or a batched tf.data.Dataset."""
     if isinstance(data, tf.data.Dataset):
         for element in data:
@@ -231,7 +231,7 @@ def latent_diagnostics(model, data, *, batch_size=100, threshold=ACTIVE_UNIT_THR
     """
     _checks.positive_int("batch_size", batch_size)
     kl_sums, mean_sums, square_sums, count = None, None, None, 0
-    for batch in _batches(data, batch_size):
+    for batch in batches_of(data, batch_size):
         kls = [np.asarray(k, np.float64).sum(0) for k in model.kl_per_unit(batch)]
         means = [np.asarray(m, np.float64) for m, _ in model.encode(batch)]
         if kl_sums is None:
@@ -280,7 +280,7 @@ def recompute_batch_norm_statistics(model, data, *, batch_size=256):
     5
     """
     _checks.positive_int("batch_size", batch_size)
-    batches = _batches(data, batch_size)
+    batches = batches_of(data, batch_size)
     first = next(batches, None)
     if first is None:
         raise ValueError("Invalid value for argument `data`: expected at least one example, received none.")

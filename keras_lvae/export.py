@@ -328,35 +328,40 @@ def export_saved_model(model, base_dir, version=None, *, chunk_samples=DEFAULT_S
     return target
 
 
-def saved_model_takes_8_bit_images(path):
-    """Whether the export at `path` is of a model of 8-bit data (uint8 `images`)."""
+def saved_model_images(path):
+    """The `tf.TensorSpec` of the `images` that the export at `path` scores: its shape
+    [None, H, W, C] (or [None, D]), and dtype uint8 for a model of 8-bit data."""
     score = tf.saved_model.load(os.fspath(path)).signatures["score"]
-    return score.structured_input_signature[1]["images"].dtype == tf.uint8
+    return score.structured_input_signature[1]["images"]
 
 
 def score_saved_model(path, images, num_samples, *, batch_size=100, seed=0):
     """Per-example (L_1, L_k) in nats of `images` through an exported version's `score`.
 
     Loads the SavedModel at `path` with TensorFlow alone; batch j draws its samples with
-    the seed `[seed, j]`. `images`: float32 [N, H, W, C] in [0, 1] (sent as 8-bit values
-    to a model of 8-bit data). Returns two float64 numpy arrays of shape [N]: the
-    one-sample ELBO and the importance-weighted L_k.
+    the seed `[seed, j]`. `images`: float32 [N, H, W, C] in [0, 1], or a batched
+    tf.data pipeline of them (sent as 8-bit values to a model of 8-bit data). Returns
+    two float64 numpy arrays of shape [N]: the one-sample ELBO and the
+    importance-weighted L_k.
     """
     import numpy as np
 
     _checks.positive_int("num_samples", num_samples)
     _checks.positive_int("batch_size", batch_size)
+    from keras_lvae.evaluation import batches_of
+
     score = tf.saved_model.load(os.fspath(path)).signatures["score"]
     dtype = score.structured_input_signature[1]["images"].dtype
-    if dtype == tf.uint8:
-        levels = np.round(np.asarray(images, np.float32) * 255.0)
-        if not np.array_equal(levels / 255.0, np.asarray(images, np.float32)):
-            raise ValueError("Invalid value for argument `images`: the model scores 8-bit "
-                             "images; expected values v / 255 for integers v in [0, 255].")
-        images = levels.astype(np.uint8)
     elbo, bound = [], []
-    for j, start in enumerate(range(0, len(images), batch_size)):
-        out = score(images=tf.constant(images[start:start + batch_size], dtype),
+    for j, batch in enumerate(batches_of(images, batch_size)):
+        batch = batch.numpy()
+        if dtype == tf.uint8:
+            levels = np.round(batch * 255.0)
+            if not np.array_equal(levels / 255.0, batch):
+                raise ValueError("Invalid value for argument `images`: the model scores 8-bit "
+                                 "images; expected values v / 255 for integers v in [0, 255].")
+            batch = levels.astype(np.uint8)
+        out = score(images=tf.constant(batch, dtype),
                     num_samples=tf.constant(num_samples, tf.int32),
                     seed=tf.constant([seed, j], tf.int32))
         elbo.append(out["elbo"].numpy())

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lvae import _checks
-from keras_lvae.evaluation import _batches, chunked_log_mean_exp
+from keras_lvae.evaluation import batches_of, chunked_log_mean_exp
 
 DEFAULT_ROWS_PER_PASS = 4096
 _SCORE_FUNCTIONS = weakref.WeakKeyDictionary()  # one traced function per model
@@ -81,7 +81,7 @@ def ood_scores(model, data, num_samples=100, *, batch_size=100):
         raise ValueError("Invalid value for argument `model`: the likelihood ratios need at "
                          "least two latent layers, received a model with one.")
     per_batch = []
-    for batch in _batches(data, batch_size):
+    for batch in batches_of(data, batch_size):
         if not model.built:
             model(batch)
         rows = int(batch.shape[0])

@@ -8,37 +8,38 @@ Scores the model's evaluated images and another dataset's test split with
 import json
 import os
 
-from keras_lvae import data, ood
+from keras_lvae import data, evaluation_data, ood
 from keras_lvae._files import atomic_write
-from keras_lvae.commands import evaluation_subset
 
 
-def report(model, images, binarize, args, output):
-    """Score the test split of --ood-dataset against `images`; print the table, write
-    ood_report.json (and its plots). Returns {plot name: file name}."""
+def report(model, split, binarize, args, output):
+    """Score the test split of --ood-dataset against the evaluated `split` (an
+    `EvaluationSplit`); print the table, write ood_report.json (and its plots).
+    Returns {plot name: file name}."""
     source = data.SOURCES.get(args.ood_dataset)
     image_size = model.feature_shape[0] if source is not None and source.user_folder else None
-    outside, _ = data.load_evaluation_arrays(args.ood_dataset, "test", binarize=binarize,
-                                             data_dir=args.ood_data_dir, image_size=image_size)
-    outside, _, subset = evaluation_subset(outside, None, args.max_examples, args.seed)
-    if outside.shape[1:] != model.feature_shape:
+    outside = evaluation_data.load(args.ood_dataset, "test", batch_size=args.batch_size,
+                                   binarize=binarize, data_dir=args.ood_data_dir,
+                                   image_size=image_size, max_examples=args.max_examples,
+                                   seed=args.seed)
+    if tuple(outside.shape) != tuple(model.feature_shape):
         raise ValueError(f"--ood-dataset {args.ood_dataset} has images of shape "
-                         f"{outside.shape[1:]}, but the model was trained on "
+                         f"{tuple(outside.shape)}, but the model was trained on "
                          f"{model.feature_shape}")
     k = args.ood_samples
-    scores_in = ood.ood_scores(model, images, k, batch_size=args.batch_size)
-    scores_out = ood.ood_scores(model, outside, k, batch_size=args.batch_size)
+    scores_in = ood.ood_scores(model, split.images, k, batch_size=args.batch_size)
+    scores_out = ood.ood_scores(model, outside.images, k, batch_size=args.batch_size)
     report = ood.ood_report(scores_in, scores_out)
     with atomic_write(os.path.join(output, "ood_report.json")) as file:
         file.write(json.dumps({
-            "in": {"dataset": args.dataset, "split": args.split, "examples": len(images)},
-            "out": {"dataset": args.ood_dataset, "split": "test", "examples": len(outside),
-                    "subset": subset},
+            "in": {"dataset": args.dataset, "split": args.split, "examples": split.count},
+            "out": {"dataset": args.ood_dataset, "split": "test", "examples": outside.count,
+                    "subset": outside.subset},
             "samples": k, "positive": "out-of-distribution", "scores": report,
             "per_example": {"in": {n: v.tolist() for n, v in scores_in.items()},
                             "out": {n: v.tolist() for n, v in scores_out.items()}},
         }, indent=2) + "\n")
-    print(f"out-of-distribution: {args.ood_dataset} test ({len(outside)} examples) against "
+    print(f"out-of-distribution: {args.ood_dataset} test ({outside.count} examples) against "
           f"{args.dataset} {args.split}, {k} samples per bound; higher scores flag out")
     print(f"{'score':>8}  AUROC  AUPRC  FPR95")
     for name, row in report.items():

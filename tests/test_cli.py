@@ -359,25 +359,6 @@ def test_the_clis_setting_keys_are_the_configs():
     assert keras_lvae_cli.setting_keys() == config_lib.keys()
 
 
-def test_max_examples_draws_a_seeded_random_subset_in_the_splits_order():
-    """The first N test images can be unrepresentative (binarized MNIST's are sorted by
-    digit): --max-examples draws N at random with --seed, keeps their order, and says so."""
-    from keras_lvae import commands
-
-    images, labels = np.arange(100.0)[:, None], np.arange(100) % 10
-    chosen, chosen_labels, subset = commands.evaluation_subset(images, labels, 20, seed=3)
-    want = np.sort(np.random.default_rng(3).choice(100, 20, replace=False))
-    np.testing.assert_array_equal(chosen[:, 0], want)
-    np.testing.assert_array_equal(chosen_labels, want % 10)
-    assert not np.array_equal(want, np.arange(20))  # not the first 20
-    assert subset == {"examples": 20, "of": 100, "seed": 3,
-                      "drawn": "uniformly at random without replacement (--seed)"}
-    other, _, _ = commands.evaluation_subset(images, labels, 20, seed=4)
-    assert not np.array_equal(other, chosen)
-    assert commands.evaluation_subset(images, None, 100, seed=3)[2] is None  # all of them
-    assert commands.evaluation_subset(images, None, None, seed=3)[0] is images
-
-
 def test_recipes_are_listed_and_run_by_name(capsys):
     assert keras_lvae_cli.main(["recipes"]) == 0
     listing = capsys.readouterr().out
