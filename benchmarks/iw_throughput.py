@@ -11,6 +11,9 @@ the part that cannot be shared across samples) on rows of the same size: an
 upper bound for this model's importance sampling in float32 on this machine.
 
     python benchmarks/iw_throughput.py --runs 5
+
+`--ood` also times `ood_scores` (issue 32) on the same images and samples: L_k and the
+bounds L^{>k} with the k lowest layers drawn from the prior, bottom-up pass shared.
 """
 
 import argparse
@@ -56,6 +59,8 @@ def main():
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--jit-compile", action="store_true")
+    parser.add_argument("--ood", action="store_true",
+                        help="also time ood_scores (L_k and every L^{>k}) on the same images")
     args = parser.parse_args()
     model = keras_lvae.LadderVAE(seed=1)
     x = (np.random.default_rng(0).random((args.examples, 28, 28, 1)) < 0.13).astype("float32")
@@ -75,6 +80,18 @@ def main():
           + f"  median: {median:,.0f} samples/s")
     print(f"L_5000 on 10,000 test images would take {10_000 * 5000 / median / 60:.1f} min; "
           f"peak memory {peak_gib:.2f} GiB")
+    if args.ood:
+        ood_rates = []
+        keras_lvae.ood_scores(model, x[: args.batch_size], num_samples=10,
+                              batch_size=args.batch_size)  # traces
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            keras_lvae.ood_scores(model, x, num_samples=args.samples, batch_size=args.batch_size)
+            ood_rates.append(args.examples * args.samples / (time.perf_counter() - start))
+        ood_median = statistics.median(ood_rates)
+        print(f"ood_scores (L_k and L^>k for k = 1 .. {model.num_layers - 1}): runs "
+              + ", ".join(f"{r:,.0f}" for r in ood_rates) + f"  median: {ood_median:,.0f} "
+              f"samples/s, {median / ood_median:.2f}x the time of log_likelihood")
     bound, macs = per_sample_matmul_rate(model, DEFAULT_ROWS_PER_PASS, args.runs)
     print(f"per-sample dense products alone ({macs:,} multiply-adds per sample, "
           f"{DEFAULT_ROWS_PER_PASS} rows): median {bound:,.0f} samples/s "
