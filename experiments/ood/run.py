@@ -8,7 +8,7 @@ protocol does. Out: blank images (all 0), full images (all 1), Bernoulli(0.5) no
 Bernoulli noise at MNIST's mean pixel intensity, and the test digits inverted (1 - x).
 Each seed redraws the importance samples of every bound (the model is fixed), so the
 standard errors are those of the scoring's Monte Carlo noise. Writes results/auroc.json
-and prints a Markdown table. Public API only.
+(or --output) and prints a Markdown table. Public API only.
 """
 
 import argparse
@@ -51,6 +51,7 @@ def main():
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "auroc.json"))
     args = parser.parse_args()
 
     model = load(args.model)
@@ -72,13 +73,12 @@ def main():
                               if len(v) > 1 else 0.0, "runs": v}
                       for score, v in scores.items()}
                for name, scores in results.items()}
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "auroc.json.partial"), "w") as file:
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output + ".partial", "w") as file:
         json.dump({"model": args.model, "examples": args.examples, "samples": args.samples,
                    "seeds": args.seeds, "auroc": summary}, file, indent=2)
         file.write("\n")
-    os.replace(os.path.join(HERE, "results", "auroc.json.partial"),
-               os.path.join(HERE, "results", "auroc.json"))
+    os.replace(args.output + ".partial", args.output)
     scores = list(next(iter(summary.values())))
     print("| out-of-distribution set | " + " | ".join(scores) + " |")
     print("|---|" + "---|" * len(scores))
