@@ -11,12 +11,13 @@ from keras_lvae.evaluation import (
 from keras_lvae.export import export_saved_model
 from keras_lvae.models import ConvLadderVAE, LadderVAE
 from keras_lvae.ood import ood_report, ood_scores
+from keras_lvae.portable import export_model
 from keras_lvae.schedules import step_decay, warmup_beta
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "ConvLadderVAE", "LadderVAE", "bound_report", "export_saved_model",
+    "ConvLadderVAE", "LadderVAE", "bound_report", "export_model", "export_saved_model",
     "latent_diagnostics", "layers", "log_likelihood", "ood_report", "ood_scores", "optimizers",
     "readjust_batch_norm",
     "recompute_batch_norm_statistics", "step_decay", "threads", "warmup_beta",

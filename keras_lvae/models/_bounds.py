@@ -55,7 +55,7 @@ class Bounds:
         return objectives.kl_per_unit(trace, self._analytic_kl())
 
     def importance_log_weights(self, x, num_samples=1, training=False, seed=None,
-                               prior_below=0):
+                               prior_below=0, noise=None):
         """log p(x, z) - log q(z | x) for `num_samples` posterior samples per example.
 
         Returns shape [num_samples, batch]. Its log-mean-exp over the samples is
@@ -65,7 +65,9 @@ class Bounds:
         `seed`: an optional int32[2] tensor for stateless sampling. `prior_below=k`:
         the k lowest layers drawn from p(z_i | z_{>i}) (their p / q is 1), so the
         log-mean-exp is Havtorn et al.'s L^{>k} (see `keras_lvae.ood_scores`).
+        `noise`: the standard-normal draws to use, one [num_samples, batch, *latent
+        shape] tensor per layer, bottom to top (the portable exports' `score`).
         """
         trace, log_px = self.posterior_samples(self.prepare(x), num_samples, training, seed,
-                                               prior_below)
+                                               prior_below, noise)
         return keras.ops.reshape(log_px + objectives.log_prior_ratio(trace), (num_samples, -1))

@@ -55,6 +55,27 @@ class Generation:
                             temperature=temperature, training=training)
         return self._images(self.output_params(z, training=training))
 
+    def generate_from_noise(self, noise, training=False):
+        """Prior samples made of the caller's standard-normal draws: `noise`, one
+        [batch, *latent shape] tensor per layer, bottom to top; z_L = mean + sd x
+        noise_L, then down p(z_i | z_{>i}). Returns the mean of p(x | z_1). What the
+        portable exports' `generate` runs (runtimes do not share random numbers).
+
+        Example:
+        >>> import numpy as np, keras_lvae
+        >>> model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(8, 4), seed=1)
+        >>> _ = model(np.zeros((1, 6), "float32"))
+        >>> noise = [np.ones((2, 3), "float32"), np.ones((2, 2), "float32")]
+        >>> tuple(model.generate_from_noise(noise).shape)
+        (2, 6)
+        """
+        self.require_built("generate_from_noise")
+        rows = ops.shape(noise[-1])[0]
+        z = self.sample_top(rows, None, noise=noise)
+        z, _ = self.descend(z, None, self.num_layers - 1, 0, None, sample=True,
+                            training=training, noise=noise)
+        return self._images(self.output_params(z, training=training))
+
     def interpolate(self, x_a, x_b, steps=8, layer=None, method="slerp"):
         """Images along a path between two inputs in one layer's latent space.
 

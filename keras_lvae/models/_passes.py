@@ -40,26 +40,38 @@ class LadderPasses:
         """Stateless seed of layer i from an int32[2] `seed`; None uses the layer's generator."""
         return None if seed is None else tf.random.experimental.stateless_fold_in(seed, i)
 
-    def _draw(self, i, mean, variance, sample, seed):
-        """z_{i+1}: a sample from q through encoder head i, or the mean."""
+    def _draw(self, i, mean, variance, sample, seed, noise=None):
+        """z_{i+1}: a sample from q through encoder head i (with `noise`, the caller's
+        standard-normal draws: mean + sd x noise[i]), or the mean."""
         if not sample:
             return mean
+        if noise is not None:
+            return self._given_draw(noise, i, mean, variance)
         return self.encoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i))
 
-    def posterior_trace(self, x, training=False, sample=True, seed=None):
+    @staticmethod
+    def _given_draw(noise, i, mean, variance):
+        """A draw from N(mean, variance) made of the caller's standard-normal `noise[i]`
+        (the portable exports: their runtimes do not share TensorFlow's random numbers)."""
+        return mean + ops.sqrt(variance) * ops.reshape(ops.cast(noise[i], mean.dtype),
+                                                       ops.shape(mean))
+
+    def posterior_trace(self, x, training=False, sample=True, seed=None, noise=None):
         """Inference on x in the model's layout (see `prepare`): the trace, bottom to top.
 
         With `sample=False` every z is its posterior mean. `seed` (int32[2]) makes the
-        sampling stateless.
+        sampling stateless; `noise` (standard-normal draws per layer, bottom to top,
+        each shaped like its z) replaces the random draws.
         """
         if self.inference == "ladder":
-            return self._top_down(self._bottom_up(x, training), training, sample, seed)
+            return self._top_down(self._bottom_up(x, training), training, sample, seed,
+                                  noise=noise)
         trace = [None] * self.num_layers
         h = self._encoder_input(x)
         for i in range(self.num_layers):
             d = self.encoder_blocks[i](h, training=training)
             _, q_mean, q_variance = self.encoder_heads[i](d, training=training, sample=False)
-            h = self._draw(i, q_mean, q_variance, sample, seed)
+            h = self._draw(i, q_mean, q_variance, sample, seed, noise)
             trace[i] = dict(z=h, q_mean=q_mean, q_variance=q_variance)
         trace[-1]["p_mean"], trace[-1]["p_variance"] = self.top_prior()
         above = None
@@ -77,12 +89,13 @@ class LadderPasses:
             estimates.append((mean_hat, variance_hat))
         return estimates
 
-    def _top_down(self, bottom_up, training, sample, seed=None, prior_below=0):
+    def _top_down(self, bottom_up, training, sample, seed=None, prior_below=0, noise=None):
         """The ladder's stochastic pass, merging each layer's bottom-up estimate.
 
         The `prior_below` lowest layers are drawn from the conditional prior
         p(z_i | z_{>i}) instead, and their trace holds q = p (so they add nothing
         to log p(z) - log q(z | x)): the proposal of Havtorn et al.'s L^{>k}.
+        `noise`: see `posterior_trace`.
         """
         num = self.num_layers
         trace = [None] * num
@@ -103,10 +116,11 @@ class LadderPasses:
                 q_mean, q_variance = self.merge((mean_hat, variance_hat, t_mean, t_variance))
             if i < prior_below:
                 q_mean, q_variance = p_mean, p_variance
-                z_above = self.decoder_heads[i].draw(p_mean, p_variance,
-                                                     seed=self._layer_seed(seed, i + 1))
+                z_above = (self._given_draw(noise, i, p_mean, p_variance) if noise is not None
+                           else self.decoder_heads[i].draw(p_mean, p_variance,
+                                                           seed=self._layer_seed(seed, i + 1)))
             else:
-                z_above = self._draw(i, q_mean, q_variance, sample, seed)
+                z_above = self._draw(i, q_mean, q_variance, sample, seed, noise)
             trace[i] = dict(z=z_above, q_mean=q_mean, q_variance=q_variance, p_mean=p_mean,
                             p_variance=p_variance)
         return trace
@@ -123,13 +137,15 @@ class LadderPasses:
         """p(x | z_1)'s mean, shaped like the model's inputs."""
         return ops.reshape(self.pixel_likelihood.mean(params), (-1,) + self.feature_shape)
 
-    def posterior_samples(self, x, num_samples, training=False, seed=None, prior_below=0):
+    def posterior_samples(self, x, num_samples, training=False, seed=None, prior_below=0,
+                          noise=None):
         """Posterior samples for x in the model's layout, `num_samples` per example.
 
         Returns (trace, log p(x|z_1)); rows are sample-major, [num_samples * batch].
         The ladder's deterministic bottom-up pass runs once per example and is
         shared by the samples. `num_samples` may be a scalar tensor. `prior_below`:
-        see `_top_down` (ladder inference only).
+        see `_top_down` (ladder inference only). `noise`: see `posterior_trace`,
+        each [num_samples, batch, *latent shape] or with those rows merged.
         """
         def tile(t):  # [batch, ...] -> [num_samples * batch, ...], sample-major
             return ops.tile(t, (num_samples,) + (1,) * (len(t.shape) - 1))
@@ -141,34 +157,42 @@ class LadderPasses:
             if repeat:
                 bottom_up = [(tile(m), tile(v)) for m, v in bottom_up]
             trace = self._top_down(bottom_up, training, sample=True, seed=seed,
-                                   prior_below=prior_below)
+                                   prior_below=prior_below, noise=noise)
         elif prior_below:
             raise ValueError("Drawing the lowest layers from the prior (L^{>k}) needs "
                              "inference='ladder': with bottom-up inference q(z_{>k} | x) "
                              "depends on the lower layers' posterior samples.")
         else:
-            trace = self.posterior_trace(x_tiled, training, sample=True, seed=seed)
+            trace = self.posterior_trace(x_tiled, training, sample=True, seed=seed, noise=noise)
         return trace, self._log_px(x_tiled, trace[0]["z"], training)
 
-    def sample_top(self, num_samples, seed, temperature=None):
-        """z_L ~ p(z_L) for `num_samples` rows (standard deviation x `temperature`)."""
+    def sample_top(self, num_samples, seed, temperature=None, noise=None):
+        """z_L ~ p(z_L) for `num_samples` rows (standard deviation x `temperature`);
+        `noise`: see `posterior_trace`."""
         shape = (num_samples, *self.latent_shapes[-1])
         mean, variance = self.top_prior()
         mean = ops.zeros(shape) if mean is None else ops.broadcast_to(mean, shape)
         variance = ops.ones(shape) if variance is None else ops.broadcast_to(variance, shape)
         if temperature is not None:
             variance = variance * ops.square(ops.cast(temperature, "float32"))
+        if noise is not None:
+            return self._given_draw(noise, self.num_layers - 1, mean, variance)
         return distributions.sample_normal(mean, variance, self._layer_seed(seed, self.num_layers))
 
-    def descend(self, z, above, start, stop, seed, sample, temperature=None, training=False):
+    def descend(self, z, above, start, stop, seed, sample, temperature=None, training=False,
+                noise=None):
         """Down the generative path from z = z_{start+1} (0-based index `start`) to
         z_{stop+1}, each layer drawn from p(z_i | z_{>i}) (`sample`; standard
-        deviation x temperature[i] when given) or at its mean. Returns (z, the
-        features of the last rung, for skip connections)."""
+        deviation x temperature[i] when given; `noise`: see `posterior_trace`) or at
+        its mean. Returns (z, the features of the last rung, for skip connections)."""
         for i in reversed(range(stop, start)):
             mean, variance, above = self.prior_params(i, z, above, training=training)
             if temperature is not None:
                 variance = variance * ops.square(ops.cast(temperature[i], "float32"))
-            z = (self.decoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i + 1))
-                 if sample else mean)
+            if not sample:
+                z = mean
+            elif noise is not None:
+                z = self._given_draw(noise, i, mean, variance)
+            else:
+                z = self.decoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i + 1))
         return z, above
