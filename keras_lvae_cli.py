@@ -227,14 +227,22 @@ def build_parser():
     export = commands.add_parser(
         "export",
         help="write a TF Serving SavedModel (signatures score, encode, reconstruct, decode, "
-        "generate, generate_at_temperature, interpolate)",
-        description="Export a saved model for TF Serving as BASE_DIR/NAME/VERSION, written to a "
-        "temporary directory and renamed; an existing version is never overwritten.")
+        "generate, generate_at_temperature, interpolate), or ONNX graphs or a LiteRT file",
+        description="Export a saved model for TF Serving as BASE_DIR/NAME/VERSION, or with "
+        "--format onnx as the folder BASE_DIR/NAME.onnx (decode, encode, generate, score) and "
+        "with --format litert as BASE_DIR/NAME.tflite; written to a temporary path and "
+        "renamed; nothing is ever overwritten.")
     export.add_argument("model", help=MODEL_HELP)
     export.add_argument("--name", required=True,
                         help="the model's name in TF Serving (a directory under --base-dir)")
+    export.add_argument("--format", default="tf_saved_model",
+                        choices=["tf_saved_model", "onnx", "litert"],
+                        help="tf_saved_model for TF Serving; onnx (needs keras-lvae[onnx]) and "
+                        "litert run without TensorFlow, sampling from noise the caller passes "
+                        "(default: %(default)s)")
     export.add_argument("--version", type=_positive_int, default=None,
-                        help="version number (default: the next free one, 1 for a new name)")
+                        help="tf_saved_model's version number (default: the next free one, 1 "
+                        "for a new name)")
     export.add_argument("--base-dir", default="saved_models",
                         help="directory holding the served models (default: %(default)s)")
     export.add_argument("--bn-statistics", default="moving", choices=["moving", "recompute"],

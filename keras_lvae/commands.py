@@ -440,10 +440,29 @@ def run_export(args):
     if args.bn_statistics == "recompute":  # bake in the statistics `lvae evaluate` used
         _dataset_arguments(args, model)
         _recompute_statistics(model, args)
+    if args.format != "tf_saved_model":
+        return _export_portable(model, args)
     try:
         path = export_saved_model(model, os.path.join(args.base_dir, args.name), args.version)
     except FileExistsError as error:
         raise ValueError(str(error)) from None
     print(f"exported {args.model} to {path} (signatures: {', '.join(signature_names(model))}; "
           "serving_default = score)")
+    return 0
+
+
+def _export_portable(model, args):
+    from keras_lvae import portable
+
+    if args.version is not None:
+        raise ValueError(f"--version: only --format tf_saved_model has versions, received "
+                         f"--format {args.format}")
+    suffix = {"onnx": ".onnx", "litert": ".tflite"}[args.format]
+    try:
+        path = portable.export_model(model, os.path.join(args.base_dir, args.name + suffix),
+                                     args.format)
+    except FileExistsError as error:
+        raise ValueError(str(error)) from None
+    print(f"exported {args.model} to {path} ({', '.join(portable.FUNCTIONS)}; sampling from "
+          "the noise the caller passes)")
     return 0
