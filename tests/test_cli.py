@@ -129,6 +129,26 @@ def test_export_of_the_trained_model(trained_run, tmp_path):
     assert (tmp_path / "tiny" / "1" / "saved_model.pb").exists()
 
 
+def test_export_to_onnx_and_litert_and_what_it_refuses(tmp_path, capsys):
+    model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(8, 4), seed=1)
+    model(np.zeros((1, 28, 28, 1), "float32"))
+    model.save(tmp_path / "m.keras")
+    export = ["export", str(tmp_path / "m.keras"), "--name", "tiny", "--base-dir",
+              str(tmp_path / "out"), "--format"]
+    assert keras_lvae_cli.main([*export, "onnx"]) == 0
+    assert keras_lvae_cli.main([*export, "litert"]) == 0
+    assert sorted(os.listdir(tmp_path / "out" / "tiny.onnx")) == [
+        "decode.onnx", "encode.onnx", "generate.onnx", "score.onnx"]
+    assert (tmp_path / "out" / "tiny.tflite").stat().st_size > 0
+    assert "tiny.tflite (decode, encode, generate, score; sampling from the noise" in (
+        capsys.readouterr().out)
+    assert keras_lvae_cli.main([*export, "litert"]) == 2
+    assert "tiny.tflite' exists; exports never overwrite" in capsys.readouterr().err
+    assert keras_lvae_cli.main([*export, "onnx", "--version", "3"]) == 2
+    assert ("--version: only --format tf_saved_model has versions, received --format onnx"
+            in capsys.readouterr().err)
+
+
 @pytest.mark.slow  # over 10 s
 def test_export_bakes_in_the_evaluated_statistics_and_evaluate_scores_the_export(trained_run,
                                                                                tmp_path):
