@@ -3,6 +3,7 @@ interpreter) and compared with the TensorFlow model's own methods on the same in
 noise; the noise path itself is checked against numpy."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -160,3 +161,69 @@ def test_bad_arguments_and_a_missing_extra_get_clear_errors(tmp_path, monkeypatc
     with pytest.raises(ImportError, match=r'pip install "keras-lvae\[onnx\]" \(missing: tf2onnx'):
         portable.export_onnx(model, tmp_path / "onnx")
     assert not (tmp_path / "onnx").exists()
+
+
+# ------------------------------------------------ saved_models/README.md's examples
+def readme_examples(language):
+    from tests.conftest import REPO
+
+    section = (REPO / "saved_models" / "README.md").read_text().split(
+        "## ONNX and LiteRT")[1]
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    """(A model of the quickstart recipe's shape, the folder whose saved_models/ holds its
+    ONNX and LiteRT exports, where the examples look)."""
+    folder = tmp_path_factory.mktemp("exports")
+    model = keras_lvae.LadderVAE(latent_dims=(32, 16, 8), hidden_dims=(32, 16, 8), seed=3)
+    model(np.zeros((1, 28, 28, 1), np.float32))
+    portable.export_model(model, folder / "saved_models" / "quickstart.onnx", "onnx")
+    portable.export_model(model, folder / "saved_models" / "quickstart.tflite", "litert")
+    return model, folder
+
+
+@pytest.mark.slow  # the exports take about 10 s
+def test_readme_python_examples_give_what_tensorflow_gives(quickstart, monkeypatch):
+    model, folder = quickstart
+    monkeypatch.chdir(folder)
+    scored, sampled = readme_examples("python")
+    namespace = {}
+    exec(compile(scored, "saved_models/README.md", "exec"), namespace)
+    noise = [namespace["noise"][f"noise_{i + 1}"] for i in range(3)]
+    log_weights = np.asarray(model.importance_log_weights(namespace["images"], 100,
+                                                          noise=noise), np.float64)
+    np.testing.assert_allclose(namespace["bound"],
+                               np.logaddexp.reduce(log_weights, axis=0) - np.log(100), rtol=1e-4)
+    namespace = {}
+    exec(compile(sampled, "saved_models/README.md", "exec"), namespace)
+    noise = [namespace["noise"][f"noise_{i + 1}"] for i in range(3)]
+    assert namespace["samples"].shape == (4, 28, 28, 1)
+    np.testing.assert_allclose(namespace["samples"], model.generate_from_noise(noise),
+                               rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow  # the exports take about 10 s
+def test_readme_node_example_generates_what_tensorflow_does(quickstart):
+    """Runs where onnxruntime-node is installed (CI: `npm install --ignore-scripts
+    onnxruntime-node`, its folder in ONNXRUNTIME_NODE_MODULES)."""
+    import json
+    import shutil
+    import subprocess
+
+    modules = os.environ.get("ONNXRUNTIME_NODE_MODULES")
+    if not modules or shutil.which("node") is None:
+        pytest.skip("needs node and ONNXRUNTIME_NODE_MODULES (a node_modules folder holding "
+                    "onnxruntime-node)")
+    model, folder = quickstart
+    (folder / "generate.js").write_text(readme_examples("javascript")[0])
+    result = subprocess.run(["node", "generate.js", "saved_models/quickstart.onnx"],
+                            cwd=folder, env={**os.environ, "NODE_PATH": modules},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["dims"] == [1, 28, 28, 1]
+    zeros = [np.zeros((1, d), np.float32) for d in (32, 16, 8)]
+    np.testing.assert_allclose(np.reshape(output["pixels"], (1, 28, 28, 1)),
+                               model.generate_from_noise(zeros), rtol=1e-4, atol=1e-6)
