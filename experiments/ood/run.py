@@ -4,8 +4,10 @@ out-of-distribution sets this machine has offline (issue 32).
     python experiments/ood/run.py --model RUN_OR_KERAS_FILE --data-dir DIR [--seeds 3]
 
 In: a seeded random subset of the MNIST test digits, binarized as the data module's
-protocol does. Out: blank images (all 0), full images (all 1), Bernoulli(0.5) noise,
-Bernoulli noise at MNIST's mean pixel intensity, and the test digits inverted (1 - x).
+protocol does. Out: the same digits binarized with another seed (a control: nothing
+shifts, so every score should give about 0.5), blank images (all 0), full images (all 1),
+Bernoulli(0.5) noise, Bernoulli noise at MNIST's mean pixel intensity, and the test digits
+inverted (1 - x).
 Each seed redraws the importance samples of every bound (the model is fixed), so the
 standard errors are those of the scoring's Monte Carlo noise. Writes results/auroc.json
 (or --output) and prints a Markdown table. Public API only.
@@ -20,6 +22,7 @@ import numpy as np
 
 import keras_lvae
 from keras_lvae import data
+from keras_lvae.pipelines import binarize_once
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -32,10 +35,11 @@ def load(path):
     return model
 
 
-def out_sets(digits, rng):
+def out_sets(digits, grey, rng):
     shape = digits.shape
     mean = float(digits.mean())
     return {
+        "the same digits binarized afresh (no shift)": binarize_once(grey, seed=1),
         "blank (all 0)": np.zeros(shape, np.float32),
         "full (all 1)": np.ones(shape, np.float32),
         "Bernoulli(0.5) noise": (rng.random(shape) < 0.5).astype(np.float32),
@@ -56,9 +60,11 @@ def main():
 
     model = load(args.model)
     images, _ = data.load_evaluation_arrays("mnist", "test", data_dir=args.data_dir)
+    grey, _ = data.load_arrays("mnist", "test", data_dir=args.data_dir)
     rng = np.random.default_rng(0)
-    digits = images[np.sort(rng.choice(len(images), args.examples, replace=False))]
-    outside = out_sets(digits, rng)
+    chosen = np.sort(rng.choice(len(images), args.examples, replace=False))
+    outside = out_sets(images[chosen], grey[chosen][..., None], rng)
+    digits = images[chosen]
     results = {}
     for seed in range(args.seeds):
         keras.utils.set_random_seed(seed)
