@@ -3,9 +3,10 @@ with a colour model (issue 32): `photo_tiles` (in) against digits (out).
 
     python experiments/ood/mnist_as_colour.py DIR --count 2290
 
-The grey levels go to all three channels; `image_folder` resizes them to the model's side
-(28 -> 32, area). A folder of N images holds out N / 10 for test: 2,290 give 229 test
-digits, as many as the photo_patches test tiles. The digits are a seeded random draw.
+The digits are padded with 2 black pixels on each side to 32 x 32 (as LeNet-5 took them;
+`image_folder` never enlarges an image) and their grey levels go to all three channels. A
+folder of N images holds out N / 10 for test: 2,290 give 229 test digits, as many as the
+photo_patches test tiles. The digits are a seeded random draw.
 """
 
 import argparse
@@ -27,7 +28,7 @@ def main():
     chosen = np.random.default_rng(0).choice(len(grey), args.count, replace=False)
     os.makedirs(args.folder, exist_ok=True)
     for i, index in enumerate(chosen):
-        pixels = np.round(grey[index] * 255).astype(np.uint8)
+        pixels = np.pad(np.round(grey[index] * 255).astype(np.uint8), 2)
         Image.fromarray(pixels).convert("RGB").save(os.path.join(args.folder, f"{i:05d}.png"))
     print(f"wrote {args.count} digits to {args.folder}")
 
