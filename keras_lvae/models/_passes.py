@@ -49,6 +49,12 @@ class LadderPasses:
             return self._given_draw(noise, i, mean, variance)
         return self.encoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i))
 
+    def _prior_draw(self, i, mean, variance, seed, noise=None):
+        """z_{i+1} ~ p(z_{i+1} | z_{>i+1}) through decoder head i (or from `noise[i]`)."""
+        if noise is not None:
+            return self._given_draw(noise, i, mean, variance)
+        return self.decoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i + 1))
+
     @staticmethod
     def _given_draw(noise, i, mean, variance):
         """A draw from N(mean, variance) made of the caller's standard-normal `noise[i]`
@@ -116,9 +122,7 @@ class LadderPasses:
                 q_mean, q_variance = self.merge((mean_hat, variance_hat, t_mean, t_variance))
             if i < prior_below:
                 q_mean, q_variance = p_mean, p_variance
-                z_above = (self._given_draw(noise, i, p_mean, p_variance) if noise is not None
-                           else self.decoder_heads[i].draw(p_mean, p_variance,
-                                                           seed=self._layer_seed(seed, i + 1)))
+                z_above = self._prior_draw(i, p_mean, p_variance, seed, noise)
             else:
                 z_above = self._draw(i, q_mean, q_variance, sample, seed, noise)
             trace[i] = dict(z=z_above, q_mean=q_mean, q_variance=q_variance, p_mean=p_mean,
@@ -189,10 +193,5 @@ class LadderPasses:
             mean, variance, above = self.prior_params(i, z, above, training=training)
             if temperature is not None:
                 variance = variance * ops.square(ops.cast(temperature[i], "float32"))
-            if not sample:
-                z = mean
-            elif noise is not None:
-                z = self._given_draw(noise, i, mean, variance)
-            else:
-                z = self.decoder_heads[i].draw(mean, variance, seed=self._layer_seed(seed, i + 1))
+            z = self._prior_draw(i, mean, variance, seed, noise) if sample else mean
         return z, above
