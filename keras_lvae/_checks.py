@@ -74,6 +74,18 @@ def positive_int_tuple(name, value):
     return tuple(value)
 
 
+def layer_indices(name, value, low, high):
+    """`value` (None: all) as a sorted tuple of distinct ints in [low, high]."""
+    if value is None:
+        return tuple(range(low, high + 1))
+    if (isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) == 0
+            or not all(is_int(v) and low <= v <= high for v in value)
+            or len(set(value)) != len(value)):
+        raise ValueError(f"Invalid value for argument `{name}`: expected distinct layer indices "
+                         f"from {low} to {high}, received {value!r}.")
+    return tuple(sorted(value))
+
+
 def one_of(name, value, choices):
     """Return `value` if it is one of `choices`, else raise ValueError naming `name`."""
     if value not in choices:

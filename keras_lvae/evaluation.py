@@ -74,7 +74,8 @@ def chunked_log_mean_exp(log_weights, num_samples, chunk_samples):
     `score` signature. `log_weights(j)` returns the [chunk_samples, batch] log-weights
     of pass j; passes are combined by a running log-sum-exp (a `tf.while_loop`, so
     memory does not grow with k), and samples of the last pass beyond k are masked.
-    `num_samples` and `chunk_samples` may be scalar tensors. Returns [batch] float32.
+    `num_samples` and `chunk_samples` may be scalar tensors. Returns [batch] float32;
+    log-weights [..., chunk_samples, batch] (several bounds at once) give [..., batch].
     """
     num_samples = tf.convert_to_tensor(num_samples, tf.int32)
     chunk_samples = tf.convert_to_tensor(chunk_samples, tf.int32)
@@ -86,10 +87,10 @@ def chunked_log_mean_exp(log_weights, num_samples, chunk_samples):
         used = j * chunk_samples + sample_index < num_samples  # the last pass may overshoot k
         weights = tf.where(used, weights, -math.inf)
         return j + 1, tf.reduce_logsumexp(
-            tf.stack([total, tf.reduce_logsumexp(weights, axis=0)]), axis=0)
+            tf.stack([total, tf.reduce_logsumexp(weights, axis=-2)]), axis=0)
 
     first = log_weights(0)  # gives the batch's shape; usually the only pass
-    start = tf.reduce_logsumexp(tf.where(sample_index < num_samples, first, -math.inf), axis=0)
+    start = tf.reduce_logsumexp(tf.where(sample_index < num_samples, first, -math.inf), axis=-2)
     _, total = tf.while_loop(lambda j, _: j < passes, one_pass, (tf.constant(1), start))
     return total - tf.math.log(tf.cast(num_samples, tf.float32))
 

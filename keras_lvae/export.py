@@ -121,7 +121,7 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
 def anomaly_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
     """The `anomaly_score` computation: (images, num_samples, seed) -> {nll,
     llr_above_1, ..., llr_above_<L-1>}, `keras_lvae.ood_scores` per image (higher:
-    more unusual). Bound k's pass j draws with `fold_in(fold_in(seed, k + 1), j)`.
+    more unusual). Pass j of the bounds' shared samples draws with `fold_in(seed, j)`.
     """
     from keras_lvae.ood import skip_bounds
 

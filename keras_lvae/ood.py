@@ -20,35 +20,34 @@ from keras_lvae import _checks
 from keras_lvae.evaluation import batches_of, chunked_log_mean_exp
 
 DEFAULT_ROWS_PER_PASS = 4096
-_SCORE_FUNCTIONS = weakref.WeakKeyDictionary()  # one traced function per model
+_SCORE_FUNCTIONS = weakref.WeakKeyDictionary()  # per model: {ratios: traced function}
 
 
-def skip_bounds(model, x, num_samples, chunk, seed=None):
-    """[L_S, L_S^{>1}, ..., L_S^{>L-1}] of x, each [batch], S = `num_samples` drawn in passes
-    of `chunk`. With an int32[2] `seed` bound k's pass j draws statelessly with
-    `fold_in(fold_in(seed, k + 1), j)` (the served `anomaly_score`)."""
+def skip_bounds(model, x, num_samples, chunk, seed=None, ratios=None):
+    """[L_S, then L_S^{>k} for each k in `ratios` (default 1 ... L-1)] of x, shape
+    [1 + len(ratios), batch], S = `num_samples` drawn in passes of `chunk` that every
+    bound shares (`LadderVAE.skip_log_weights`). With an int32[2] `seed` pass j draws
+    statelessly with `fold_in(seed, j)` (the served `anomaly_score`)."""
     fold = tf.random.experimental.stateless_fold_in
-
-    def log_weights(k, j):
-        pass_seed = None if seed is None else fold(fold(seed, k + 1), j)
-        return model.importance_log_weights(x, num_samples=chunk, seed=pass_seed,
-                                            prior_below=k)
-
-    return [chunked_log_mean_exp(lambda j, k=k: log_weights(k, j), num_samples, chunk)
-            for k in range(model.num_layers)]
+    return chunked_log_mean_exp(
+        lambda j: model.skip_log_weights(x, chunk, None if seed is None else fold(seed, j),
+                                         ratios),
+        num_samples, chunk)
 
 
-def _bounds_function(model):
-    """`skip_bounds` of (x, S, chunk), traced once per model."""
-    if model not in _SCORE_FUNCTIONS:
+def _bounds_function(model, ratios):
+    """`skip_bounds` of (x, S, chunk) for the tuple `ratios`, traced once per model."""
+    functions = _SCORE_FUNCTIONS.setdefault(model, {})
+    if ratios not in functions:
         model_ref = weakref.ref(model)
-        _SCORE_FUNCTIONS[model] = tf.function(
-            lambda x, num_samples, chunk: skip_bounds(model_ref(), x, num_samples, chunk),
+        functions[ratios] = tf.function(
+            lambda x, num_samples, chunk: skip_bounds(model_ref(), x, num_samples, chunk,
+                                                      ratios=ratios),
             reduce_retracing=True)
-    return _SCORE_FUNCTIONS[model]
+    return functions[ratios]
 
 
-def ood_scores(model, data, num_samples=100, *, batch_size=100):
+def ood_scores(model, data, num_samples=100, *, batch_size=100, ratios=None):
     """Per-example out-of-distribution scores, each oriented so that higher is more unusual.
 
     Args:
@@ -57,10 +56,13 @@ def ood_scores(model, data, num_samples=100, *, batch_size=100):
         data: images as `fit` takes them: an array or a batched tf.data.Dataset.
         num_samples: importance samples S of each bound.
         batch_size: examples per pass when `data` is an array.
+        ratios: the k of each `llr>k` to compute, from 1 to L-1 (default: all). The
+            bounds share their posterior samples, so `llr>k` costs the k lowest
+            prior layers and p(x | z_1) beyond L_S: `ratios=(1,)` is the cheapest.
 
     Returns:
         A dict of numpy float64 arrays [num_examples]: `nll` (-L_S, the plain
-        likelihood's score) and `llr>k` for k = 1 ... L-1 (L_S - L_S^{>k}, nats).
+        likelihood's score) and `llr>k` for each k (L_S - L_S^{>k}, nats).
         Havtorn et al. find the ratio of the lowest layer (`llr>1` for their models)
         the best single score; the report shows every k.
 
@@ -80,21 +82,23 @@ def ood_scores(model, data, num_samples=100, *, batch_size=100):
     if model.num_layers < 2:
         raise ValueError("Invalid value for argument `model`: the likelihood ratios need at "
                          "least two latent layers, received a model with one.")
+    ratios = _checks.layer_indices("ratios", ratios, 1, model.num_layers - 1)
     per_batch = []
     for batch in batches_of(data, batch_size):
         if not model.built:
             model(batch)
         rows = int(batch.shape[0])
         chunk = max(1, min(num_samples, DEFAULT_ROWS_PER_PASS // max(rows, 1)))
-        bounds = _bounds_function(model)(batch, tf.constant(num_samples), tf.constant(chunk))
-        per_batch.append(np.stack([np.asarray(b, np.float64) for b in bounds]))
+        bounds = _bounds_function(model, ratios)(batch, tf.constant(num_samples),
+                                                 tf.constant(chunk))
+        per_batch.append(np.asarray(bounds, np.float64))
     if not per_batch:
         raise ValueError("Invalid value for argument `data`: expected at least one example, "
                          "received none.")
-    bounds = np.concatenate(per_batch, axis=1)  # [L, examples]: L_S, then L^{>k}
+    bounds = np.concatenate(per_batch, axis=1)  # [1 + ratios, examples]: L_S, then L^{>k}
     scores = {"nll": -bounds[0]}
-    for k in range(1, model.num_layers):
-        scores[f"llr>{k}"] = bounds[0] - bounds[k]
+    for row, k in enumerate(ratios, start=1):
+        scores[f"llr>{k}"] = bounds[0] - bounds[row]
     return scores
 
 

@@ -13,8 +13,9 @@ from google.protobuf import json_format  # noqa: F401  (ships with TensorFlow)
 
 import keras_lvae
 import keras_lvae_cli
-from keras_lvae.export import (SIGNATURES, anomaly_function, export_saved_model,
-                               score_function)
+from keras_lvae.export import (DEFAULT_SCORE_CHUNK, SIGNATURES, anomaly_function,
+                               export_saved_model, score_function)
+from keras_lvae.ood import skip_bounds
 
 RNG = np.random.default_rng(11)
 SHAPE = (6, 6, 1)
@@ -125,18 +126,19 @@ def test_sampling_signatures_equal_the_keras_model_with_the_same_seed(exported, 
     for key in ("elbo", "log_likelihood"):
         np.testing.assert_allclose(outputs[f"score/{key}"], want[key], rtol=1e-5)
         np.testing.assert_array_equal(outputs[f"serving_default/{key}"], outputs[f"score/{key}"])
-    # anomaly_score: the Python computation with the same seeds; with 2,000 samples the same
-    # numbers as keras_lvae.ood_scores up to Monte Carlo noise (other draws).
+    # anomaly_score: the Python computation with the same seeds, which is ood_scores' -L
+    # and L - L^{>k} of the bounds drawn with that seed.
     want = anomaly_function(model)(tf.constant(X[:9]), tf.constant(70), seed)
     assert sorted(want) == ["llr_above_1", "llr_above_2", "nll"]
     for key in want:
         np.testing.assert_allclose(outputs[f"anomaly_score/{key}"], want[key], rtol=1e-5,
                                    atol=1e-4)
-    many = anomaly_function(model)(tf.constant(X[:9]), tf.constant(2000), seed)
-    scores = keras_lvae.ood_scores(model, X[:9], num_samples=2000)
-    for key, name in (("nll", "nll"), ("llr_above_1", "llr>1"), ("llr_above_2", "llr>2")):
-        np.testing.assert_allclose(many[key], scores[name], atol=0.5)
-        assert abs(np.mean(many[key]) - np.mean(scores[name])) < 0.2
+    bounds = skip_bounds(model, tf.constant(X[:9]), tf.constant(70), DEFAULT_SCORE_CHUNK,
+                         seed=seed).numpy()
+    np.testing.assert_allclose(want["nll"], -bounds[0], rtol=1e-6)
+    for k in (1, 2):
+        np.testing.assert_allclose(want[f"llr_above_{k}"], bounds[0] - bounds[k], rtol=1e-6,
+                                   atol=1e-5)
     # The ELBO is the model's own one-sample ELBO with the layer seeds folded from `seed`.
     fold = tf.random.experimental.stateless_fold_in
     np.testing.assert_allclose(outputs["score/elbo"],

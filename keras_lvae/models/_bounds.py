@@ -4,7 +4,7 @@ fed by the passes (`_passes.py`)."""
 
 import keras
 
-from keras_lvae import objectives
+from keras_lvae import _checks, objectives
 
 
 class Bounds:
@@ -54,20 +54,53 @@ class Bounds:
         trace = self.posterior_trace(self.prepare(x), training, sample=True)
         return objectives.kl_per_unit(trace, self._analytic_kl())
 
-    def importance_log_weights(self, x, num_samples=1, training=False, seed=None,
-                               prior_below=0, noise=None):
+    def importance_log_weights(self, x, num_samples=1, training=False, seed=None, noise=None):
         """log p(x, z) - log q(z | x) for `num_samples` posterior samples per example.
 
         Returns shape [num_samples, batch]. Its log-mean-exp over the samples is
         the importance-weighted bound L_k (see `keras_lvae.log_likelihood`). With
         ladder inference the deterministic bottom-up pass depends only on x, so it
         runs once per example and its output is shared by all the samples.
-        `seed`: an optional int32[2] tensor for stateless sampling. `prior_below=k`:
-        the k lowest layers drawn from p(z_i | z_{>i}) (their p / q is 1), so the
-        log-mean-exp is Havtorn et al.'s L^{>k} (see `keras_lvae.ood_scores`).
-        `noise`: the standard-normal draws to use, one [num_samples, batch, *latent
-        shape] tensor per layer, bottom to top (the portable exports' `score`).
+        `seed`: an optional int32[2] tensor for stateless sampling. `noise`: the
+        standard-normal draws to use, one [num_samples, batch, *latent shape] tensor
+        per layer, bottom to top (the portable exports' `score`).
         """
         trace, log_px = self.posterior_samples(self.prepare(x), num_samples, training, seed,
-                                               prior_below, noise)
+                                               noise)
         return keras.ops.reshape(log_px + objectives.log_prior_ratio(trace), (num_samples, -1))
+
+    def skip_log_weights(self, x, num_samples=1, seed=None, ratios=None):
+        """Importance log-weights of L and of Havtorn et al.'s L^{>k} for each k in
+        `ratios` (default: 1 ... L-1).
+
+        Returns shape [1 + len(ratios), num_samples, batch]; the log-mean-exp over the
+        samples of row 0 is L (the same draws as `importance_log_weights` with the same
+        `seed`), of the next rows L^{>k}. L^{>k}'s proposal keeps q for z_{>k} and draws z_k ... z_1 from
+        p(z_i | z_{>i}), whose p / q cancels: its weight is log p(x | z_1) +
+        sum_{i>k} log p(z_i | z_{>i}) - log q(z_i | x). Every row shares the
+        posterior samples of z_{>k}, so a ratio L - L^{>k} costs the k lower prior
+        layers and p(x | z_1), not a second pass (and its two bounds' noise is
+        shared). Needs ladder inference (with bottom-up inference q(z_{>k} | x)
+        depends on the lower layers' samples). See `keras_lvae.ood_scores`.
+
+        Reference: Havtorn, Frellsen, Hauberg and Maaløe, "Hierarchical VAEs Know
+        What They Don't Know", ICML 2021, section 4 (the bound L^{>k}).
+        """
+        if self.inference != "ladder":
+            raise ValueError("The bounds L^{>k} need inference='ladder': with bottom-up "
+                             "inference q(z_{>k} | x) depends on the lower layers' samples, "
+                             f"received inference={self.inference!r}.")
+        ratios = _checks.layer_indices("ratios", ratios, 1, self.num_layers - 1)
+        x = self.prepare(x)
+        trace, log_px = self.posterior_samples(x, num_samples, seed=seed)
+        x_rows = self.sample_rows(x, num_samples)
+        weights = [log_px + objectives.log_prior_ratio(trace)]
+        for k in ratios:
+            # Its own stream: the posterior's layers draw with fold_in(seed, i), i < L.
+            branch_seed = self._layer_seed(seed, self.num_layers + k)
+            below = trace[k - 1]  # p(z_k | z_{>k}) is known from the posterior pass
+            z = self._prior_draw(k - 1, below["p_mean"], below["p_variance"], branch_seed)
+            z_1, _ = self.descend(z, below["features"], k - 1, 0, branch_seed, sample=True)
+            weights.append(self._log_px(x_rows, z_1, False)
+                           + objectives.log_prior_ratio(trace[k:]))
+        return keras.ops.reshape(keras.ops.stack(weights), (len(weights), num_samples, -1))

@@ -4,7 +4,9 @@ model's layout (flat vectors for MLP rungs, feature maps for conv rungs).
 
 A pass returns a *trace*: a list, bottom to top, of dicts with the layer's `z` and
 the parameters of q (`q_mean`, `q_variance`) and of p(z_i | z_{>i}) (`p_mean`,
-`p_variance`; None for an N(0, I) top prior).
+`p_variance`; None for an N(0, I) top prior). The ladder's top-down pass also keeps
+`features`, the output of the rung that gave p(z_i | z_{>i}) (None at the top): what
+`descend` needs to continue down the generative path from that layer.
 """
 
 import tensorflow as tf
@@ -95,14 +97,9 @@ class LadderPasses:
             estimates.append((mean_hat, variance_hat))
         return estimates
 
-    def _top_down(self, bottom_up, training, sample, seed=None, prior_below=0, noise=None):
+    def _top_down(self, bottom_up, training, sample, seed=None, noise=None):
         """The ladder's stochastic pass, merging each layer's bottom-up estimate.
-
-        The `prior_below` lowest layers are drawn from the conditional prior
-        p(z_i | z_{>i}) instead, and their trace holds q = p (so they add nothing
-        to log p(z) - log q(z | x)): the proposal of Havtorn et al.'s L^{>k}.
-        `noise`: see `posterior_trace`.
-        """
+        `noise`: see `posterior_trace`."""
         num = self.num_layers
         trace = [None] * num
         z_above = above = None  # above: the features of the rung above, for skip connections
@@ -120,13 +117,9 @@ class LadderPasses:
                 else:
                     t_mean, t_variance = p_mean, p_variance
                 q_mean, q_variance = self.merge((mean_hat, variance_hat, t_mean, t_variance))
-            if i < prior_below:
-                q_mean, q_variance = p_mean, p_variance
-                z_above = self._prior_draw(i, p_mean, p_variance, seed, noise)
-            else:
-                z_above = self._draw(i, q_mean, q_variance, sample, seed, noise)
+            z_above = self._draw(i, q_mean, q_variance, sample, seed, noise)
             trace[i] = dict(z=z_above, q_mean=q_mean, q_variance=q_variance, p_mean=p_mean,
-                            p_variance=p_variance)
+                            p_variance=p_variance, features=above)
         return trace
 
     def output_params(self, z_1, training=False):
@@ -141,34 +134,30 @@ class LadderPasses:
         """p(x | z_1)'s mean, shaped like the model's inputs."""
         return ops.reshape(self.pixel_likelihood.mean(params), (-1,) + self.feature_shape)
 
-    def posterior_samples(self, x, num_samples, training=False, seed=None, prior_below=0,
-                          noise=None):
+    @staticmethod
+    def sample_rows(t, num_samples):
+        """[batch, ...] -> [num_samples * batch, ...], sample-major (as `posterior_samples`)."""
+        if isinstance(num_samples, int) and num_samples == 1:
+            return t
+        return ops.tile(t, (num_samples,) + (1,) * (len(t.shape) - 1))
+
+    def posterior_samples(self, x, num_samples, training=False, seed=None, noise=None):
         """Posterior samples for x in the model's layout, `num_samples` per example.
 
         Returns (trace, log p(x|z_1)); rows are sample-major, [num_samples * batch].
         The ladder's deterministic bottom-up pass runs once per example and is
-        shared by the samples. `num_samples` may be a scalar tensor. `prior_below`:
-        see `_top_down` (ladder inference only). `noise`: see `posterior_trace`,
-        each [num_samples, batch, *latent shape] or with those rows merged.
+        shared by the samples. `num_samples` may be a scalar tensor. `noise`: see
+        `posterior_trace`, each [num_samples, batch, *latent shape] or with those
+        rows merged.
         """
-        def tile(t):  # [batch, ...] -> [num_samples * batch, ...], sample-major
-            return ops.tile(t, (num_samples,) + (1,) * (len(t.shape) - 1))
-
-        repeat = not isinstance(num_samples, int) or num_samples > 1
-        x_tiled = tile(x) if repeat else x
+        x_rows = self.sample_rows(x, num_samples)
         if self.inference == "ladder":
-            bottom_up = self._bottom_up(x, training)
-            if repeat:
-                bottom_up = [(tile(m), tile(v)) for m, v in bottom_up]
-            trace = self._top_down(bottom_up, training, sample=True, seed=seed,
-                                   prior_below=prior_below, noise=noise)
-        elif prior_below:
-            raise ValueError("Drawing the lowest layers from the prior (L^{>k}) needs "
-                             "inference='ladder': with bottom-up inference q(z_{>k} | x) "
-                             "depends on the lower layers' posterior samples.")
+            bottom_up = [(self.sample_rows(m, num_samples), self.sample_rows(v, num_samples))
+                         for m, v in self._bottom_up(x, training)]
+            trace = self._top_down(bottom_up, training, sample=True, seed=seed, noise=noise)
         else:
-            trace = self.posterior_trace(x_tiled, training, sample=True, seed=seed, noise=noise)
-        return trace, self._log_px(x_tiled, trace[0]["z"], training)
+            trace = self.posterior_trace(x_rows, training, sample=True, seed=seed, noise=noise)
+        return trace, self._log_px(x_rows, trace[0]["z"], training)
 
     def sample_top(self, num_samples, seed, temperature=None, noise=None):
         """z_L ~ p(z_L) for `num_samples` rows (standard deviation x `temperature`);
