@@ -5,6 +5,7 @@ Importing the package registers its layers and model with Keras, so
 """
 
 from keras_lvae import layers, optimizers, threads
+from keras_lvae.classification import classify
 from keras_lvae.evaluation import (
     bound_report, latent_diagnostics, log_likelihood, readjust_batch_norm,
     recompute_batch_norm_statistics)
@@ -17,7 +18,7 @@ from keras_lvae.schedules import step_decay, warmup_beta
 __version__ = "0.2.0"
 
 __all__ = [
-    "ConvLadderVAE", "LadderVAE", "bound_report", "export_model", "export_saved_model",
+    "ConvLadderVAE", "LadderVAE", "bound_report", "classify", "export_model", "export_saved_model",
     "latent_diagnostics", "layers", "log_likelihood", "ood_report", "ood_scores", "optimizers",
     "readjust_batch_norm",
     "recompute_batch_norm_statistics", "step_decay", "threads", "warmup_beta",

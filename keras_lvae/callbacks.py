@@ -185,8 +185,10 @@ class PriorSamplesSummary(keras.callbacks.Callback):
         if not self.every or (epoch + 1) % self.every:
             return
         try:
-            images = plots.as_images(self.model.generate(self.num_samples, seed=self.seed),
-                                     self.model.feature_shape)
+            images = plots.as_images(
+                self.model.generate(self.num_samples, seed=self.seed,
+                                    labels=plots.class_labels(self.model, self.num_samples)),
+                self.model.feature_shape)
         except ValueError:
             return  # inputs that are not images (e.g. flat non-square vectors)
         mosaic = plots.image_mosaic(images, columns=int(np.ceil(np.sqrt(self.num_samples))))

@@ -102,6 +102,11 @@ def run_sample(args):
         raise ValueError("--readjust-bn: applies to prior samples at --temperature, not to "
                          "--layer figures")
     model = _load_ladder_vae(args.model)
+    classes = getattr(model, "num_classes", None)
+    if args.label is not None and (classes is None or not 0 <= args.label < classes):
+        raise ValueError(f"--label: expected a class from 0 to {classes - 1}, received "
+                         f"{args.label}" if classes else
+                         "--label: the model is unconditional (trained without labels)")
     if args.layer is not None:
         if not 1 <= args.layer <= model.num_layers:
             raise ValueError(f"--layer: expected a layer from 1 to {model.num_layers}, "
@@ -120,9 +125,12 @@ def run_sample(args):
         readjust_batch_norm(model, args.temperature, seed=args.seed)
         readjusted = ", batch norms readjusted at that temperature"
     plots.plot_prior_samples(model, output, num_samples=args.num_samples, seed=args.seed,
-                             temperature=args.temperature)
-    print(f"wrote {output} ({args.num_samples} prior samples, seed {args.seed}, "
-          f"temperature {args.temperature:g}{readjusted})")
+                             temperature=args.temperature, label=args.label)
+    what = (f"{args.num_samples} prior samples" if classes is None else
+            "prior samples, one row per class" if args.label is None else
+            f"{args.num_samples} prior samples of class {args.label}")
+    print(f"wrote {output} ({what}, seed {args.seed}, temperature {args.temperature:g}"
+          f"{readjusted})")
     return 0
 
 

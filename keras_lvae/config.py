@@ -74,6 +74,8 @@ class ModelConfig:
     kernel_size: int = 3               # conv only
     mixture_components: int = 10       # conv only: components of the logistic mixture
     coupled_means: bool = True         # conv only: the mixture's channel-coupled means
+    num_classes: Optional[int] = None  # N: class-conditional p(x, z | y), trained on the
+                                       # dataset's labels 0 ... N-1; none: unconditional
 
     def model_arguments(self):
         """(model class, its keyword arguments) for this architecture: the fields its

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_lvae import _checks
 from keras_lvae.densities import bits_per_dim
-from keras_lvae.inputs import unpack
+from keras_lvae.inputs import labels_of, unpack
 
 # Rows (examples x samples) evaluated in one pass. Measured on the paper's MNIST
 # model (benchmarks/iw_throughput.py): 4,096 rows keep the activations near the
@@ -54,13 +54,15 @@ def log_likelihood(model, data, num_samples=5000, *, batch_size=100, chunk_size=
         _checks.positive_int("chunk_size", chunk_size)
 
     bound_of_batch = _bound_function(model, jit_compile)
+    conditional = getattr(model, "num_classes", None) is not None
     results = []
-    for batch in batches_of(data, batch_size):
+    for batch, labels in batches_of(data, batch_size, with_labels=True):
         if not model.built:
-            model(batch)
+            model.build((None, *batch.shape[1:]))
+        labels = model.prepare_labels(labels if conditional else None, batch)
         rows = int(batch.shape[0])
         chunk = chunk_size or _even_chunk(num_samples, DEFAULT_ROWS_PER_PASS // max(rows, 1))
-        bound = bound_of_batch(batch, tf.constant(num_samples), tf.constant(chunk))
+        bound = bound_of_batch(batch, labels, tf.constant(num_samples), tf.constant(chunk))
         results.append(np.asarray(bound, dtype=np.float64))
     if not results:
         raise ValueError("Invalid value for argument `data`: expected at least one example, received none.")
@@ -111,10 +113,10 @@ def _bound_function(model, jit_compile):
 
 def _traced_bound(model_ref, jit_compile):
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def bound(x, num_samples, chunk):
+    def bound(x, labels, num_samples, chunk):
         return chunked_log_mean_exp(
-            lambda j: model_ref().importance_log_weights(x, num_samples=chunk), num_samples,
-            chunk)
+            lambda j: model_ref().importance_log_weights(x, num_samples=chunk, labels=labels),
+            num_samples, chunk)
 
     return bound
 
@@ -191,16 +193,21 @@ def summarise_bounds(l_1, l_k, num_samples, bits_per_dim_of=None):
 
 
 
-def batches_of(data, batch_size):
-    """Yield float32 batches of images from an array or a batched tf.data.Dataset."""
+def batches_of(data, batch_size, with_labels=False):
+    """Yield float32 batches of images from an array, an `(x, y)` pair of arrays or a
+    batched tf.data.Dataset; with `with_labels`, (images, labels or None) pairs."""
     if isinstance(data, tf.data.Dataset):
         for element in data:
-            yield tf.convert_to_tensor(unpack(element), dtype=tf.float32)
+            x = tf.convert_to_tensor(unpack(element), dtype=tf.float32)
+            yield (x, labels_of(element)) if with_labels else x
         return
-    x = unpack(data)
-    x = np.asarray(x, dtype=np.float32)
+    x, y = np.asarray(unpack(data), dtype=np.float32), labels_of(data)
     for start in range(0, len(x), batch_size):
-        yield tf.convert_to_tensor(x[start:start + batch_size])
+        batch = tf.convert_to_tensor(x[start:start + batch_size])
+        if with_labels:
+            yield batch, None if y is None else np.asarray(y)[start:start + batch_size]
+        else:
+            yield batch
 
 
 # The paper's active-unit criterion: a unit is active when its KL exceeds this many nats.

@@ -31,6 +31,51 @@ def unpack(data):
     return data
 
 
+def labels_of(data):
+    """The labels of a dataset element: `(x, y, ...)` -> y, `{"label": y, ...}` -> y, else None.
+
+    Example:
+    >>> labels_of((1, 2)), labels_of({"image": 1, "label": 2}), labels_of(1)
+    (2, 2, None)
+    """
+    if isinstance(data, dict):
+        return data.get("label")
+    if isinstance(data, (tuple, list)) and len(data) > 1:
+        return data[1]
+    return None
+
+
+def labels(y, num_classes, rows):
+    """Checked int32 labels [rows] of a conditional model (`num_classes`), or None for an
+    unconditional one (None). An int gives every row that label."""
+    if num_classes is None:
+        if y is not None:
+            raise ValueError("Invalid value for argument `labels`: this model is unconditional "
+                             "(num_classes=None) and takes no labels, received labels.")
+        return None
+    if y is None:
+        raise ValueError(f"Invalid value for argument `labels`: this model is conditional "
+                         f"(num_classes={num_classes}); expected an int label per example "
+                         "(datasets of (x, y)), received none.")
+    if not hasattr(y, "shape"):
+        y = np.asarray(y)
+    dtype = str(getattr(y, "dtype", ""))
+    if "int" not in dtype:
+        raise ValueError(f"Invalid value for argument `labels`: expected ints from 0 to "
+                         f"{num_classes - 1}, received dtype {dtype or type(y).__name__}.")
+    y = ops.cast(y, "int32")
+    if len(y.shape) == 0:
+        y = ops.broadcast_to(y, (rows,))
+    elif len(y.shape) != 1 or (isinstance(rows, int) and y.shape[0] not in (None, rows)):
+        raise ValueError(f"Invalid value for argument `labels`: expected shape ({rows},), one "
+                         f"label per example, received {tuple(y.shape)}.")
+    y = require(y, ops.equal(ops.shape(y)[0], rows),
+                "Invalid value for argument `labels`: expected one label per example.")
+    return require(y, ops.all(ops.logical_and(y >= 0, y < num_classes)),
+                   f"Invalid value for argument `labels`: expected ints from 0 to "
+                   f"{num_classes - 1}, received values outside.")
+
+
 def check_data(name, data, batch_size=None):
     """Refuse empty arrays or datasets and batch sizes below 1, naming the argument.
 

@@ -96,14 +96,33 @@ def _image_grid(axes, images, columns):
     axes.set_axis_off()
 
 
-def plot_prior_samples(model, path, *, num_samples=100, seed=0, temperature=1.0):
-    """A grid of `generate(num_samples, seed, temperature)` images (10 per row); 800 x 800 px."""
-    images = as_images(model.generate(num_samples, seed=seed, temperature=temperature),
-                       model.feature_shape)
+def class_labels(model, count):
+    """Labels 0, 1, ..., N-1, 0, ... for `count` samples of a conditional model (N =
+    `num_classes`); None for an unconditional one."""
+    classes = getattr(model, "num_classes", None)
+    return None if classes is None else np.arange(count, dtype=np.int32) % classes
+
+
+def plot_prior_samples(model, path, *, num_samples=100, seed=0, temperature=1.0, label=None):
+    """A grid of `generate(num_samples, seed, temperature)` images (10 per row); 800 x 800 px.
+
+    A conditional model draws every sample from class `label`, or without one a grid of
+    one row of 10 per class (num_samples is then 10 x num_classes).
+    """
+    what = f"{num_samples} samples from the prior"
+    labels = label
+    if getattr(model, "num_classes", None) is not None and label is None:
+        num_samples = 10 * model.num_classes
+        labels = np.repeat(np.arange(model.num_classes, dtype=np.int32), 10)
+        what = "samples from the prior, one row per class (0 at the top)"
+    elif label is not None:
+        what += f" of class {label}"
+    images = as_images(model.generate(num_samples, seed=seed, temperature=temperature,
+                                      labels=labels), model.feature_shape)
     figure = new_figure(8, 8)
     _image_grid(figure.add_axes((0.01, 0.01, 0.98, 0.94)), images, columns=10)
     at = "" if temperature == 1.0 else f", temperature {temperature:g}"
-    figure.suptitle(f"{num_samples} samples from the prior (seed {seed}{at})")
+    figure.suptitle(f"{what} (seed {seed}{at})")
     return save_figure(figure, path)
 
 

@@ -202,7 +202,8 @@ def datasets(config, epochs=None):
     # These pipelines shuffle themselves; Keras' note about fit(shuffle=True) is noise.
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     d, t = config.data, config.train
-    load = dict(data_dir=d.data_dir, validation_size=d.validation_size, image_size=d.image_size)
+    load = dict(data_dir=d.data_dir, validation_size=d.validation_size, image_size=d.image_size,
+                with_labels=config.model.num_classes is not None)
     train_ds = _training_data(config, epochs)
     validation_ds = data.load_dataset(d.dataset, d.validation_split, batch_size=d.batch_size,
                                       seed=t.seed, **load)
@@ -220,7 +221,8 @@ def _training_data(config, epochs=None, strategy=None):
     load = functools.partial(
         data.load_dataset, d.dataset, "train", batch_size=d.batch_size, seed=config.train.seed,
         epochs=epochs, data_dir=d.data_dir, validation_size=d.validation_size,
-        image_size=d.image_size, drop_remainder=d.drop_remainder or multi_worker)
+        image_size=d.image_size, drop_remainder=d.drop_remainder or multi_worker,
+        with_labels=config.model.num_classes is not None)  # a conditional model's labels
     if multi_worker and strategy is not None and epochs is not None:
         def worker_input(context):
             per_replica = context.get_per_replica_batch_size(d.batch_size)

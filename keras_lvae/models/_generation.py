@@ -11,7 +11,7 @@ from keras_lvae import _checks, inputs
 class Generation:
     """What a trained ladder draws: `generate`, `interpolate`, `layer_variations`."""
 
-    def generate(self, num_samples, seed=None, temperature=1.0):
+    def generate(self, num_samples, seed=None, temperature=1.0, labels=None):
         """Ancestral samples from the prior: z_L ~ p(z_L), z_i ~ p(z_i|z_{>i}), then decode.
 
         Returns the mean of p(x | z_1) for each sample, shaped like the inputs.
@@ -20,15 +20,19 @@ class Generation:
         `temperature` scales the prior's standard deviation at every layer: one
         number, or one per layer (bottom to top). 0 gives the prior means, 1 the
         model's prior; values below 1 trade diversity for cleaner samples.
+        A conditional model needs `labels`: one int for every sample, or one per
+        sample (the class each is drawn from).
         Reference: sampling temperature of NVAE (Vahdat & Kautz, 2020).
         """
         self.require_built("generate")
         _checks.positive_int("num_samples", num_samples)
+        labels = inputs.labels(labels, self.num_classes, num_samples)
         if seed is None:
             base_seed = ops.cast(self.seed_generator.next(), "int32")
         else:
             base_seed = tf.constant([seed, 0], dtype=tf.int32)
-        return self.generate_stateless(num_samples, base_seed, self.temperatures(temperature))
+        return self.generate_stateless(num_samples, base_seed, self.temperatures(temperature),
+                                       labels=labels)
 
     def temperatures(self, temperature):
         """One non-negative float per layer, bottom to top, from a number or a list."""
@@ -40,7 +44,8 @@ class Generation:
                              f"{note}, received {temperature!r}.")
         return [_checks.non_negative_number("temperature", t, note) for t in values]
 
-    def generate_stateless(self, num_samples, seed, temperature=None, training=False):
+    def generate_stateless(self, num_samples, seed, temperature=None, training=False,
+                           labels=None):
         """`generate` from an int32[2] seed tensor, with only stateless ops.
 
         `num_samples` may be a scalar tensor; the same seed gives the same images.
@@ -48,11 +53,13 @@ class Generation:
         (floats or a float32 [num_layers] tensor). This is what the exported
         `generate` and `generate_at_temperature` signatures run. With
         `training=True` the batch norms of the generative path use (and update)
-        the samples' batch statistics (`readjust_batch_norm`).
+        the samples' batch statistics (`readjust_batch_norm`). `labels`: checked
+        int32 [num_samples] of a conditional model.
         """
-        z = self.sample_top(num_samples, seed, None if temperature is None else temperature[-1])
+        z = self.sample_top(num_samples, seed, None if temperature is None else temperature[-1],
+                            labels=labels)
         z, _ = self.descend(z, None, self.num_layers - 1, 0, seed, sample=True,
-                            temperature=temperature, training=training)
+                            temperature=temperature, training=training, labels=labels)
         return self._images(self.output_params(z, training=training))
 
     def generate_from_noise(self, noise, training=False):

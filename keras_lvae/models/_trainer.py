@@ -73,6 +73,11 @@ class LadderTrainer:
         for tracker, weight in zip(self.kl_weight_trackers, terms.get("kl_weights", [])):
             tracker.update_state(weight)
 
+    def _labels_of(self, data):
+        """A dataset element's labels for a conditional model; None for an unconditional
+        one (which ignores any labels, as before conditioning existed)."""
+        return inputs.labels_of(data) if self.num_classes is not None else None
+
     def train_step(self, data):
         x = inputs.unpack(data)
         if not self.built:  # Keras builds in the step: the statistics below must exist
@@ -86,7 +91,8 @@ class LadderTrainer:
             saved = [tf.identity(v.value) for v in statistics]
         with tf.GradientTape() as tape:
             loss, terms = self.training_objective(x, beta=beta, training=True,
-                                                  allow_nan=self.skip_nonfinite_steps)
+                                                  allow_nan=self.skip_nonfinite_steps,
+                                                  labels=self._labels_of(data))
             loss = ops.mean(loss)
             if self.losses:
                 loss = loss + ops.sum(self.losses)
@@ -198,7 +204,8 @@ class LadderTrainer:
         return result
 
     def test_step(self, data):
-        terms = self.elbo_terms(inputs.unpack(data), training=False)
+        terms = self.elbo_terms(inputs.unpack(data), training=False,
+                                labels=self._labels_of(data))
         # Validation reports the true bound (beta = 1), comparable across runs; beta and
         # skipped steps carry no information there, so they are not logged.
         self._update_trackers(ops.mean(terms["nelbo"]), terms, beta=None)

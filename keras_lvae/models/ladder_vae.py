@@ -31,6 +31,9 @@ OUTPUT_SEED_OFFSET = 4000
 # Weight initialisation uses its own streams, so that seeding it leaves the sampling
 # noise of earlier versions unchanged.
 INITIALIZER_SEED_OFFSET = 10000
+LABEL_SEED_OFFSET = 5000
+# A conditional model's label embedding has min(num_classes, this) numbers.
+MAX_LABEL_DIMS = 64
 
 
 @keras.saving.register_keras_serializable(package="keras_lvae")
@@ -124,6 +127,16 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
             pipeline's own seed (`keras_lvae.data.load_dataset(seed=...)`).
         row_halves: MLP blocks of 256+ units train on the batch's two row halves side by
             side (`MLPBlock`; same numbers, faster where `threads.ops_run_side_by_side()`).
+        num_classes: None, or N for a class-conditional ladder p(x, z | y) q(z | x, y)
+            with int labels 0 ... N-1: a learned embedding of the label (min(N, 64)
+            numbers) joins the input of the first bottom-up rung and of every top-down
+            rung, and each class has its own learned top prior p(z_L | y) (initialised
+            to N(0, I)); p(x | z_1) stays unconditional, so `decode(z_1)` means the
+            same. `fit` takes datasets of `(x, y)`; every bound, sample and encoding
+            then needs `labels`. References: the conditional VAE of Sohn, Lee and Yan
+            (NeurIPS 2015), which feeds y to the prior, recognition and generation
+            networks, and Kingma et al.'s M2 (NeurIPS 2014), whose p(x | y) gives the
+            Bayes classifier `keras_lvae.classify`.
 
     The rungs (the deterministic blocks between stochastic layers) are MLP
     blocks here; `ConvLadderVAE` swaps in convolutional rungs with spatial
@@ -174,6 +187,7 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
         ema_decay=0.0,
         seed=None,
         row_halves=False,
+        num_classes=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -203,6 +217,14 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
                                                          adaptive_skip_window)
         self.seed = _checks.optional_int("seed", seed)
         self.row_halves = bool(row_halves)
+        self.num_classes = (None if num_classes is None
+                            else _checks.positive_int("num_classes", num_classes))
+        if self.num_classes is not None and self.learn_top_prior:
+            raise ValueError("Invalid value for argument `learn_top_prior`: a conditional model "
+                             "(num_classes) learns each class's top prior already; expected "
+                             "False, received True.")
+        self.label_dims = None if self.num_classes is None else min(self.num_classes,
+                                                                    MAX_LABEL_DIMS)
         self.num_layers = len(self.latent_dims)
         block, head = self._block, self._head
 
@@ -280,6 +302,8 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
     def build(self, input_shape):
         if isinstance(input_shape, dict):  # Keras passes a dict of shapes for dict elements
             input_shape = inputs.unpack(input_shape)
+        if input_shape and isinstance(input_shape[0], (tuple, list)):  # (x, y) elements
+            input_shape = input_shape[0]
         input_shape = tuple(input_shape)
         if len(input_shape) < 2 or any(d is None for d in input_shape[1:]):
             raise ValueError(
@@ -299,7 +323,7 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
             return tuple(out[1] if isinstance(out[0], tuple) else out)
 
         shape = tuple(self._encoder_input(keras.KerasTensor((1, *self.layout))).shape)
-        shape = (None, *shape[1:])
+        shape = (None, *shape[1:-1], shape[-1] + (self.label_dims or 0))
         self.latent_shapes = []
         for i in range(self.num_layers):
             self.encoder_blocks[i].build(shape)
@@ -315,6 +339,7 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
                 shape = (None, *self.latent_shapes[i + 1])
                 if skip and above is not None:
                     shape = shape[:-1] + (shape[-1] + above[-1],)
+                shape = shape[:-1] + (shape[-1] + (self.label_dims or 0),)
                 blocks[i].build(shape)
                 above = features(blocks[i], shape)
                 heads[i].build(above)
@@ -336,6 +361,16 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
                 shape=top, initializer="zeros", name="top_prior_mean")
             self.top_prior_log_variance = self.add_weight(
                 shape=top, initializer="zeros", name="top_prior_log_variance")
+        if self.num_classes is not None:
+            classes, top = self.num_classes, self.latent_shapes[-1]
+            self.label_embedding = self.add_weight(
+                shape=(classes, self.label_dims), name="label_embedding",
+                initializer=keras.initializers.RandomNormal(
+                    seed=self._offset_seed(INITIALIZER_SEED_OFFSET + LABEL_SEED_OFFSET)))
+            self.top_prior_class_mean = self.add_weight(
+                shape=(classes, *top), initializer="zeros", name="top_prior_class_mean")
+            self.top_prior_class_log_variance = self.add_weight(
+                shape=(classes, *top), initializer="zeros", name="top_prior_class_log_variance")
         if self.weight_average is not None:
             self.weight_average.build(self)
 
@@ -351,24 +386,39 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
                              unit_interval=self.likelihood_class.unit_interval,
                              allow_nan=allow_nan, layout=self.layout)
 
+    def prepare_labels(self, labels, x):
+        """Checked int32 labels [batch] for the prepared images `x` (an int: every row),
+        or None for an unconditional model; a clear error for missing or bad labels."""
+        rows = x.shape[0] if isinstance(x.shape[0], int) else keras.ops.shape(x)[0]
+        return inputs.labels(labels, self.num_classes, rows)
+
     # ------------------------------------------------------- inference
-    def call(self, inputs, training=None):
-        """Deterministic reconstruction: p(x | z_1)'s mean, with every z at its posterior mean."""
-        trace = self.posterior_trace(self.prepare(inputs), training, sample=False)
+    def call(self, inputs_, training=None):
+        """Deterministic reconstruction: p(x | z_1)'s mean, with every z at its posterior
+        mean. A conditional model takes `(x, labels)`."""
+        x = self.prepare(inputs_)
+        labels = self.prepare_labels(
+            inputs.labels_of(inputs_) if self.num_classes is not None else None, x)
+        trace = self.posterior_trace(x, training, sample=False, labels=labels)
         return self._images(self.output_params(trace[0]["z"], training))
 
-    def encode(self, x):
+    def encode(self, x, labels=None):
         """Posterior means and variances per layer, bottom to top.
 
         With ladder inference each layer's posterior is conditioned on the
         posterior means of the layers above. Returns a list of (mean, variance).
+        A conditional model needs `labels`, one int per example.
         """
-        trace = self.posterior_trace(self.prepare(x), training=False, sample=False)
+        x = self.prepare(x)
+        trace = self.posterior_trace(x, training=False, sample=False,
+                                     labels=self.prepare_labels(labels, x))
         return [(t["q_mean"], t["q_variance"]) for t in trace]
 
-    def sample_posterior(self, x):
+    def sample_posterior(self, x, labels=None):
         """One posterior sample z_i ~ q(z_i | .) per example and layer, bottom to top."""
-        trace = self.posterior_trace(self.prepare(x), training=False, sample=True)
+        x = self.prepare(x)
+        trace = self.posterior_trace(x, training=False, sample=True,
+                                     labels=self.prepare_labels(labels, x))
         return [t["z"] for t in trace]
 
     def decode(self, z_1):
