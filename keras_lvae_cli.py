@@ -223,6 +223,9 @@ def build_parser():
     sample.add_argument("--layer", type=_positive_int, default=None,
                         help="instead: what layer LAYER controls (rows fix the layers above, "
                         "columns resample LAYER, layers below at their means)")
+    sample.add_argument("--label", type=int, default=None,
+                        help="a conditional model (model.num_classes): draw every sample from "
+                        "this class (default: a grid of one row of 10 per class)")
 
     export = commands.add_parser(
         "export",
