@@ -18,6 +18,10 @@ PNG or JPEG is (outputs: the model's mean image, rounded):
 | `interpolate` | `images_a`, `images_b` (as many), `steps` int32 scalar, `layer` int32 scalar in 1 ... L | `images` [batch, steps, ...]: `LadderVAE.interpolate` (spherical) in that layer |
 | `anomaly_score` (ladders of 2+ layers) | `images`, `num_samples` int32 scalar (S >= 1), `seed` int32[2] | `nll` [batch] (-L_S) and `llr_above_<k>` [batch] for k = 1 ... L-1 (L_S - L_S^{>k}): `keras_lvae.ood_scores`, higher = more unusual |
 
+A conditional model (`num_classes=N`) takes `labels`, int32 [batch] in 0 ... N-1 (for the
+sampling signatures [num_samples], for `interpolate` one per pair), in every signature but
+`decode`: scores are then of log p(x | y), samples are of the asked classes.
+
 Sampling signatures are stateless: the same `seed` gives the same output and
 no variable is written, so concurrent requests cannot race. Inputs outside
 [0, 1] (or NaN), `num_samples` < 1 and wrong shapes fail inside the
@@ -31,7 +35,7 @@ import tempfile
 
 import tensorflow as tf
 
-from keras_lvae import _checks
+from keras_lvae import _checks, inputs
 from keras_lvae.densities import bits_per_dim
 from keras_lvae.evaluation import chunked_log_mean_exp
 from keras_lvae.models.ladder_vae import LadderVAE
@@ -101,14 +105,16 @@ def score_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
     """
     chunk_samples = _checks.positive_int("chunk_samples", chunk_samples)
 
-    def score(images, num_samples, seed):
+    def score(images, num_samples, seed, labels=None):
         images = _model_images(model, images)
+        labels = _labels(model, labels, images)
         num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
         seed = _checked(seed, "seed", (2,))
         fold = tf.random.experimental.stateless_fold_in
-        elbo = -model.elbo_terms(images, seed=fold(seed, 0))["nelbo"]
+        elbo = -model.elbo_terms(images, seed=fold(seed, 0), labels=labels)["nelbo"]
         log_likelihood = chunked_log_mean_exp(
-            lambda j: model.importance_log_weights(images, chunk_samples, seed=fold(seed, j + 1)),
+            lambda j: model.importance_log_weights(images, chunk_samples, seed=fold(seed, j + 1),
+                                                   labels=labels),
             num_samples, chunk_samples)
         outputs = {"elbo": elbo, "log_likelihood": log_likelihood}
         if model.likelihood_class.eight_bit:  # 8-bit data: -L_k in bits per dimension
@@ -127,11 +133,12 @@ def anomaly_function(model, chunk_samples=DEFAULT_SCORE_CHUNK):
 
     chunk_samples = _checks.positive_int("chunk_samples", chunk_samples)
 
-    def anomaly_score(images, num_samples, seed):
+    def anomaly_score(images, num_samples, seed, labels=None):
         images = _model_images(model, images)
+        labels = _labels(model, labels, images)
         num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
         bounds = skip_bounds(model, images, num_samples, chunk_samples,
-                             seed=_checked(seed, "seed", (2,)))
+                             seed=_checked(seed, "seed", (2,)), labels=labels)
         outputs = {"nll": -bounds[0]}
         for k in range(1, model.num_layers):
             outputs[f"llr_above_{k}"] = bounds[0] - bounds[k]
@@ -159,6 +166,16 @@ def _model_images(model, images, name="images"):
                     unit_interval=model.likelihood_class.unit_interval, finite=True)
 
 
+def _labels(model, labels, rows, name="labels"):
+    """A conditional model's checked int32 labels, one per row of `rows` (images, or a
+    count); None for an unconditional model (whose signatures have no labels)."""
+    if model.num_classes is None:
+        return None
+    labels = _checked(labels, name, (None,))
+    count = tf.shape(rows)[0] if hasattr(rows, "shape") and rows.shape.rank else rows
+    return inputs.labels(labels, model.num_classes, count)
+
+
 def _output_images(model, images):
     """The model's float images as the signature returns them (uint8 for 8-bit data)."""
     if _eight_bit(model):
@@ -178,38 +195,45 @@ def _endpoints(model, chunk_samples):
     seed_spec = tf.TensorSpec((2,), tf.int32, name="seed")
     latent_spec = tf.TensorSpec((None, *model.latent_shapes[0]), tf.float32, name="z_1")
 
-    def encode(images):
+    def encode(images, labels=None):
+        images = _model_images(model, images)
         outputs = {}
-        for i, (mean, variance) in enumerate(model.encode(_model_images(model, images))):
+        for i, (mean, variance) in enumerate(model.encode(images,
+                                                          _labels(model, labels, images))):
             outputs[f"mean_{i + 1}"] = mean
             outputs[f"variance_{i + 1}"] = variance
         return outputs
 
-    def reconstruct(images):
-        reconstruction = model(_model_images(model, images), training=False)
+    def reconstruct(images, labels=None):
+        images = _model_images(model, images)
+        labels = _labels(model, labels, images)
+        reconstruction = model(images if labels is None else (images, labels), training=False)
         return {"reconstruction": _output_images(model, reconstruction)}
 
     def decode(z_1):
         z_1 = _checked(z_1, "z_1", (None, *model.latent_shapes[0]), finite=True)
         return {"images": _output_images(model, model.decode(z_1))}
 
-    def generate(num_samples, seed):
+    def generate(num_samples, seed, labels=None):
         num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
-        images = model.generate_stateless(num_samples, _checked(seed, "seed", (2,)))
+        images = model.generate_stateless(num_samples, _checked(seed, "seed", (2,)),
+                                          labels=_labels(model, labels, num_samples))
         return {"images": _output_images(model, images)}
 
     temperature_spec = tf.TensorSpec((model.num_layers,), tf.float32, name="temperature")
 
-    def generate_at_temperature(num_samples, seed, temperature):
+    def generate_at_temperature(num_samples, seed, temperature, labels=None):
         num_samples = _checked(num_samples, "num_samples", (), at_least_one=True)
         temperature = _checked(temperature, "temperature", (model.num_layers,), finite=True)
         images = model.generate_stateless(num_samples, _checked(seed, "seed", (2,)),
-                                          [temperature[i] for i in range(model.num_layers)])
+                                          [temperature[i] for i in range(model.num_layers)],
+                                          labels=_labels(model, labels, num_samples))
         return {"images": _output_images(model, images)}
 
-    def interpolate(images_a, images_b, steps, layer):
+    def interpolate(images_a, images_b, steps, layer, labels=None):
         a = _model_images(model, images_a, "images_a")
         b = _model_images(model, images_b, "images_b")
+        labels = _labels(model, labels, a)
         pairs_match = tf.debugging.assert_equal(
             tf.shape(a)[0], tf.shape(b)[0],
             message="Invalid input `images_b`: expected as many images as `images_a`")
@@ -218,7 +242,7 @@ def _endpoints(model, chunk_samples):
         fractions = tf.linspace(0.0, 1.0, steps)
         with tf.control_dependencies([pairs_match]):
             images = tf.switch_case(layer - 1, [
-                lambda i=i: model.interpolation(a, b, fractions, i, "slerp")
+                lambda i=i: model.interpolation(a, b, fractions, i, "slerp", labels)
                 for i in range(model.num_layers)])
         return {"images": _output_images(model, images)}
 
@@ -240,6 +264,10 @@ def _endpoints(model, chunk_samples):
     if model.inference == "ladder" and model.num_layers > 1:  # Havtorn et al.'s ratios
         endpoints["anomaly_score"] = (anomaly_function(model, chunk_samples),
                                       [image_spec, count_spec, seed_spec])
+    if model.num_classes is not None:  # every signature but decode takes the labels
+        label_spec = tf.TensorSpec((None,), tf.int32, name="labels")
+        endpoints = {name: (function, specs + ([] if name == "decode" else [label_spec]))
+                     for name, (function, specs) in endpoints.items()}
     return endpoints
 
 

@@ -23,15 +23,16 @@ DEFAULT_ROWS_PER_PASS = 4096
 _SCORE_FUNCTIONS = weakref.WeakKeyDictionary()  # per model: {ratios: traced function}
 
 
-def skip_bounds(model, x, num_samples, chunk, seed=None, ratios=None):
+def skip_bounds(model, x, num_samples, chunk, seed=None, ratios=None, labels=None):
     """[L_S, then L_S^{>k} for each k in `ratios` (default 1 ... L-1)] of x, shape
     [1 + len(ratios), batch], S = `num_samples` drawn in passes of `chunk` that every
     bound shares (`LadderVAE.skip_log_weights`). With an int32[2] `seed` pass j draws
-    statelessly with `fold_in(seed, j)` (the served `anomaly_score`)."""
+    statelessly with `fold_in(seed, j)` (the served `anomaly_score`). `labels`: a
+    conditional model's, [batch]."""
     fold = tf.random.experimental.stateless_fold_in
     return chunked_log_mean_exp(
         lambda j: model.skip_log_weights(x, chunk, None if seed is None else fold(seed, j),
-                                         ratios),
+                                         ratios, labels),
         num_samples, chunk)
 
 

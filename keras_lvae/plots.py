@@ -130,13 +130,15 @@ def plot_layer_variations(model, path, *, rows=4, columns=8, seed=0, layers=None
     """What each stochastic layer controls: one panel per layer (top layer first) of
     `model.layer_variations` (a row fixes the layers above, its columns resample the
     layer, the layers below take their means). `layers`: which (1 = bottom; default
-    all). Size: (400 * panels) x 300 px.
+    all). A conditional model's rows go through the classes 0, 1, ... Size: (400 *
+    panels) x 300 px.
     """
     shown = sorted(range(1, model.num_layers + 1) if layers is None else layers, reverse=True)
     num = len(shown)
     figure = new_figure(4 * num, 3)
     for panel, layer in enumerate(shown):
-        images = as_images(model.layer_variations(layer, rows, columns, seed=seed),
+        images = as_images(model.layer_variations(layer, rows, columns, seed=seed,
+                                                  labels=class_labels(model, rows)),
                            model.feature_shape)
         axes = figure.add_axes((panel / num + 0.005, 0.02, 1 / num - 0.01, 0.8))
         _image_grid(axes, images, columns=columns)

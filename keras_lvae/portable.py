@@ -161,6 +161,10 @@ def _checked(model):
                          f"ConvLadderVAE (call it on data or fit it first), received "
                          f"{'an unbuilt ' if isinstance(model, LadderVAE) else ''}"
                          f"{type(model).__name__}.")
+    if model.num_classes is not None:
+        raise ValueError("Invalid value for argument `model`: ONNX and LiteRT exports of "
+                         "conditional models (num_classes) are not offered yet; export it "
+                         "with format='tf_saved_model', whose signatures take `labels`.")
     return model
 
 

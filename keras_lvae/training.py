@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lvae import config as config_lib
-from keras_lvae import data, threads
+from keras_lvae import data, inputs, threads
 from keras_lvae._files import atomic_write, read_csv
 # The run's callbacks and checkpoint format, named here too (keras_lvae.training.X).
 from keras_lvae.callbacks import (Checkpoint, HistoryCSV, PriorSamplesSummary,  # noqa: F401
@@ -298,7 +298,8 @@ def train(config, workdir, log=print):
 
     with strategy.scope():
         model = build_model(config, steps_per_epoch)
-        model.build(train_ds.element_spec.shape)  # so the checkpoint can be restored
+        # So the checkpoint can be restored; a conditional model's elements are (x, y).
+        model.build(inputs.unpack(train_ds.element_spec).shape)
         compile_model(model, config, steps_per_epoch)
         if start_epoch:
             restore_checkpoint(model, checkpoint_path)

@@ -37,7 +37,7 @@ except ImportError:
     ) from None
 
 from keras_lvae import config as config_lib
-from keras_lvae import training
+from keras_lvae import inputs, training
 from keras_lvae._files import atomic_write
 
 OBJECTIVE = keras_tuner.Objective("val_nelbo", direction="min")
@@ -161,7 +161,7 @@ def tune(config, workdir, log=print):
     steps_per_epoch = int(train_ds.cardinality())
     if d.validation_split == "test":
         log("warning: tuning on the test split; set data.validation_split=validation")
-    hypermodel = LadderVAEHyperModel(train_ds.element_spec.shape[1:], config=config,
+    hypermodel = LadderVAEHyperModel(inputs.unpack(train_ds.element_spec).shape[1:], config=config,
                                      steps_per_epoch=steps_per_epoch)
     tuner = keras_tuner.RandomSearch(
         hypermodel, objective=OBJECTIVE, max_trials=config.tune.max_trials,

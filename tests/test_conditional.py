@@ -157,3 +157,71 @@ def test_classify_is_bayes_rule_over_the_class_bounds(monkeypatch):
                            ([0.5, 0.6, -0.1], "expected 3 probabilities")):
         with pytest.raises(ValueError, match=rf"`class_prior`: {message}"):
             keras_lvae.classify(model, X, class_prior=prior)
+
+
+def test_interpolation_and_layer_variations_stay_in_the_asked_class():
+    """`interpolate` at layer 1 starts and ends at the class's reconstructions; another
+    class gives another path; `layer_variations` takes one label per row."""
+    model = conditional_model()
+    path = model.interpolate(X[0], X[1], steps=3, layer=1, labels=2).numpy()
+    ends = model((X[:2], np.array([2, 2]))).numpy()
+    np.testing.assert_allclose(path[[0, -1]], ends, atol=1e-5)
+    other = model.interpolate(X[0], X[1], steps=3, layer=2, labels=0).numpy()
+    assert np.abs(other - model.interpolate(X[0], X[1], steps=3, layer=2, labels=1)).max() > 1e-3
+    grid = model.layer_variations(1, rows=3, columns=2, labels=[0, 1, 2]).numpy()
+    assert grid.shape == (3, 2, 6)
+    same = model.layer_variations(1, rows=3, columns=2, labels=[0, 0, 0]).numpy()
+    np.testing.assert_array_equal(grid[0], same[0])
+    assert np.abs(grid[1] - same[1]).max() > 1e-3
+    with pytest.raises(ValueError, match=r"`labels`: this model is conditional"):
+        model.layer_variations(1, rows=3, columns=2)
+
+
+# Loads the export with TensorFlow alone and calls its generate and score with labels.
+TF_ONLY_CLIENT = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+s = loaded.signatures
+seed, labels = tf.constant([3, 4]), tf.constant([0, 2, 1], tf.int32)
+out = {"generate": s["generate"](num_samples=tf.constant(3), seed=seed, labels=labels)["images"],
+       "score": s["score"](images=tf.constant(np.load(sys.argv[2])), num_samples=tf.constant(5),
+                           seed=seed, labels=labels)["log_likelihood"]}
+try:
+    s["generate"](num_samples=tf.constant(3), seed=seed, labels=tf.constant([0, 3, 1]))
+except tf.errors.InvalidArgumentError as error:
+    out["error"] = np.array(str(error)[:2000])
+out["imported"] = np.array([m for m in sys.modules if m.startswith("keras_lvae")] or ["none"])
+np.savez(sys.argv[3], **{k: np.asarray(v) for k, v in out.items()})
+"""
+
+
+@pytest.mark.slow  # over 10 s
+def test_the_saved_model_generates_the_asked_classes_with_tensorflow_alone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    model = conditional_model()
+    path = keras_lvae.export_saved_model(model, tmp_path / "conditional")
+    np.save(tmp_path / "x.npy", X[:3])
+    result = subprocess.run([sys.executable, "-c", TF_ONLY_CLIENT, path, tmp_path / "x.npy",
+                             tmp_path / "out.npz"], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = np.load(tmp_path / "out.npz")
+    assert list(out["imported"]) == ["none"]
+    labels, seed = np.array([0, 2, 1], np.int32), tf.constant([3, 4])
+    np.testing.assert_allclose(out["generate"], model.generate_stateless(3, seed, labels=labels),
+                               atol=1e-6)
+    assert "`labels`: expected ints from 0 to 2" in str(out["error"])
+    # L_5 of log p(x | y) with the served seeds: the Python computation of `score`.
+    from keras_lvae.export import score_function
+    want = score_function(model)(tf.constant(X[:3]), tf.constant(5), seed, labels)
+    np.testing.assert_allclose(out["score"], want["log_likelihood"], rtol=1e-5)
+
+
+def test_portable_exports_refuse_conditional_models(tmp_path):
+    with pytest.raises(ValueError, match=r"`model`: ONNX and LiteRT exports of conditional"):
+        keras_lvae.export_model(conditional_model(), tmp_path / "m.tflite", "litert")

@@ -83,7 +83,7 @@ class Generation:
                             training=training, noise=noise)
         return self._images(self.output_params(z, training=training))
 
-    def interpolate(self, x_a, x_b, steps=8, layer=None, method="slerp"):
+    def interpolate(self, x_a, x_b, steps=8, layer=None, method="slerp", labels=None):
         """Images along a path between two inputs in one layer's latent space.
 
         The chosen `layer` (1 = bottom; default the top) goes from x_a's
@@ -92,7 +92,9 @@ class Generation:
         prior means, the layers below at their conditional means. Returns means
         of p(x | z_1), shape [steps, *image] for one pair, or [pairs, steps,
         *image] for batches of pairs. With `layer=1` the endpoints are the
-        model's reconstructions of x_a and x_b.
+        model's reconstructions of x_a and x_b. A conditional model interpolates
+        within a class: `labels`, one int (or one per pair), for both ends and the
+        path.
         """
         self.require_built("interpolate")
         _checks.positive_int("steps", steps)
@@ -100,13 +102,16 @@ class Generation:
         _checks.one_of("method", method, ("slerp", "linear"))
         single = len(np.shape(inputs.unpack(x_a))) == len(self.feature_shape)
         x_a, x_b = ((x[None] if single else x) for x in (np.asarray(x_a), np.asarray(x_b)))
-        images = self.interpolation(x_a, x_b, ops.linspace(0.0, 1.0, steps), layer - 1, method)
+        labels = inputs.labels(labels, self.num_classes, len(x_a))
+        images = self.interpolation(x_a, x_b, ops.linspace(0.0, 1.0, steps), layer - 1, method,
+                                    labels)
         return images[0] if single else images
 
-    def interpolation(self, x_a, x_b, t, i, method="slerp"):
+    def interpolation(self, x_a, x_b, t, i, method="slerp", labels=None):
         """`interpolate`'s computation on tensors (also the exported signature's): batches
-        x_a, x_b, fractions t [steps], 0-based layer i; returns [pairs, steps, *image]."""
-        m_a, m_b = (ops.convert_to_tensor(self.encode(x)[i][0]) for x in (x_a, x_b))
+        x_a, x_b, fractions t [steps], 0-based layer i, checked `labels` [pairs] of a
+        conditional model; returns [pairs, steps, *image]."""
+        m_a, m_b = (ops.convert_to_tensor(self.encode(x, labels)[i][0]) for x in (x_a, x_b))
         rank = len(self.latent_shapes[i])
         t = ops.reshape(t, (1, -1) + (1,) * rank)
         a, b = ops.expand_dims(m_a, 1), ops.expand_dims(m_b, 1)
@@ -122,24 +127,30 @@ class Generation:
             slerp = (ops.sin((1 - t) * omega) * a + ops.sin(t * omega) * b) / safe
             path = ops.where(omega > 1e-3, slerp, (1 - t) * a + t * b)
         z = ops.reshape(path, (-1, *self.latent_shapes[i]))
+        steps = ops.shape(t)[1]
+        # A conditional model's label of each image of the path: its pair's.
+        path_labels = None if labels is None else ops.repeat(labels, steps, axis=0)
         above = None
         if i < self.num_layers - 1:  # the features of the layers above, at their prior means
-            top_mean, _ = self.top_prior()
+            top_mean, _ = self.top_prior(path_labels)
             top = ops.zeros((1, *self.latent_shapes[-1])) if top_mean is None else top_mean
             # (down to rung i: the features that p(z_layer) is computed from)
-            _, above = self.descend(top, None, self.num_layers - 1, i, None, sample=False)
-            above = None if above is None else ops.repeat(above, ops.shape(z)[0], axis=0)
-        z, _ = self.descend(z, above, i, 0, None, sample=False)
+            _, above = self.descend(top, None, self.num_layers - 1, i, None, sample=False,
+                                    labels=path_labels)
+            if above is not None and labels is None:
+                above = ops.repeat(above, ops.shape(z)[0], axis=0)
+        z, _ = self.descend(z, above, i, 0, None, sample=False, labels=path_labels)
         return ops.reshape(self.decode(z), (ops.shape(m_a)[0], -1, *self.feature_shape))
 
-    def layer_variations(self, layer, rows=4, columns=8, seed=0):
+    def layer_variations(self, layer, rows=4, columns=8, seed=0, labels=None):
         """What stochastic layer `layer` (1 = bottom) controls, as images.
 
         Each row draws z_{>layer} once from the prior; each column then draws
         z_layer ~ p(z_layer | z_{>layer}) anew, and the layers below take their
         conditional means. Returns means of p(x | z_1), shape
         [rows, columns, *image]. For the top layer every image is its own
-        draw (nothing is above it).
+        draw (nothing is above it). A conditional model needs `labels`: one int, or
+        one per row (each row's class).
 
         Reference: the per-layer sample figures of addtt/ladder-vae-pytorch.
         """
@@ -147,17 +158,19 @@ class Generation:
         self.checked_layer(layer)
         _checks.positive_int("rows", rows)
         _checks.positive_int("columns", columns)
+        labels = inputs.labels(labels, self.num_classes, rows)
+        cells = None if labels is None else ops.repeat(labels, columns, axis=0)
         seed = tf.constant([_checks.optional_int("seed", seed) or 0, 1], tf.int32)
         fold = tf.random.experimental.stateless_fold_in
         i = layer - 1  # 0-based
         if i == self.num_layers - 1:
-            z, above = self.sample_top(rows * columns, seed), None
+            z, above = self.sample_top(rows * columns, seed, labels=cells), None
         else:
-            z, above = self.descend(self.sample_top(rows, seed), None, self.num_layers - 1,
-                                    i + 1, seed, sample=True)
+            z, above = self.descend(self.sample_top(rows, seed, labels=labels), None,
+                                    self.num_layers - 1, i + 1, seed, sample=True, labels=labels)
             z, above = (None if t is None else ops.repeat(t, columns, axis=0) for t in (z, above))
-            z, above = self.descend(z, above, i + 1, i, fold(seed, 1), sample=True)
-        z, _ = self.descend(z, above, i, 0, seed, sample=False)
+            z, above = self.descend(z, above, i + 1, i, fold(seed, 1), sample=True, labels=cells)
+        z, _ = self.descend(z, above, i, 0, seed, sample=False, labels=cells)
         return ops.reshape(self.decode(z), (rows, columns, *self.feature_shape))
 
     def checked_layer(self, layer):
