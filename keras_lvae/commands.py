@@ -243,6 +243,10 @@ def run_evaluate(args):
     if run is not None:  # a file without its run keeps TensorFlow's threads
         _configure_threads(run)
     model = _load_ladder_vae(args.model)
+    if getattr(model, "num_classes", None) is not None:
+        raise ValueError("lvae evaluate: conditional models (model.num_classes) are not "
+                         "evaluated here yet; use keras_lvae.bound_report(model, (images, "
+                         "labels)) and keras_lvae.classify from Python")
     _dataset_arguments(args, model)
     output = args.output or _output_beside(args.model, "evaluation")
     os.makedirs(output, exist_ok=True)

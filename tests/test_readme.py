@@ -22,6 +22,8 @@ def test_python_example_runs(tmp_path, monkeypatch):
     assert namespace["report"]["num_samples"] == 100
     assert namespace["model"].optimizer.iterations.numpy() == 2  # the fine-tuning steps
     assert namespace["conv"].latent_shapes == [(8, 8, 32), (4, 4, 32), (2, 2, 32)]
+    assert namespace["sevens"].shape == (16, 28, 28, 1)
+    assert namespace["p_y_given_x"].shape == (100, 10)
 
 
 def test_each_python_block_runs_on_its_own_or_says_what_it_continues():
