@@ -368,7 +368,8 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
         images, labels = _raw_arrays(name, split, data_dir, validation_size, image_size)
         count = len(images)
     if with_labels and labels is None:
-        raise ValueError(f"Invalid value for argument `with_labels`: {name!r} has no labels.")
+        raise ValueError(f"Invalid value for argument `with_labels`: {name!r} has no labels "
+                         "(a conditional model, model.num_classes, needs a labelled dataset).")
     if training:
         _log_batches(name, count, batch_size, drop_remainder, shard)
     labels = labels if with_labels else None

@@ -225,3 +225,31 @@ def test_the_saved_model_generates_the_asked_classes_with_tensorflow_alone(tmp_p
 def test_portable_exports_refuse_conditional_models(tmp_path):
     with pytest.raises(ValueError, match=r"`model`: ONNX and LiteRT exports of conditional"):
         keras_lvae.export_model(conditional_model(), tmp_path / "m.tflite", "litert")
+
+
+@pytest.mark.slow  # over 10 s
+def test_lvae_train_reads_the_labels_and_sample_draws_the_asked_class(tmp_path, capsys,
+                                                                      binarized_mnist_dir):
+    """`lvae train --set model.num_classes=10` on mnist_5k's labels (and its test L_k of
+    log p(x | y)); `lvae sample --label`; a label out of range and an unlabelled dataset
+    are refused by name."""
+    import keras_lvae_cli
+    from keras_lvae import plots
+
+    run = ["train", "recipes/quickstart.py", "--workdir", str(tmp_path / "run"),
+           "--set", "model.num_classes=10", "--set", "model.latent_dims=8,4",
+           "--set", "model.hidden_dims=32,16", "--set", "train.epochs=1",
+           "--set", "train.eval_samples=5"]
+    assert keras_lvae_cli.main(run) == 0
+    assert "test L_5:" in capsys.readouterr().out
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert model.num_classes == 10
+    output = tmp_path / "sevens.png"
+    assert keras_lvae_cli.main(["sample", str(tmp_path / "run"), "--label", "7",
+                                "--output", str(output)]) == 0
+    assert plots.png_size(output) == (800, 800)
+    assert keras_lvae_cli.main(["sample", str(tmp_path / "run"), "--label", "10"]) == 2
+    assert "--label: expected a class from 0 to 9, received 10" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"`with_labels`: 'binarized_mnist' has no labels"):
+        keras_lvae.data.load_dataset("binarized_mnist", "test", batch_size=10,
+                                     with_labels=True, data_dir=binarized_mnist_dir.parent)
