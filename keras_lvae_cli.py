@@ -202,6 +202,10 @@ def build_parser():
     evaluate.add_argument("--ood-samples", type=_positive_int, default=100,
                           help="importance samples of each out-of-distribution bound "
                           "(default: %(default)s)")
+    evaluate.add_argument("--classify-samples", type=int, default=100,
+                          help="a conditional model (model.num_classes): the Bayes classifier's "
+                          "importance samples of each class's L_k; 0 skips it (default: "
+                          "%(default)s)")
 
     sample = commands.add_parser(
         "sample", help="a PNG grid of samples from the model's prior",

@@ -211,7 +211,8 @@ def _recompute_statistics(model, args):
     train_ds = data.load_dataset(args.dataset, "train", batch_size=256, shuffle=False,
                                  data_dir=args.data_dir, seed=args.seed,
                                  validation_size=args.validation_size, binarize=binarize,
-                                 image_size=args.image_size)
+                                 image_size=args.image_size,
+                                 with_labels=getattr(model, "num_classes", None) is not None)
     evaluation.recompute_batch_norm_statistics(model, train_ds)
 
 
@@ -243,10 +244,10 @@ def run_evaluate(args):
     if run is not None:  # a file without its run keeps TensorFlow's threads
         _configure_threads(run)
     model = _load_ladder_vae(args.model)
-    if getattr(model, "num_classes", None) is not None:
-        raise ValueError("lvae evaluate: conditional models (model.num_classes) are not "
-                         "evaluated here yet; use keras_lvae.bound_report(model, (images, "
-                         "labels)) and keras_lvae.classify from Python")
+    conditional = getattr(model, "num_classes", None) is not None
+    if conditional and args.ood_dataset:
+        raise ValueError("--ood-dataset: the scores of a conditional model (model.num_classes) "
+                         "need each image's label, which out-of-distribution data lack")
     _dataset_arguments(args, model)
     output = args.output or _output_beside(args.model, "evaluation")
     os.makedirs(output, exist_ok=True)
@@ -259,7 +260,9 @@ def run_evaluate(args):
     if tuple(split.shape) != tuple(model.feature_shape):
         raise ValueError(f"--dataset {args.dataset} has images of shape {tuple(split.shape)}, "
                          f"but the model was trained on {model.feature_shape}")
-    images, subset = split.images, split.subset
+    # A conditional model scores log p(x | y): the images with their labels.
+    images = split.labelled(args.dataset) if conditional else split.images
+    subset = split.subset
     timings = {}
     if args.bn_statistics == "recompute":
         start = time.perf_counter()
@@ -274,6 +277,16 @@ def run_evaluate(args):
     start = time.perf_counter()
     layers = evaluation.latent_diagnostics(model, images, batch_size=args.batch_size)
     timings["latent_diagnostics"] = time.perf_counter() - start
+    classifier = None
+    if conditional and args.classify_samples:
+        from keras_lvae.classification import classify
+
+        start = time.perf_counter()
+        predicted = classify(model, images, args.classify_samples,
+                             batch_size=args.batch_size).argmax(axis=1)
+        classifier = {"samples": args.classify_samples, "class_prior": "uniform",
+                      **evaluation.summarise_accuracy(predicted == split.labels)}
+        timings["classify"] = time.perf_counter() - start
 
     written = {}
     if not args.no_plots:
@@ -305,6 +318,7 @@ def run_evaluate(args):
         "model_config": {key: value for key, value in model.get_config().items()
                          if key not in ("name", "trainable", "dtype")},
         **_bound_sections(bounds, k),
+        **({"bayes_classifier": classifier} if classifier else {}),
         "latent_layers": [
             {"layer": i + 1, "shape": list(layer["kl_per_unit"].shape),
              "units": layer["kl_per_unit"].size, "kl": layer["kl"],
@@ -324,6 +338,9 @@ def run_evaluate(args):
     print(f"{args.dataset} {args.split}: {_examples_text(bounds['num_examples'], subset)}, k = {k}, "
           f"batch-norm statistics: {args.bn_statistics}, {timings['log_likelihood']:.0f} s")
     _print_bounds(bounds, k)
+    if classifier:
+        print(f"Bayes classifier (L_{classifier['samples']} of each class, uniform p(y)): "
+              f"accuracy {classifier['accuracy']:.4f} +- {classifier['standard_error']:.4f}")
     threshold = evaluation.ACTIVE_UNIT_THRESHOLD
     for i, layer in enumerate(layers):
         channels = layer["kl_per_channel"].size
@@ -344,9 +361,11 @@ def _evaluation_plots(model, split, layers, args, output):
     history_path = args.history or os.path.join(run or "", training.HISTORY_FILE)
     shown = split.first(2000)  # enough points for the PCA scatter
     labels = split.labels
+    conditional = getattr(model, "num_classes", None) is not None
     figures = {
         "prior_samples": lambda p: plots.plot_prior_samples(model, p, seed=args.seed),
-        "reconstructions": lambda p: plots.plot_reconstructions(model, shown, p),
+        "reconstructions": lambda p: plots.plot_reconstructions(
+            model, shown, p, labels=labels[:2000] if conditional else None),
         "layer_variations": lambda p: plots.plot_layer_variations(model, p, seed=args.seed),
         "kl_per_layer": lambda p: plots.plot_kl_per_layer(
             layers, p, threshold=evaluation.ACTIVE_UNIT_THRESHOLD),
@@ -368,12 +387,13 @@ def _evaluate_saved_model(args):
     """`lvae evaluate` of an exported version: L_1 and L_k through its `score` signature,
     with TensorFlow's SavedModel loader alone (what TF Serving would answer)."""
     from keras_lvae.evaluation import summarise_bounds
-    from keras_lvae.export import saved_model_images, score_saved_model
+    from keras_lvae.export import saved_model_inputs, score_saved_model
 
     if args.dataset is None:
         raise ValueError("--dataset is needed to evaluate a SavedModel (it has no config.json)")
     output = args.output or args.model.rstrip("/\\") + "_evaluation"
-    spec = saved_model_images(args.model)
+    score_inputs = saved_model_inputs(args.model)
+    spec = score_inputs["images"]
     source = data.SOURCES.get(args.dataset)  # a folder's images are resized to the model's
     image_size = spec.shape[1] if source is not None and source.user_folder else None
     split = evaluation_data.load(args.dataset, args.split, batch_size=args.batch_size,
@@ -382,7 +402,9 @@ def _evaluate_saved_model(args):
                                  seed=args.seed)
     subset = split.subset
     start = time.perf_counter()
-    l_1, l_k = score_saved_model(args.model, split.images, args.samples,
+    # A conditional export's score takes the labels (log p(x | y)).
+    scored = split.labelled(args.dataset) if "labels" in score_inputs else split.images
+    l_1, l_k = score_saved_model(args.model, scored, args.samples,
                                  batch_size=args.batch_size, seed=args.seed)
     seconds = time.perf_counter() - start
     k = args.samples

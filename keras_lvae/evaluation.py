@@ -171,6 +171,12 @@ def bound_report(model, data, num_samples=5000, **options):
                             model.num_features if model.likelihood_class.eight_bit else None)
 
 
+def summarise_accuracy(correct):
+    """{"accuracy", "standard_error", "num_examples"} of per-example booleans."""
+    accuracy, error = mean_and_standard_error(np.asarray(correct, np.float64))
+    return {"accuracy": accuracy, "standard_error": error, "num_examples": int(np.size(correct))}
+
+
 def summarise_bounds(l_1, l_k, num_samples, bits_per_dim_of=None):
     """`bound_report`'s dict from per-example L_1 and L_k (nats); with `bits_per_dim_of`
     (the dimensions of an 8-bit image) also their bits per dimension. `lvae evaluate`
@@ -238,10 +244,12 @@ def latent_diagnostics(model, data, *, batch_size=100, threshold=ACTIVE_UNIT_THR
     [(3,), (2,)]
     """
     _checks.positive_int("batch_size", batch_size)
+    conditional = getattr(model, "num_classes", None) is not None
     kl_sums, mean_sums, square_sums, count = None, None, None, 0
-    for batch in batches_of(data, batch_size):
-        kls = [np.asarray(k, np.float64).sum(0) for k in model.kl_per_unit(batch)]
-        means = [np.asarray(m, np.float64) for m, _ in model.encode(batch)]
+    for batch, labels in batches_of(data, batch_size, with_labels=True):
+        labels = labels if conditional else None  # a conditional model's q(z | x, y)
+        kls = [np.asarray(k, np.float64).sum(0) for k in model.kl_per_unit(batch, labels=labels)]
+        means = [np.asarray(m, np.float64) for m, _ in model.encode(batch, labels)]
         if kl_sums is None:
             kl_sums = [np.zeros_like(k) for k in kls]
             mean_sums = [np.zeros(m.shape[1:]) for m in means]
@@ -288,14 +296,17 @@ def recompute_batch_norm_statistics(model, data, *, batch_size=256):
     5
     """
     _checks.positive_int("batch_size", batch_size)
-    batches = batches_of(data, batch_size)
+    batches = batches_of(data, batch_size, with_labels=True)
     first = next(batches, None)
     if first is None:
         raise ValueError("Invalid value for argument `data`: expected at least one example, received none.")
     if not model.built:
-        model(first)
-    step = tf.function(lambda x: model.elbo_terms(x, training=True)["nelbo"])
-    return _average_batch_statistics(model, step, itertools.chain([first], batches))
+        model.build((None, *first[0].shape[1:]))
+    conditional = getattr(model, "num_classes", None) is not None  # passes need the labels
+    step = tf.function(lambda x, y: model.elbo_terms(x, training=True, labels=y)["nelbo"])
+    return _average_batch_statistics(
+        model, lambda batch: step(batch[0], batch[1] if conditional else None),
+        itertools.chain([first], batches))
 
 
 def readjust_batch_norm(model, temperature, *, batches=20, batch_size=256, seed=0):
@@ -325,12 +336,15 @@ def readjust_batch_norm(model, temperature, *, batches=20, batch_size=256, seed=
     model.require_built("readjust_batch_norm")
     temperatures = tf.constant(model.temperatures(temperature), tf.float32)
     layers = model.num_layers
+    classes = getattr(model, "num_classes", None)  # a conditional model: every class alike
+    labels = None if classes is None else tf.range(batch_size) % classes
 
     @tf.function
     def step(j):
         seed_j = tf.stack([tf.constant(seed, tf.int32), j])
         return model.generate_stateless(batch_size, seed_j,
-                                        [temperatures[i] for i in range(layers)], training=True)
+                                        [temperatures[i] for i in range(layers)], training=True,
+                                        labels=labels)
 
     return _average_batch_statistics(model, step, (tf.constant(j, tf.int32)
                                                    for j in range(batches)))

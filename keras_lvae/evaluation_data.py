@@ -11,6 +11,7 @@ Example:
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
 
 from keras_lvae import data, pipelines
 
@@ -25,6 +26,19 @@ class EvaluationSplit:
     count: int
     shape: tuple
     subset: object = None
+    batch_size: int = None  # of a stream's batches
+
+    def labelled(self, name):
+        """What a conditional model scores: `(images, labels)` arrays, or a stream of
+        `(images, labels)` batches; a clear error for a dataset `name` without labels."""
+        if self.labels is None:
+            raise ValueError(f"--dataset {name} has no labels, and a conditional model "
+                             "(model.num_classes) scores log p(x | y)")
+        if isinstance(self.images, np.ndarray):
+            return self.images, self.labels
+        # The stream reads the files in order, in batches of batch_size: so do the labels.
+        return tf.data.Dataset.zip(
+            self.images, tf.data.Dataset.from_tensor_slices(self.labels).batch(self.batch_size))
 
     def first(self, n):
         """The first `n` images as an array (for plots), reading no more of a stream."""
@@ -60,7 +74,7 @@ def load(name, split="test", *, batch_size=100, binarize=None, data_dir=None,
     stream = pipelines.make_file_pipeline(paths, None, load_file, batch_size, shuffle=False,
                                           drop_remainder=False)
     return EvaluationSplit(stream, labels, len(paths), tuple(stream.element_spec.shape[1:]),
-                           subset)
+                           subset, batch_size)
 
 
 def subset_indices(total, max_examples, seed):

@@ -356,11 +356,11 @@ def export_saved_model(model, base_dir, version=None, *, chunk_samples=DEFAULT_S
     return target
 
 
-def saved_model_images(path):
-    """The `tf.TensorSpec` of the `images` that the export at `path` scores: its shape
-    [None, H, W, C] (or [None, D]), and dtype uint8 for a model of 8-bit data."""
-    score = tf.saved_model.load(os.fspath(path)).signatures["score"]
-    return score.structured_input_signature[1]["images"]
+def saved_model_inputs(path):
+    """{name: tf.TensorSpec} of the export at `path`'s `score`: `images` ([None, H, W, C]
+    or [None, D]; uint8 for a model of 8-bit data), `num_samples`, `seed`, and `labels`
+    for a conditional model."""
+    return tf.saved_model.load(os.fspath(path)).signatures["score"].structured_input_signature[1]
 
 
 def score_saved_model(path, images, num_samples, *, batch_size=100, seed=0):
@@ -368,9 +368,10 @@ def score_saved_model(path, images, num_samples, *, batch_size=100, seed=0):
 
     Loads the SavedModel at `path` with TensorFlow alone; batch j draws its samples with
     the seed `[seed, j]`. `images`: float32 [N, H, W, C] in [0, 1], or a batched
-    tf.data pipeline of them (sent as 8-bit values to a model of 8-bit data). Returns
-    two float64 numpy arrays of shape [N]: the one-sample ELBO and the
-    importance-weighted L_k.
+    tf.data pipeline of them (sent as 8-bit values to a model of 8-bit data); for a
+    conditional export (its `score` takes `labels`), `(images, labels)` or a pipeline of
+    such pairs. Returns two float64 numpy arrays of shape [N]: the one-sample ELBO and
+    the importance-weighted L_k.
     """
     import numpy as np
 
@@ -380,8 +381,13 @@ def score_saved_model(path, images, num_samples, *, batch_size=100, seed=0):
 
     score = tf.saved_model.load(os.fspath(path)).signatures["score"]
     dtype = score.structured_input_signature[1]["images"].dtype
+    conditional = "labels" in score.structured_input_signature[1]
     elbo, bound = [], []
-    for j, batch in enumerate(batches_of(images, batch_size)):
+    for j, (batch, labels) in enumerate(batches_of(images, batch_size, with_labels=True)):
+        if conditional != (labels is not None):
+            raise ValueError("Invalid value for argument `images`: "
+                             + ("the model is conditional; expected (images, labels)"
+                                if conditional else "the model takes no labels"))
         batch = batch.numpy()
         if dtype == tf.uint8:
             levels = np.round(batch * 255.0)
@@ -389,9 +395,10 @@ def score_saved_model(path, images, num_samples, *, batch_size=100, seed=0):
                 raise ValueError("Invalid value for argument `images`: the model scores 8-bit "
                                  "images; expected values v / 255 for integers v in [0, 255].")
             batch = levels.astype(np.uint8)
+        given = {} if labels is None else {"labels": tf.cast(labels, tf.int32)}
         out = score(images=tf.constant(batch, dtype),
                     num_samples=tf.constant(num_samples, tf.int32),
-                    seed=tf.constant([seed, j], tf.int32))
+                    seed=tf.constant([seed, j], tf.int32), **given)
         elbo.append(out["elbo"].numpy())
         bound.append(out["log_likelihood"].numpy())
     if not bound:

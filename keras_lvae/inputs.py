@@ -46,8 +46,8 @@ def labels_of(data):
 
 
 def labels(y, num_classes, rows):
-    """Checked int32 labels [rows] of a conditional model (`num_classes`), or None for an
-    unconditional one (None). An int gives every row that label."""
+    """Checked int32 labels [rows] of a conditional model (`num_classes`); None when
+    `num_classes` is None (an unconditional model). An int gives every row that label."""
     if num_classes is None:
         if y is not None:
             raise ValueError("Invalid value for argument `labels`: this model is unconditional "

@@ -149,14 +149,16 @@ def plot_layer_variations(model, path, *, rows=4, columns=8, seed=0, layers=None
     return save_figure(figure, path)
 
 
-def plot_reconstructions(model, images, path, *, num_images=10):
-    """Inputs (top row) above their deterministic reconstructions; 800 x 200 px."""
+def plot_reconstructions(model, images, path, *, num_images=10, labels=None):
+    """Inputs (top row) above their deterministic reconstructions; 800 x 200 px. A
+    conditional model reconstructs with the images' `labels`."""
     inputs = np.asarray(images[:num_images], dtype=np.float32)
     if len(inputs) == 0:
         raise ValueError("Invalid value for argument `images`: expected at least one image, "
                          "received none.")
+    given = inputs if labels is None else (inputs, np.asarray(labels)[:num_images])
     pairs = np.concatenate([as_images(inputs, model.feature_shape),
-                            as_images(model(inputs), model.feature_shape)])
+                            as_images(model(given), model.feature_shape)])
     figure = new_figure(8, 2)
     _image_grid(figure.add_axes((0.01, 0.01, 0.98, 0.84)), pairs, columns=len(inputs))
     figure.suptitle("inputs (top) and reconstructions from the posterior means (bottom)")
@@ -221,8 +223,9 @@ def plot_latent_pca(model, images, path, *, labels=None):
     if not isinstance(model, LadderVAE):
         raise TypeError(f"Invalid value for argument `model`: expected a LadderVAE, "
                         f"received {type(model).__name__}.")
+    conditional = getattr(model, "num_classes", None) is not None  # q(z | x, y): the labels
     samples = [np.asarray(z, dtype=np.float64).reshape(len(z), -1)  # feature maps: flattened
-               for z in model.sample_posterior(images)]
+               for z in model.sample_posterior(images, labels if conditional else None)]
     if labels is not None:
         labels = np.asarray(labels).ravel()
         if len(labels) != len(samples[0]):

@@ -250,6 +250,55 @@ def test_lvae_train_reads_the_labels_and_sample_draws_the_asked_class(tmp_path, 
     assert plots.png_size(output) == (800, 800)
     assert keras_lvae_cli.main(["sample", str(tmp_path / "run"), "--label", "10"]) == 2
     assert "--label: expected a class from 0 to 9, received 10" in capsys.readouterr().err
+    evaluate = ["evaluate", str(tmp_path / "run"), "--samples", "5", "--max-examples", "40",
+                "--classify-samples", "2", "--output", str(tmp_path / "evaluation")]
+    assert keras_lvae_cli.main(evaluate) == 0
+    assert "Bayes classifier (L_2 of each class, uniform p(y)): accuracy" in (
+        capsys.readouterr().out)
+    import json
+    report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
+    assert report["bayes_classifier"]["num_examples"] == 40
+    # The export's score takes the labels: lvae evaluate sends them.
+    export = ["export", str(tmp_path / "run"), "--name", "digits", "--base-dir",
+              str(tmp_path / "served")]
+    assert keras_lvae_cli.main(export) == 0
+    evaluate = ["evaluate", str(tmp_path / "served" / "digits" / "1"), "--dataset", "mnist_5k",
+                "--samples", "5", "--max-examples", "40", "--output", str(tmp_path / "served_ev")]
+    assert keras_lvae_cli.main(evaluate) == 0
+    served = json.loads((tmp_path / "served_ev" / "report.json").read_text())
+    assert abs(served["log_likelihood"]["L_5"]["mean"]
+               - report["log_likelihood"]["L_5"]["mean"]) < 2.0  # other draws, 40 digits
     with pytest.raises(ValueError, match=r"`with_labels`: 'binarized_mnist' has no labels"):
         keras_lvae.data.load_dataset("binarized_mnist", "test", batch_size=10,
                                      with_labels=True, data_dir=binarized_mnist_dir.parent)
+
+
+@pytest.mark.slow  # about 10 s
+def test_evaluation_pieces_take_the_labels(tmp_path, capsys, monkeypatch):
+    """What `lvae evaluate` runs on a conditional model: `bound_report` of the labelled
+    split is log p(x | y) (with mean draws: numpy's weight, 1e-4 nats), the latent
+    diagnostics and both batch-norm recomputations take the labels; --ood-dataset and a
+    split without labels are refused by name."""
+    import keras_lvae_cli
+    from keras_lvae import evaluation, evaluation_data
+
+    model = conditional_model()
+    split = evaluation_data.EvaluationSplit(X, Y.astype(np.int64), len(X), (6,))
+    labelled = split.labelled("test")
+    with monkeypatch.context() as patch:
+        patch.setattr(model, "_draw", lambda i, mean, variance, *args, **kwargs: mean)
+        report = evaluation.bound_report(model, labelled, num_samples=3, batch_size=3)
+    want = [numpy_log_weight(model, x, y) for x, y in zip(X, Y)]
+    np.testing.assert_allclose(report["per_example_L_k"], want, atol=1e-4)
+    layers = evaluation.latent_diagnostics(model, labelled, batch_size=3)
+    assert [layer["kl_per_unit"].shape for layer in layers] == [(3,), (2,)]
+    normed = conditional_model(batch_norm=True)
+    assert evaluation.recompute_batch_norm_statistics(normed, labelled, batch_size=2) > 0
+    assert keras_lvae.readjust_batch_norm(normed, 0.7, batches=2, batch_size=6) > 0
+    with pytest.raises(ValueError, match=r"--dataset mnist has no labels"):
+        evaluation_data.EvaluationSplit(X, None, len(X), (6,)).labelled("mnist")
+    model.save(tmp_path / "model.keras")
+    run = ["evaluate", str(tmp_path / "model.keras"), "--dataset", "mnist_5k",
+           "--ood-dataset", "mnist_5k"]
+    assert keras_lvae_cli.main(run) == 2
+    assert "--ood-dataset: the scores of a conditional model" in capsys.readouterr().err

@@ -56,6 +56,8 @@ class Generation:
         the samples' batch statistics (`readjust_batch_norm`). `labels`: checked
         int32 [num_samples] of a conditional model.
         """
+        if labels is None and self.num_classes is not None:
+            inputs.labels(None, self.num_classes, num_samples)  # the error naming `labels`
         z = self.sample_top(num_samples, seed, None if temperature is None else temperature[-1],
                             labels=labels)
         z, _ = self.descend(z, None, self.num_layers - 1, 0, seed, sample=True,
