@@ -56,7 +56,9 @@ def ood_scores(model, data, num_samples=100, *, batch_size=100, ratios=None):
             moving averages first, `model.use_ema_weights()`, if it has them).
         data: images as `fit` takes them: an array or a batched tf.data.Dataset.
         num_samples: importance samples S of each bound.
-        batch_size: examples per pass when `data` is an array.
+        batch_size: examples per pass when `data` is an array. A pass holds about
+            4,096 rows (examples x samples) and computes every bound's p(x | z_1) on
+            them; for large colour images a smaller batch bounds the memory.
         ratios: the k of each `llr>k` to compute, from 1 to L-1 (default: all). The
             bounds share their posterior samples, so `llr>k` costs the k lowest
             prior layers and p(x | z_1) beyond L_S: `ratios=(1,)` is the cheapest.
