@@ -116,6 +116,7 @@ def test_labels_for_an_unconditional_model_are_refused():
         keras_lvae.LadderVAE(num_classes=0)
 
 
+@pytest.mark.slow  # about 10 s
 def test_fit_on_labelled_data_and_missing_labels():
     model = conditional_model(batch_norm=True)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -124,6 +125,9 @@ def test_fit_on_labelled_data_and_missing_labels():
     assert np.isfinite(history.history["loss"]).all()
     with pytest.raises(ValueError, match=r"`labels`: this model is conditional"):
         model.fit(np.tile(X, (8, 1)), batch_size=8, epochs=1, verbose=0)
+    bad = tf.data.Dataset.from_tensor_slices((np.tile(X, (8, 1)), np.tile(Y + 1, 8))).batch(8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`labels`: expected ints from 0"):
+        model.fit(bad, epochs=1, verbose=0)  # checked inside the compiled step
 
 
 def test_conv_ladders_take_labels():
