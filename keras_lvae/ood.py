@@ -16,7 +16,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from keras_lvae import _checks
+from keras_lvae import _checks, inputs
 from keras_lvae.evaluation import batches_of, chunked_log_mean_exp
 
 DEFAULT_ROWS_PER_PASS = 4096
@@ -86,6 +86,8 @@ def ood_scores(model, data, num_samples=100, *, batch_size=100, ratios=None):
         raise ValueError("Invalid value for argument `model`: the likelihood ratios need at "
                          "least two latent layers, received a model with one.")
     ratios = _checks.layer_indices("ratios", ratios, 1, model.num_layers - 1)
+    # Arrays are checked here, before any pass (datasets inside it, as `fit` does).
+    inputs.check_values("data", data, model.likelihood_class)
     per_batch = []
     for batch in batches_of(data, batch_size):
         if not model.built:
