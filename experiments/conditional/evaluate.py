@@ -35,6 +35,14 @@ def mean_and_error(values):
             "standard_error": float(values.std(ddof=1) / np.sqrt(values.size))}
 
 
+def write_json(results, path):
+    """`results` as JSON at `path`, written to a temporary file and renamed."""
+    with open(path + ".tmp", "w") as file:
+        json.dump(results, file, indent=1)
+    os.replace(path + ".tmp", path)
+    print(f"wrote {path}")
+
+
 def judge(train_images, train_labels, seed):
     """A small CNN on the grey training digits (3 epochs): the independent classifier."""
     keras.utils.set_random_seed(seed)
@@ -123,11 +131,7 @@ def main():
         print(f"temperature {temperature:g}: labelled as asked "
               + " ".join(f"{s:.3f}" for s in shares) + f", mean {np.mean(shares):.3f}")
     results["seconds"] = time.perf_counter() - started
-    path = os.path.join(args.output, "results.json")
-    with open(path + ".tmp", "w") as file:
-        json.dump(results, file, indent=1)
-    os.replace(path + ".tmp", path)
-    print(f"wrote {path}")
+    write_json(results, os.path.join(args.output, "results.json"))
 
 
 if __name__ == "__main__":

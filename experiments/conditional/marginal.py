@@ -17,20 +17,15 @@ marginal.json into --output.
 """
 
 import argparse
-import json
 import os
 
 import keras
 import numpy as np
+from evaluate import mean_and_error as summary  # this folder's evaluate.py
+from evaluate import write_json
 
 import keras_lvae
 from keras_lvae import data
-
-
-def summary(values):
-    values = np.asarray(values, np.float64)
-    return {"mean": float(values.mean()),
-            "standard_error": float(values.std(ddof=1) / np.sqrt(values.size))}
 
 
 def main():
@@ -68,11 +63,7 @@ def main():
     }
     for name, value in results.items():
         print(f"{name}: {value}")
-    path = os.path.join(args.output, "marginal.json")
-    with open(path + ".tmp", "w") as file:
-        json.dump(results, file, indent=1)
-    os.replace(path + ".tmp", path)
-    print(f"wrote {path}")
+    write_json(results, os.path.join(args.output, "marginal.json"))
 
 
 if __name__ == "__main__":
