@@ -166,12 +166,12 @@ def _model_images(model, images, name="images"):
                     unit_interval=model.likelihood_class.unit_interval, finite=True)
 
 
-def _labels(model, labels, rows, name="labels"):
+def _labels(model, labels, rows):
     """A conditional model's checked int32 labels, one per row of `rows` (images, or a
     count); None for an unconditional model (whose signatures have no labels)."""
     if model.num_classes is None:
         return None
-    labels = _checked(labels, name, (None,))
+    labels = _checked(labels, "labels", (None,))
     count = tf.shape(rows)[0] if hasattr(rows, "shape") and rows.shape.rank else rows
     return inputs.labels(labels, model.num_classes, count)
 
