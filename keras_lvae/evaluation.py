@@ -54,12 +54,11 @@ def log_likelihood(model, data, num_samples=5000, *, batch_size=100, chunk_size=
         _checks.positive_int("chunk_size", chunk_size)
 
     bound_of_batch = _bound_function(model, jit_compile)
-    conditional = getattr(model, "num_classes", None) is not None
     results = []
-    for batch, labels in batches_of(data, batch_size, with_labels=True):
+    for batch, labels in model_batches(model, data, batch_size):
         if not model.built:
             model.build((None, *batch.shape[1:]))
-        labels = model.prepare_labels(labels if conditional else None, batch)
+        labels = model.prepare_labels(labels, batch)
         rows = int(batch.shape[0])
         chunk = chunk_size or _even_chunk(num_samples, DEFAULT_ROWS_PER_PASS // max(rows, 1))
         bound = bound_of_batch(batch, labels, tf.constant(num_samples), tf.constant(chunk))
@@ -216,6 +215,15 @@ def batches_of(data, batch_size, with_labels=False):
             yield batch
 
 
+def model_batches(model, data, batch_size):
+    """`batches_of` with labels: (images, labels) pairs for a conditional model (labels
+    None where the data hold none), (images, None) for an unconditional one, which
+    ignores any labels the data hold."""
+    conditional = getattr(model, "num_classes", None) is not None
+    for batch, labels in batches_of(data, batch_size, with_labels=True):
+        yield batch, labels if conditional else None
+
+
 # The paper's active-unit criterion: a unit is active when its KL exceeds this many nats.
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -244,10 +252,8 @@ def latent_diagnostics(model, data, *, batch_size=100, threshold=ACTIVE_UNIT_THR
     [(3,), (2,)]
     """
     _checks.positive_int("batch_size", batch_size)
-    conditional = getattr(model, "num_classes", None) is not None
     kl_sums, mean_sums, square_sums, count = None, None, None, 0
-    for batch, labels in batches_of(data, batch_size, with_labels=True):
-        labels = labels if conditional else None  # a conditional model's q(z | x, y)
+    for batch, labels in model_batches(model, data, batch_size):
         kls = [np.asarray(k, np.float64).sum(0) for k in model.kl_per_unit(batch, labels=labels)]
         means = [np.asarray(m, np.float64) for m, _ in model.encode(batch, labels)]
         if kl_sums is None:
@@ -296,17 +302,15 @@ def recompute_batch_norm_statistics(model, data, *, batch_size=256):
     5
     """
     _checks.positive_int("batch_size", batch_size)
-    batches = batches_of(data, batch_size, with_labels=True)
+    batches = model_batches(model, data, batch_size)
     first = next(batches, None)
     if first is None:
         raise ValueError("Invalid value for argument `data`: expected at least one example, received none.")
     if not model.built:
         model.build((None, *first[0].shape[1:]))
-    conditional = getattr(model, "num_classes", None) is not None  # passes need the labels
     step = tf.function(lambda x, y: model.elbo_terms(x, training=True, labels=y)["nelbo"])
-    return _average_batch_statistics(
-        model, lambda batch: step(batch[0], batch[1] if conditional else None),
-        itertools.chain([first], batches))
+    return _average_batch_statistics(model, lambda batch: step(*batch),
+                                     itertools.chain([first], batches))
 
 
 def readjust_batch_norm(model, temperature, *, batches=20, batch_size=256, seed=0):

@@ -16,11 +16,17 @@ embedding joins the input of the first bottom-up rung and of every top-down rung
 import tensorflow as tf
 from keras import ops
 
-from keras_lvae import distributions
+from keras_lvae import distributions, inputs
 
 
 class LadderPasses:
     """Inference and generative passes over the model's rungs and heads."""
+
+    def prepare_labels(self, labels, x):
+        """Checked int32 labels [batch] for the prepared images `x` (an int: every row),
+        or None for an unconditional model; a clear error for missing or bad labels."""
+        rows = x.shape[0] if isinstance(x.shape[0], int) else ops.shape(x)[0]
+        return inputs.labels(labels, self.num_classes, rows)
 
     def _with_labels(self, h, labels):
         """`h` with the labels' embedding joined on its last axis (broadcast over any

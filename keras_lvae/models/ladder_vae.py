@@ -223,8 +223,7 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
             raise ValueError("Invalid value for argument `learn_top_prior`: a conditional model "
                              "(num_classes) learns each class's top prior already; expected "
                              "False, received True.")
-        self.label_dims = None if self.num_classes is None else min(self.num_classes,
-                                                                    MAX_LABEL_DIMS)
+        self.label_dims = self.num_classes and min(self.num_classes, MAX_LABEL_DIMS)
         self.num_layers = len(self.latent_dims)
         block, head = self._block, self._head
 
@@ -385,12 +384,6 @@ class LadderVAE(LadderPasses, Bounds, Generation, LadderTrainer, keras.Model):
         return inputs.images(x, self.feature_shape,
                              unit_interval=self.likelihood_class.unit_interval,
                              allow_nan=allow_nan, layout=self.layout)
-
-    def prepare_labels(self, labels, x):
-        """Checked int32 labels [batch] for the prepared images `x` (an int: every row),
-        or None for an unconditional model; a clear error for missing or bad labels."""
-        rows = x.shape[0] if isinstance(x.shape[0], int) else keras.ops.shape(x)[0]
-        return inputs.labels(labels, self.num_classes, rows)
 
     # ------------------------------------------------------- inference
     def call(self, inputs_, training=None):
