@@ -48,6 +48,7 @@ class DataConfig:
     image_size: Optional[int] = None   # image_folder only: the side its images are resized to
     drop_remainder: bool = False       # True: every training batch full (leftovers logged);
                                        # False: the last batch of an epoch is smaller
+    random_flips: bool = False         # mirror training images left-right at random
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
     >>> from keras_lvae import data
     >>> data.list_datasets()  # doctest: +NORMALIZE_WHITESPACE
     ['binarized_mnist', 'celeba', 'cifar10', 'fashion_mnist', 'image_folder', 'mnist',
-     'mnist_5k', 'norb', 'omniglot', 'photo_patches', 'svhn']
+     'mnist_5k', 'norb', 'omniglot', 'photo_patches', 'photos', 'svhn']
     >>> ds = data.load_dataset("mnist_5k", "train", batch_size=100)
     >>> tuple(ds.element_spec.shape)  # the batch: 100, and the last of an epoch fewer
     (None, 28, 28, 1)
@@ -30,9 +30,16 @@ Protocol (paper.md section 3):
   of the aligned faces, area-resized), `image_folder` (any folder of image files,
   centre-cropped to a square and area-resized to `image_size`, streamed from disk;
   one folder holds out 10% for test and 10% for validation, see
-  `keras_lvae.image_files`) and `photo_patches`:
+  `keras_lvae.image_files`), `photo_patches` and `photos`:
   8-bit colour [H, W, 3], values v / 255 for v in {0, ..., 255}, never binarized;
   for the discretized logistic likelihood (bits per dimension).
+- `photo_patches`: textured 32 x 32 tiles of seven scikit-image photographs, split by
+  TILE: its test tiles come from the same seven photographs as its training tiles, so
+  a number on them says how well a model remembers those photographs, not how it codes
+  new ones.
+- `photos`: every 32 x 32 tile of the 33 photographs in `photos/` (shared/data's corpus:
+  25 in `train/`, 8 in `test/`), split by PHOTOGRAPH; borders that do not fill a tile are
+  dropped (a centred grid, `readers.cut_tiles`). Labels: the photograph's index.
 - `validation_size=N` carves a validation split from the end of the training
   set in the file's order (pinned), and `train` then excludes those N images.
   `binarized_mnist` has its own validation split.
@@ -77,6 +84,8 @@ class Source:
     packaged: Optional[Callable] = None   # (split) -> arrays shipped inside a package
     packaged_in: str = ""              # which package, for the log
     user_folder: bool = False          # image_folder: the user's own folder, resized
+    whole_sources: bool = False        # its examples are tiles of photographs, split by
+                                       # photograph: carving a validation split is refused
 
 
 SOURCES = {
@@ -120,6 +129,11 @@ SOURCES = {
                             image_shape=(readers.PHOTO_PATCH, readers.PHOTO_PATCH, 3),
                             packaged=readers.photo_patches,
                             packaged_in="tiles of the scikit-image photographs"),
+    "photos": Source(("train", "test"), "the photographs corpus (train/ and test/ folders of "
+                     f"images beside {readers.PHOTOS_MARKER}, as in shared/data/photos)",
+                     image_shape=(readers.PHOTO_PATCH, readers.PHOTO_PATCH, 3),
+                     read_local=readers.photos, marker=readers.PHOTOS_MARKER,
+                     whole_sources=True),
 }
 
 
@@ -238,6 +252,11 @@ def _raw_arrays(name, split, data_dir, validation_size, image_size):
         raise ValueError("Invalid value for argument `validation_size`: expected a non-negative int "
                          "(and 0 for binarized_mnist, which has its own validation split), "
                          f"received {validation_size!r}.")
+    if validation_size and spec.whole_sources:
+        raise ValueError(f"Invalid value for argument `validation_size`: {name!r} is split by "
+                         "photograph, and the last N tiles would share photographs with "
+                         f"training; expected 0, received {validation_size!r}. Validate on "
+                         "'test', or use image_folder, whose validation_size holds out files.")
     source_split = "train" if split == "validation" and "validation" not in spec.splits else split
     images, labels = _load_split(name, source_split, spec, data_dir, image_size)
     if validation_size and source_split == "train":
@@ -315,7 +334,7 @@ def _load_split(name, split, spec, data_dir, image_size):
 
 def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuffle=None, seed=0,
                  with_labels=False, validation_size=0, epochs=None, image_size=None,
-                 drop_remainder=False, shard=None):
+                 drop_remainder=False, shard=None, flips=False):
     """A batched tf.data pipeline of float32 images [batch, H, W, C] in [0, 1].
 
     Args:
@@ -348,6 +367,8 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
             keeps the index-th of `count` equal parts of every batch, so it decodes
             only its share of the files and the workers' parts of a step make up
             the unsharded batch.
+        flips: mirror each image left-right with probability 1/2, drawn anew every
+            epoch from (seed, epoch) (augmentation, for training data).
 
     Example, two workers' halves of a batch of 4:
     >>> first, second = (next(iter(load_dataset(
@@ -376,14 +397,14 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
     if streamed is not None:
         return make_file_pipeline(streamed[0].paths, labels, streamed[1], batch_size,
                                   shuffle=shuffle, drop_remainder=drop_remainder, seed=seed,
-                                  epochs=epochs, shard=shard)
+                                  epochs=epochs, shard=shard, flips=flips)
     binarize = _binarizes(spec, binarize)
     if binarize and not training:
         images = binarize_once(_as_float(images))
         binarize = False
     return make_pipeline(images, labels, batch_size, shuffle=shuffle,
                          drop_remainder=drop_remainder, dynamic_binarization=binarize, seed=seed,
-                         epochs=epochs, shard=shard)
+                         epochs=epochs, shard=shard, flips=flips)
 
 
 def _log_batches(name, count, batch_size, drop_remainder, shard=None):

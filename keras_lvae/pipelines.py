@@ -15,8 +15,15 @@ def binarize_once(images, seed=TEST_BINARIZATION_SEED):
     return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
 
 
+def random_flips(x, batch_seed):
+    """Each image of the batch `x` [B, H, W, C] mirrored left-right with probability 1/2,
+    drawn from the int[2] `batch_seed` (the same seed, the same flips)."""
+    flip = tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 1], seed=batch_seed) < 0.5
+    return tf.where(flip, tf.reverse(x, axis=[2]), x)
+
+
 def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynamic_binarization,
-                  seed=0, epochs=None, shard=None):
+                  seed=0, epochs=None, shard=None, flips=False):
     """Batches of images [batch, H, W, C] (and labels), optionally re-binarized every epoch.
 
     `images`: [N, H, W] (a channel axis is added) or [N, H, W, C]; float in
@@ -25,7 +32,8 @@ def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynami
     holds a quarter of the bytes; per-batch seeds come from
     `tf.data.Dataset.random`, re-drawn each epoch, so epochs differ while a fixed
     `seed` reproduces the run. `epochs=(first, last)`: the resumable stream of
-    `load_dataset` (and `shard`: see `load_dataset`).
+    `load_dataset` (and `shard`: see `load_dataset`). `flips`: `random_flips` of every
+    batch (augmentation for training data).
     """
     images = np.asarray(images)
     if images.ndim not in (3, 4):
@@ -43,6 +51,8 @@ def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynami
 
     def finish(x, y, batch_seed):
         x = tf.cast(x, tf.float32) / 255.0 if exact else x
+        if flips:  # a seed of its own, so the binarization noise stays as it was
+            x = random_flips(x, tf.random.experimental.stateless_fold_in(batch_seed, 1))
         if dynamic_binarization:
             noise = tf.random.stateless_uniform(tf.shape(x), seed=batch_seed)
             x = tf.cast(noise < x, tf.float32)
@@ -83,13 +93,14 @@ def make_pipeline(images, labels, batch_size, *, shuffle, drop_remainder, dynami
 
 
 def make_file_pipeline(paths, labels, load, batch_size, *, shuffle, drop_remainder, seed=0,
-                       epochs=None, shard=None):
+                       epochs=None, shard=None, flips=False):
     """Batches of images decoded from files, never all in memory: `make_pipeline` for
     `paths` (strings) whose `load(path)` gives uint8 pixels, carried as v / 255.
 
     Shuffling orders the file names (each epoch's order a function of (seed, epoch)
     with `epochs=(first, last)`); decoding runs in parallel with a deterministic order.
-    With `shard` (see `load_dataset`) only this worker's files are decoded.
+    With `shard` (see `load_dataset`) only this worker's files are decoded. `flips`: as
+    in `make_pipeline`.
     """
     paths = tf.constant(list(paths))
     label_tensor = None if labels is None else tf.constant(labels)
@@ -98,10 +109,21 @@ def make_file_pipeline(paths, labels, load, batch_size, *, shuffle, drop_remaind
         x = tf.cast(load(tf.gather(paths, index)), tf.float32) / 255.0
         return x if label_tensor is None else (x, tf.gather(label_tensor, index))
 
+    def flipped(batches, seeds):
+        if not flips:
+            return batches
+        flip = lambda batch, batch_seed: (  # noqa: E731
+            random_flips(batch, batch_seed) if label_tensor is None
+            else (random_flips(batch[0], batch_seed), batch[1]))
+        return tf.data.Dataset.zip((batches, seeds)).map(flip)
+
     def epoch_batches(order, epoch_seed, batch_size):
-        return (tf.data.Dataset.from_tensor_slices(order)
-                .map(loaded, num_parallel_calls=tf.data.AUTOTUNE)
-                .batch(batch_size, drop_remainder=drop_remainder))
+        batches = (tf.data.Dataset.from_tensor_slices(order)
+                   .map(loaded, num_parallel_calls=tf.data.AUTOTUNE)
+                   .batch(batch_size, drop_remainder=drop_remainder))
+        seeds = tf.data.Dataset.counter().map(
+            lambda index: tf.random.experimental.stateless_fold_in(epoch_seed, index))
+        return flipped(batches, seeds)
 
     count = int(paths.shape[0])
     if epochs is not None:
@@ -111,8 +133,10 @@ def make_file_pipeline(paths, labels, load, batch_size, *, shuffle, drop_remaind
     order = tf.data.Dataset.range(count)
     if shuffle:
         order = order.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    return (order.map(loaded, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE))
+    batches = (order.map(loaded, num_parallel_calls=tf.data.AUTOTUNE)
+               .batch(batch_size, drop_remainder=drop_remainder))
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return flipped(batches, seeds).prefetch(tf.data.AUTOTUNE)
 
 
 def batches_per_epoch(count, batch_size, drop_remainder):

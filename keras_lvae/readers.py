@@ -49,6 +49,9 @@ PHOTO_FILES = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.
 PHOTO_PATCH = 32
 PHOTO_TEST_FRACTION = 0.1
 PHOTO_FLAT_LEVELS = 8
+# photos: the 33 photographs of shared/data/photos (train/ 25, test/ 8, split by photograph),
+# cut whole into non-overlapping PHOTO_PATCH tiles; SOURCES.tsv marks the corpus' folder.
+PHOTOS_MARKER = "SOURCES.tsv"
 
 
 IMAGE_FOLDER_FILES = ("image files (" + ", ".join(IMAGE_EXTENSIONS) + "), all in one folder "
@@ -286,6 +289,37 @@ def photo_patches(split):
     test = round(len(tiles) * PHOTO_TEST_FRACTION)
     chosen = order[test:] if split == "train" else order[:test]
     return tiles[chosen], sources[chosen]  # label: the photograph's index in PHOTO_FILES
+
+
+def cut_tiles(pixels, size):
+    """uint8 [N, size, size, C]: the non-overlapping tiles of `pixels` [H, W, C], row by row.
+
+    The grid is centred: the H % size rows and W % size columns that do not fill a tile
+    are dropped, half (rounded down) at the top and left, the rest at the bottom and right.
+
+    >>> cut_tiles(np.zeros((70, 33, 3), np.uint8), 32).shape  # 2 rows of 1 tile
+    (2, 32, 32, 3)
+    """
+    rows, columns = pixels.shape[0] // size, pixels.shape[1] // size
+    top, left = (pixels.shape[0] % size) // 2, (pixels.shape[1] % size) // 2
+    grid = pixels[top:top + rows * size, left:left + columns * size]
+    return (grid.reshape(rows, size, columns, size, -1).transpose(0, 2, 1, 3, 4)
+            .reshape(rows * columns, size, size, pixels.shape[-1]))
+
+
+def photos(directory, split):
+    """Every 32 x 32 tile of each photograph in `directory/split/` (flat ones too), in file
+    name order; labels: the photograph's index among the split's files."""
+    folder = os.path.join(directory, split)
+    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS)
+                   ) if os.path.isdir(folder) else []
+    if not names:
+        raise ValueError(f"Dataset 'photos': no image files in {folder} (expected the "
+                         "photographs split into train/ and test/ folders beside "
+                         f"{PHOTOS_MARKER}).")
+    tiles = [cut_tiles(read_rgb(os.path.join(folder, name)), PHOTO_PATCH) for name in names]
+    labels = np.concatenate([np.full(len(t), i, np.int64) for i, t in enumerate(tiles)])
+    return np.concatenate(tiles), labels
 
 
 def mnist_5k(split):

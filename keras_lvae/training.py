@@ -222,7 +222,7 @@ def _training_data(config, epochs=None, strategy=None):
         data.load_dataset, d.dataset, "train", batch_size=d.batch_size, seed=config.train.seed,
         epochs=epochs, data_dir=d.data_dir, validation_size=d.validation_size,
         image_size=d.image_size, drop_remainder=d.drop_remainder or multi_worker,
-        with_labels=config.model.num_classes is not None)  # a conditional model's labels
+        flips=d.random_flips, with_labels=config.model.num_classes is not None)
     if multi_worker and strategy is not None and epochs is not None:
         def worker_input(context):
             per_replica = context.get_per_replica_batch_size(d.batch_size)

@@ -50,7 +50,7 @@ def test_codec_sizes_are_whole_files_per_image():
     codecs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(codecs)
     noise = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    flat = np.full((2, 32, 32, 3), 77, np.uint8)
-    for options in codecs.CODECS.values():
-        assert codecs.codec_bits_per_dim(noise, options) > 8.0
-        assert codecs.codec_bits_per_dim(flat, options) < 0.5
+    flat = np.full((2, 64, 64, 3), 77, np.uint8)  # AVIF's container alone is ~300 bytes
+    for codec in codecs.CODECS.values():
+        assert codecs.codec_bits_per_dim(noise, codec) > 8.0
+        assert codecs.codec_bits_per_dim(flat, codec) < 0.5

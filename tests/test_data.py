@@ -30,7 +30,7 @@ def no_env(monkeypatch):
 def test_list_datasets():
     assert data.list_datasets() == ["binarized_mnist", "celeba", "cifar10", "fashion_mnist",
                                     "image_folder", "mnist", "mnist_5k", "norb", "omniglot",
-                                    "photo_patches", "svhn"]
+                                    "photo_patches", "photos", "svhn"]
 
 
 def test_mnist_idx_files(mnist_dir):
