@@ -2,8 +2,8 @@
 
     >>> from keras_lvae import data
     >>> data.list_datasets()  # doctest: +NORMALIZE_WHITESPACE
-    ['binarized_mnist', 'celeba', 'cifar10', 'fashion_mnist', 'image_folder', 'mnist',
-     'mnist_5k', 'norb', 'omniglot', 'photo_patches', 'photos', 'svhn']
+    ['binarized_mnist', 'celeba', 'cifar10', 'fashion_mnist', 'image_folder', 'image_tiles',
+     'mnist', 'mnist_5k', 'norb', 'omniglot', 'photo_patches', 'photos', 'svhn']
     >>> ds = data.load_dataset("mnist_5k", "train", batch_size=100)
     >>> tuple(ds.element_spec.shape)  # the batch: 100, and the last of an epoch fewer
     (None, 28, 28, 1)
@@ -30,7 +30,10 @@ Protocol (paper.md section 3):
   of the aligned faces, area-resized), `image_folder` (any folder of image files,
   centre-cropped to a square and area-resized to `image_size`, streamed from disk;
   one folder holds out 10% for test and 10% for validation, see
-  `keras_lvae.image_files`), `photo_patches` and `photos`:
+  `keras_lvae.image_files`), `image_tiles` (the same folders, split by file the same
+  way, each image cut into non-overlapping `image_size` tiles at full resolution, on a
+  centred grid whose leftover borders are dropped; streamed, with a shuffle window of
+  tiles of several files), `photo_patches` and `photos`:
   8-bit colour [H, W, 3], values v / 255 for v in {0, ..., 255}, never binarized;
   for the discretized logistic likelihood (bits per dimension).
 - `photo_patches`: textured 32 x 32 tiles of seven scikit-image photographs, split by
@@ -56,7 +59,8 @@ import numpy as np
 
 from keras_lvae import _checks, _compat, image_files, readers
 from keras_lvae.pipelines import (TEST_BINARIZATION_SEED, batches_per_epoch,  # noqa: F401
-                                  binarize_once, make_file_pipeline, make_pipeline)
+                                  binarize_once, make_file_pipeline, make_pipeline,
+                                  make_tile_pipeline)
 from keras_lvae.readers import (BINARIZED_MNIST_NPZ, CELEBA_IMAGES, CELEBA_PARTITION,  # noqa: F401
                                 CIFAR10_FILES, IDX_FILES, IMAGE_EXTENSIONS, NORB_FILES,
                                 PHOTO_FILES, PHOTO_FLAT_LEVELS, SVHN_FILES, logger)
@@ -84,6 +88,7 @@ class Source:
     packaged: Optional[Callable] = None   # (split) -> arrays shipped inside a package
     packaged_in: str = ""              # which package, for the log
     user_folder: bool = False          # image_folder: the user's own folder, resized
+    tiles: bool = False                # image_tiles: ... cut into tiles at full resolution
     whole_sources: bool = False        # its examples are tiles of photographs, split by
                                        # photograph: carving a validation split is refused
 
@@ -125,6 +130,8 @@ SOURCES = {
                      tfds_name="celeb_a", from_tfds=image_files.celeba_faces),
     "image_folder": Source(("train", "validation", "test"), readers.IMAGE_FOLDER_FILES,
                            image_shape=None, user_folder=True),
+    "image_tiles": Source(("train", "validation", "test"), readers.IMAGE_FOLDER_FILES,
+                          image_shape=None, user_folder=True, tiles=True),
     "photo_patches": Source(("train", "test"), "nothing: it ships in the scikit-image package",
                             image_shape=(readers.PHOTO_PATCH, readers.PHOTO_PATCH, 3),
                             packaged=readers.photo_patches,
@@ -241,7 +248,7 @@ def _raw_arrays(name, split, data_dir, validation_size, image_size):
     files = _image_files(name, split, spec, data_dir, validation_size, image_size)
     if files is not None:
         listing, load = files
-        return image_files.read_all(listing, load), listing.labels
+        return image_files.read_all(listing, load), listing.example_labels()
     valid_splits = spec.splits + (("validation",) if validation_size and "validation" not in spec.splits else ())
     if split not in valid_splits:
         hint = " (pass validation_size=N to carve one from train)" if split == "validation" else ""
@@ -305,8 +312,10 @@ def _image_files(name, split, spec, data_dir, validation_size, image_size):
     """(Listing, load) of a split read from image files in tf.data (`image_folder`, and
     CelebA's local files), or None for the datasets read as arrays."""
     if spec.user_folder:  # its splits and validation_size: see image_files
-        listing = image_files.list_split(data_dir, split, image_size, validation_size)
-        return listing, image_files.square_loader(image_size)
+        listing = image_files.list_split(data_dir, split, image_size, validation_size,
+                                         tiles=spec.tiles)
+        return listing, (image_files.tile_loader(image_size) if spec.tiles
+                         else image_files.square_loader(image_size))
     if spec.stream_local is None or validation_size or split not in spec.splits:
         return None  # the arrays' path, with its carving and its errors
     directory = _local_files(name, split, spec, data_dir)
@@ -384,7 +393,7 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
     drop_remainder = bool(drop_remainder) and training
     streamed = _image_files(name, split, spec, data_dir, validation_size, image_size)
     if streamed is not None:
-        labels, count = streamed[0].labels, len(streamed[0].paths)
+        labels, count = streamed[0].example_labels(), streamed[0].count
     else:
         images, labels = _raw_arrays(name, split, data_dir, validation_size, image_size)
         count = len(images)
@@ -394,6 +403,12 @@ def load_dataset(name, split, *, batch_size, binarize=None, data_dir=None, shuff
     if training:
         _log_batches(name, count, batch_size, drop_remainder, shard)
     labels = labels if with_labels else None
+    if streamed is not None and streamed[0].tile_counts is not None:
+        listing = streamed[0]
+        return make_tile_pipeline(listing.paths, listing.tile_counts,
+                                  listing.labels if with_labels else None, streamed[1],
+                                  batch_size, shuffle=shuffle, drop_remainder=drop_remainder,
+                                  seed=seed, epochs=epochs, shard=shard, flips=flips)
     if streamed is not None:
         return make_file_pipeline(streamed[0].paths, labels, streamed[1], batch_size,
                                   shuffle=shuffle, drop_remainder=drop_remainder, seed=seed,

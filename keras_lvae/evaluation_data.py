@@ -58,7 +58,7 @@ def load(name, split="test", *, batch_size=100, binarize=None, data_dir=None,
     """An `EvaluationSplit` of `data.load_dataset`'s images (binarized once where the
     dataset's protocol binarizes); at most `max_examples` of them (see `subset`)."""
     files = data.image_file_split(name, split, data_dir, validation_size, image_size)
-    if files is None:
+    if files is None or files[0].tile_counts is not None:  # tiles: held as an array
         images, labels = data.load_evaluation_arrays(
             name, split, binarize=binarize, data_dir=data_dir, validation_size=validation_size,
             image_size=image_size)

@@ -37,18 +37,33 @@ from keras_lvae.readers import (CELEBA_CROP, CELEBA_IMAGES, CELEBA_PARTITION, CE
 CELEBA_ALIGNED = (178, 218)  # (width, height) of every aligned face
 
 HELD_OUT_FRACTION = 0.1  # of a one-folder collection: for test, and as much for validation
+FEW_TRAINING_EXAMPLES = 1000  # fewer training examples than this are warned about
 SPLIT_SEED = 0
 SPLITS = ("train", "validation", "test")
 _PILLOW_ONLY = (".tif", ".tiff")  # not among TensorFlow's decoders
+_SAID_CONVERTED = set()  # collections whose RGB conversion was logged (said once a process)
 
 
 @dataclasses.dataclass(frozen=True)
 class Listing:
-    """The files of one split, sorted, with their class labels (or None)."""
+    """The files of one split, sorted, with their class labels (or None); for a split cut
+    into tiles, each file's number of tiles."""
     paths: tuple
     labels: Optional[np.ndarray]
     class_names: tuple
     where: str  # for the "where the data come from" lines
+    tile_counts: Optional[tuple] = None  # image_tiles: tiles per file; None: one image each
+
+    @property
+    def count(self):
+        """Examples in the split: files, or tiles of every file."""
+        return len(self.paths) if self.tile_counts is None else sum(self.tile_counts)
+
+    def example_labels(self):
+        """The labels of the examples (each tile has its file's), or None."""
+        if self.labels is None or self.tile_counts is None:
+            return self.labels
+        return np.repeat(self.labels, self.tile_counts)
 
 
 def _image_paths(folder):
@@ -86,12 +101,14 @@ def _held_out(count, validation_size):
     return test, validation
 
 
-def list_split(data_dir, split, image_size, validation_size=0):
+def list_split(data_dir, split, image_size, validation_size=0, tiles=False):
     """The `Listing` of `split` ("train", "validation" or "test") of an image folder.
 
     `validation_size=N`: N images for validation instead of the held-out fraction (of
     one folder), or carved from the end of `train/` (of train/ and test/ folders
-    without a `validation/`).
+    without a `validation/`). `tiles=True` (dataset `image_tiles`): each file is cut into
+    non-overlapping `image_size` tiles at full resolution (`tile_loader`); the split is
+    still made by file, so no two splits share a photograph.
     """
     size = checked_image_size(image_size)
     if not data_dir:
@@ -113,10 +130,27 @@ def list_split(data_dir, split, image_size, validation_size=0):
     labels = _labels(folder, paths, class_names)
     if labels is not None:
         where += f"; labels from {len(class_names)} class subfolders"
-    _check_headers(paths, size, folder, split)
-    logger.info("image_folder %s: %d images %s, centre-cropped and area-resized to %d x %d",
-                split, len(paths), where, size, size)
-    return Listing(tuple(paths), labels, class_names, where)
+    sizes = _check_headers(paths, size, folder, split, tiles=tiles, converted_in=root)
+    if not tiles:
+        logger.info("image_folder %s: %d images %s, centre-cropped and area-resized to %d x %d",
+                    split, len(paths), where, size, size)
+        listing = Listing(tuple(paths), labels, class_names, where)
+    else:
+        counts = tuple((height // size) * (width // size) for width, height in sizes)
+        logger.info("image_tiles %s: %d images %s, cut into %d tiles of %d x %d at full "
+                    "resolution (a centred grid; the borders that do not fill a tile are "
+                    "dropped)", split, len(paths), where, sum(counts), size, size)
+        listing = Listing(tuple(paths), labels, class_names, where, counts)
+    if split == "train" and listing.count < FEW_TRAINING_EXAMPLES:
+        logger.warning(
+            "%s train: only %d training %s. A model of so few learns them rather than "
+            "images in general: expect more bits per dimension on new images than PNG needs "
+            "(240 images of 32 x 32 gave 5.9 bits/dim where PNG needs 3.1). What helps: more "
+            "images, dataset image_tiles (tiles of full-size photographs: hundreds per "
+            "photograph), more epochs; see the README's 'Your own images'.",
+            "image_tiles" if tiles else "image_folder", listing.count,
+            "tiles" if tiles else "images")
+    return listing
 
 
 def _split_folders(root, split, validation_size):
@@ -155,21 +189,21 @@ def _one_folder(root, split, validation_size):
     order = np.random.default_rng(SPLIT_SEED).permutation(len(paths))
     chosen = {"test": order[:test], "validation": order[test:test + validation],
               "train": order[test + validation:]}[split]
-    share = (f"{validation} images" if validation_size and split == "validation"
-             else f"{HELD_OUT_FRACTION:.0%}")
+    held = test if split == "test" else validation
     return ([paths[i] for i in sorted(chosen)], root,
-            f"of the {len(paths)} in {root} (one folder: {share} held out as {split}, fixed by "
+            f"of the {len(paths)} in {root} (one folder: {held} held out as {split}, fixed by "
             "the file names)" if split != "train" else
             f"of the {len(paths)} in {root} (one folder: {test} held out for test, "
             f"{validation} for validation, fixed by the file names)")
 
 
-def _check_headers(paths, size, folder, split, exact=None):
+def _check_headers(paths, size, folder, split, exact=None, tiles=False, converted_in=None):
     """Name a file that is not an image, say once what is converted, refuse images
-    smaller than `size` (or of another (width, height) than `exact`)."""
+    smaller than `size` (or of another (width, height) than `exact`). Returns each
+    file's (width, height)."""
     from PIL import Image, UnidentifiedImageError
 
-    converted, sizes, small = 0, set(), []
+    converted, sizes, small, each = 0, set(), [], []
     for path in paths:
         try:
             with Image.open(path) as image:
@@ -185,22 +219,32 @@ def _check_headers(paths, size, folder, split, exact=None):
             raise ValueError(f"Invalid image file {path}: expected {exact[0]} x {exact[1]} pixels "
                              f"(width x height), received {width} x {height}.")
         sizes.add((width, height))
+        each.append((width, height))
         if min(width, height) < size:
             small.append((min(width, height), path))
+    if small and tiles:
+        side, path = min(small)
+        width, height = each[paths.index(path)]
+        raise ValueError(f"Invalid value for argument `image_size`: tiles of {size} x {size} "
+                         f"need images at least that large; {path} is {width} x {height} "
+                         f"({len(small)} of the {len(paths)} {split} images are smaller). Pass "
+                         f"image_size <= {side} or remove them.")
     if small:
         side, path = min(small)
         raise ValueError(f"Invalid value for argument `image_size`: {len(small)} of the "
                          f"{len(paths)} {split} images in {folder} are smaller than {size} x {size} "
                          f"(the smallest, {path}, has a side of {side}); pass image_size <= {side} "
                          "or remove them (images are cropped and shrunk, never enlarged).")
-    if converted:
-        logger.info("image_folder: %d of the %d images are grey, paletted or have an alpha "
-                    "channel; they are read as RGB (alpha dropped)", converted, len(paths))
-    if len(sizes) > 1:
+    if converted and (converted_in or folder) not in _SAID_CONVERTED:
+        _SAID_CONVERTED.add(converted_in or folder)  # once per collection, not per split
+        logger.info("image_folder: %d of the %d %s images are grey, paletted or have an alpha "
+                    "channel; they are read as RGB (alpha dropped)", converted, len(paths), split)
+    if len(sizes) > 1 and not tiles:
         area = lambda size: size[0] * size[1]  # noqa: E731
         (w0, h0), (w1, h1) = min(sizes, key=area), max(sizes, key=area)
         logger.info("image_folder: %d image sizes, from %d x %d to %d x %d; each is centre-cropped "
                     "to a square first", len(sizes), w0, h0, w1, h1)
+    return each
 
 
 def _ends_like_a_jpeg(path, tail=65536):
@@ -252,11 +296,30 @@ def square_loader(size):
     return lambda path: decode_square(path, size)
 
 
+def cut_tiles(pixels, size):
+    """uint8 [N, size, size, 3]: the tiles of `pixels` [H, W, 3] on a centred grid, row by
+    row, as `readers.cut_tiles` cuts them (in TensorFlow, for tf.data)."""
+    height, width = tf.shape(pixels)[0], tf.shape(pixels)[1]
+    rows, columns = height // size, width // size
+    top, left = (height % size) // 2, (width % size) // 2
+    grid = pixels[top:top + rows * size, left:left + columns * size]
+    grid = tf.transpose(tf.reshape(grid, [rows, size, columns, size, 3]), [0, 2, 1, 3, 4])
+    return tf.reshape(grid, [rows * columns, size, size, 3])
+
+
+def tile_loader(size):
+    """`load(path)` giving uint8 [tiles, size, size, 3]: every tile of the file (`cut_tiles`)."""
+    return lambda path: cut_tiles(decode_pixels(path), size)
+
+
 def read_all(listing, load):
-    """The listed images as one uint8 array [N, ...] (`load(path)` run in parallel)."""
-    ds = (tf.data.Dataset.from_tensor_slices(list(listing.paths))
-          .map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(256))
-    return np.concatenate([batch.numpy() for batch in ds])
+    """The listed images (or every tile of them) as one uint8 array [N, ...] (`load(path)`
+    run in parallel)."""
+    ds = tf.data.Dataset.from_tensor_slices(list(listing.paths)).map(
+        load, num_parallel_calls=tf.data.AUTOTUNE)
+    if listing.tile_counts is not None:
+        ds = ds.unbatch()
+    return np.concatenate([batch.numpy() for batch in ds.batch(256)])
 
 
 # ------------------------------------------------------------------ CelebA

@@ -139,6 +139,80 @@ def make_file_pipeline(paths, labels, load, batch_size, *, shuffle, drop_remaind
     return flipped(batches, seeds).prefetch(tf.data.AUTOTUNE)
 
 
+TILE_SHUFFLE_WINDOW = 8192  # tiles mixed together: those of several photographs
+
+
+def make_tile_pipeline(paths, tile_counts, labels, load, batch_size, *, shuffle, drop_remainder,
+                       seed=0, epochs=None, shard=None, flips=False):
+    """Batches of the tiles of image files, streamed: `load(path)` gives a file's uint8
+    tiles [n, H, W, C] (`tile_counts[i]` of them for file i); each tile has its file's label.
+
+    Shuffling orders the files and then shuffles windows of `TILE_SHUFFLE_WINDOW`
+    consecutive tiles (so a batch mixes tiles of several photographs), every epoch's as a
+    function of (seed, epoch). Memory holds one window, never the whole split. With
+    `shard` every worker decodes every file and keeps its part of each batch.
+    """
+    paths = tf.constant(list(paths))
+    counts = [int(c) for c in tile_counts]
+    label_tensor = None if labels is None else tf.constant(labels)
+    total = sum(counts)
+
+    def tiles_of(index):
+        tiles = load(tf.gather(paths, index))
+        if label_tensor is None:
+            return tiles
+        return tiles, tf.fill([tf.shape(tiles)[0]], tf.gather(label_tensor, index))
+
+    def finish(batch, batch_seed):
+        x, y = (batch, None) if label_tensor is None else batch
+        x = tf.cast(x, tf.float32) / 255.0
+        if flips:
+            x = random_flips(x, batch_seed)
+        return x if y is None else (x, y)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.range(len(counts), dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=epoch_seed)
+        tiles = (tf.data.Dataset.from_tensor_slices(order)
+                 .map(tiles_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                 .unbatch())
+        if shuffle:
+            def mix(index, window):
+                window_seed = tf.random.experimental.stateless_fold_in(epoch_seed, index)
+                return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(
+                    lambda t: tf.random.experimental.stateless_shuffle(t, seed=window_seed),
+                    window))
+            tiles = tiles.batch(TILE_SHUFFLE_WINDOW).enumerate().flat_map(mix)
+        batches = tiles.batch(batch_size, drop_remainder=drop_remainder)
+        if shard is not None:
+            index, parts = _checked_shard(shard, batch_size, drop_remainder)
+            part = batch_size // parts
+            batches = batches.map(lambda b: tf.nest.map_structure(
+                lambda t: t[index * part:(index + 1) * part], b))
+        seeds = tf.data.Dataset.counter().map(
+            lambda i: tf.random.experimental.stateless_fold_in(epoch_seed, i + (1 << 30)))
+        return tf.data.Dataset.zip((batches, seeds)).map(finish)
+
+    if epochs is None:
+        _no_shard_without_epochs(shard)
+        # A new epoch index on every iteration: each pass over the data is ordered anew.
+        epoch_index = (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+                       .take(1)) if shuffle else tf.data.Dataset.from_tensors(
+                           tf.constant(0, tf.int64))
+        return epoch_index.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+    first, last = epochs
+    _checks.non_negative_int("epochs[0]", first)
+    if not (isinstance(last, int) and last > first):
+        raise ValueError("Invalid value for argument `epochs`: expected (first, last) with "
+                         f"0 <= first < last, received {epochs!r}.")
+    batches = batches_per_epoch(total, batch_size, drop_remainder)
+    return (tf.data.Dataset.range(first, last).flat_map(one_epoch)
+            .apply(tf.data.experimental.assert_cardinality((last - first) * batches))
+            .prefetch(tf.data.AUTOTUNE))
+
+
 def batches_per_epoch(count, batch_size, drop_remainder):
     """Batches an epoch of `count` examples makes (the last one smaller unless dropped)."""
     return count // batch_size if drop_remainder else -(-count // batch_size)

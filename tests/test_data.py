@@ -29,8 +29,8 @@ def no_env(monkeypatch):
 # ------------------------------------------------------------ real files
 def test_list_datasets():
     assert data.list_datasets() == ["binarized_mnist", "celeba", "cifar10", "fashion_mnist",
-                                    "image_folder", "mnist", "mnist_5k", "norb", "omniglot",
-                                    "photo_patches", "photos", "svhn"]
+                                    "image_folder", "image_tiles", "mnist", "mnist_5k", "norb",
+                                    "omniglot", "photo_patches", "photos", "svhn"]
 
 
 def test_mnist_idx_files(mnist_dir):
