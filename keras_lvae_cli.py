@@ -112,6 +112,10 @@ def _add_recipe_arguments(parser, workdir_help):
                         "train.epochs=3, model.latent_dims=32,16, model.batch_norm=false, "
                         "data.data_dir=none")
     parser.add_argument("--workdir", default=None, help=workdir_help)
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="the folder with the dataset's files: the same as --set "
+                        "data.data_dir=DIR (default: the recipe's, else KERAS_LVAE_DATA_DIR, "
+                        "else tfds)")
 
 
 MODEL_HELP = ("a run folder (its model.keras), a .keras file, or a checkpoint or kept snapshot "
@@ -340,6 +344,8 @@ def main(argv=None):
     except ValueError as error:
         print(f"lvae {args.command}: error: {error}", file=sys.stderr)
         return 2
+    if args.command in ("train", "tune") and args.data_dir is not None:
+        args.settings.append(f"data.data_dir={args.data_dir}")  # after --set: it wins
     if args.command == "recipes":
         for name, path in shipped_recipes().items():
             print(f"{name:<18} {_summary(path)}")

@@ -28,13 +28,32 @@ def atomic_write(path, mode="w"):
     try:
         with os.fdopen(handle, mode, **({} if "b" in mode else {"newline": ""})) as file:
             yield file
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give a normal file's mode
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; a normal file's mode
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def staging_directory(prefix, parent):
+    """A new empty directory in `parent` to fill and then rename into place, with a
+    normal directory's mode (mkdtemp makes it 0700; servers and other users must read it).
+
+    Example:
+    >>> import os, stat, tempfile
+    >>> folder = staging_directory(".export-", tempfile.mkdtemp())
+    >>> stat.S_IMODE(os.stat(folder).st_mode) == 0o777 & ~_umask()
+    True
+    """
+    staging = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    os.chmod(staging, 0o777 & ~_umask())
+    return staging
+
+
+def _umask():
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def write_csv(path, columns):

@@ -72,6 +72,9 @@ def _dataset_arguments(args, model):
             raise ValueError(f"--dataset is needed: there is no {training.CONFIG_FILE} next to "
                              f"{args.model!r} to take it from")
         args.dataset = run.data.dataset
+    if args.dataset not in data.list_datasets():
+        raise ValueError(f"--dataset: expected one of {data.list_datasets()}, received "
+                         f"{args.dataset!r}")
     same_data = run is not None and run.data.dataset == args.dataset
     if args.data_dir is None and same_data:
         args.data_dir = run.data.data_dir
@@ -133,8 +136,17 @@ def resolve_model_path(path):
         for name in (training.MODEL_FILE, training.CHECKPOINT_FILE):
             if os.path.isfile(os.path.join(path, name)):
                 return os.path.join(path, name)
+        if path.rstrip("/\\").endswith(".onnx"):
+            raise ValueError(f"MODEL: {path!r} is an ONNX export: lvae reads run folders, "
+                             ".keras files and SavedModels; run ONNX and LiteRT files in their "
+                             "own runtimes (onnxruntime, LiteRT's interpreter), whose score "
+                             "gives L_k: see saved_models/README.md, 'ONNX and LiteRT'")
         raise ValueError(f"MODEL: the folder {path!r} holds no {training.MODEL_FILE} or "
                          f"{training.CHECKPOINT_FILE} (not a run folder)")
+    if path.endswith(".tflite"):
+        raise ValueError(f"MODEL: {path!r} is a LiteRT export: lvae reads run folders, .keras "
+                         "files and SavedModels; run it in LiteRT's interpreter, whose score "
+                         "gives L_k: see saved_models/README.md, 'ONNX and LiteRT'")
     if not os.path.isfile(path):
         raise ValueError(f"MODEL: no such file or folder {path!r}")
     return path
@@ -209,13 +221,18 @@ def run_export(args):
 
     if not args.name or args.name in (".", "..") or os.sep in args.name:
         raise ValueError(f"--name: expected a plain directory name, received {args.name!r}")
+    target = _export_target(args)  # refused before the model loads
     args.model = resolve_model_path(args.model)
     model = _load_ladder_vae(args.model)
+    if args.format != "tf_saved_model" and model.num_classes is not None:
+        raise ValueError(f"--format {args.format}: ONNX and LiteRT exports of conditional "
+                         "models (model.num_classes) are not offered yet; export with "
+                         "--format tf_saved_model (the default), whose signatures take labels")
     if args.bn_statistics == "recompute":  # bake in the statistics `lvae evaluate` used
         _dataset_arguments(args, model)
         _recompute_statistics(model, args)
     if args.format != "tf_saved_model":
-        return _export_portable(model, args)
+        return _export_portable(model, args, target)
     try:
         path = export_saved_model(model, os.path.join(args.base_dir, args.name), args.version)
     except FileExistsError as error:
@@ -225,17 +242,34 @@ def run_export(args):
     return 0
 
 
-def _export_portable(model, args):
-    from keras_lvae import portable
-
+def _export_target(args):
+    """The path `lvae export` writes (a SavedModel's: its name folder), refused in the
+    terms of the command line when it would overwrite an export."""
+    if args.format == "tf_saved_model":
+        if args.version is not None:
+            path = os.path.join(args.base_dir, args.name, str(args.version))
+            if os.path.exists(path):
+                raise ValueError(f"--version {args.version}: {path} exists; exports never "
+                                 "overwrite: pass another --version, or none for the next free "
+                                 "one")
+        return os.path.join(args.base_dir, args.name)
     if args.version is not None:
         raise ValueError(f"--version: only --format tf_saved_model has versions, received "
                          f"--format {args.format}")
-    suffix = {"onnx": ".onnx", "litert": ".tflite"}[args.format]
+    path = os.path.join(args.base_dir, args.name + {"onnx": ".onnx", "litert": ".tflite"}[
+        args.format])
+    if os.path.exists(path):
+        raise ValueError(f"--name {args.name}: {path} exists; exports never overwrite: pass "
+                         "another --name or --base-dir")
+    return path
+
+
+def _export_portable(model, args, path):
+    from keras_lvae import portable
+
     try:
-        path = portable.export_model(model, os.path.join(args.base_dir, args.name + suffix),
-                                     args.format)
-    except FileExistsError as error:
+        path = portable.export_model(model, path, args.format)
+    except FileExistsError as error:  # appeared while the model loaded
         raise ValueError(str(error)) from None
     print(f"exported {args.model} to {path} ({', '.join(portable.FUNCTIONS)}; sampling from "
           "the noise the caller passes)")

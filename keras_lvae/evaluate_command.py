@@ -52,7 +52,6 @@ def run_evaluate(args):
                          "need each image's label, which out-of-distribution data lack")
     _dataset_arguments(args, model)
     output = args.output or _output_beside(args.model, "evaluation")
-    os.makedirs(output, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     binarize = None if model.likelihood_class.binary else False  # the dataset's protocol
     split = evaluation_data.load(
@@ -62,6 +61,12 @@ def run_evaluate(args):
     if tuple(split.shape) != tuple(model.feature_shape):
         raise ValueError(f"--dataset {args.dataset} has images of shape {tuple(split.shape)}, "
                          f"but the model was trained on {model.feature_shape}")
+    outside = None
+    if args.ood_dataset:  # checked and loaded before any work
+        from keras_lvae import ood_evaluation
+
+        outside = ood_evaluation.load_outside(model, binarize, args)
+    os.makedirs(output, exist_ok=True)  # once the arguments are known to be good
     # A conditional model scores log p(x | y): the images with their labels.
     images = split.labelled(args.dataset) if conditional else split.images
     subset = split.subset
@@ -95,11 +100,9 @@ def run_evaluate(args):
         start = time.perf_counter()
         written = _evaluation_plots(model, split, layers, args, output)
         timings["plots"] = time.perf_counter() - start
-    if args.ood_dataset:
+    if outside is not None:
         start = time.perf_counter()
-        from keras_lvae import ood_evaluation
-
-        written.update(ood_evaluation.report(model, split, binarize, args, output))
+        written.update(ood_evaluation.report(model, split, outside, args, output))
         timings["ood"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - started
 
@@ -139,7 +142,7 @@ def run_evaluate(args):
     _write_report(output, report, bounds, k)
     print(f"{args.dataset} {args.split}: {_examples_text(bounds['num_examples'], subset)}, k = {k}, "
           f"batch-norm statistics: {args.bn_statistics}, {timings['log_likelihood']:.0f} s")
-    _print_bounds(bounds, k)
+    _print_bounds(bounds, k, conditional)
     if classifier:
         print(f"Bayes classifier (L_{classifier['samples']} of each class, uniform p(y)): "
               f"accuracy {classifier['accuracy']:.4f} +- {classifier['standard_error']:.4f}")
@@ -223,7 +226,7 @@ def _evaluate_saved_model(args):
     _write_report(output, report, bounds, k)
     print(f"{args.dataset} {args.split}: {_examples_text(split.count, subset)}, k = {k}, SavedModel "
           f"{args.model} (its own batch-norm statistics), {seconds:.0f} s")
-    _print_bounds(bounds, k)
+    _print_bounds(bounds, k, "labels" in score_inputs)
     print(f"wrote {os.path.join(output, 'report.json')} and per_example.csv")
     return 0
 
@@ -268,10 +271,15 @@ def _write_report(output, report, bounds, k):
         file.write(json.dumps(report, indent=2) + "\n")
 
 
-def _print_bounds(bounds, k):
-    """L_1, L_k and their gap with standard errors (and bits/dim for 8-bit data)."""
+def _print_bounds(bounds, k, conditional=False):
+    """L_1, L_k and their gap with standard errors (and bits/dim for 8-bit data); a
+    conditional model's are bounds of log p(x | y), said on every line."""
     bits = bounds.get("bits_per_dim")
-    for label, name in (("L_1", "L_1"), (f"L_{k}", "L_k"), ("gap", "bound_gap")):
+    given = "(x | y)" if conditional else ""
+    if conditional:
+        print("bounds of log p(x | y), each image's label given: not comparable with an "
+              "unconditional model's log p(x)")
+    for label, name in ((f"L_1{given}", "L_1"), (f"L_{k}{given}", "L_k"), ("gap", "bound_gap")):
         summary = bounds[name]
         print(f"{label:>7} {summary['mean']:9.2f} +- {summary['standard_error']:.2f} nats"
               + _bits_text(bits, name))

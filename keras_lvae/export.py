@@ -31,11 +31,10 @@ signature with a message that names the input.
 import os
 import re
 import shutil
-import tempfile
 
 import tensorflow as tf
 
-from keras_lvae import _checks, inputs
+from keras_lvae import _checks, _files, inputs
 from keras_lvae.densities import bits_per_dim
 from keras_lvae.evaluation import chunked_log_mean_exp
 from keras_lvae.models.ladder_vae import LadderVAE
@@ -341,14 +340,11 @@ def export_saved_model(model, base_dir, version=None, *, chunk_samples=DEFAULT_S
     signatures["serving_default"] = signatures["score"]
     used = {id(v): v for concrete in signatures.values() for v in concrete.variables}
     module.model_variables = list(used.values())
-    staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base_dir)
+    staging = _files.staging_directory(f".export-{version}-", base_dir)
     try:
         tf.saved_model.save(module, staging, signatures=signatures)
         if os.path.exists(target):  # appeared while we were writing
             raise FileExistsError(f"Version {version} appeared in {base_dir!r} during the export.")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; servers may run as others
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,6 +11,7 @@ Reference: Havtorn, Frellsen, Hauberg and Maaløe, "Hierarchical VAEs Know What 
 Don't Know", ICML 2021 (github.com/JakobHavtorn/hvae-oodd), section 4.
 """
 
+import math
 import weakref
 
 import numpy as np
@@ -20,6 +21,9 @@ from keras_lvae import _checks, inputs
 from keras_lvae.evaluation import batches_of, chunked_log_mean_exp
 
 DEFAULT_ROWS_PER_PASS = 4096
+# The likelihood parameters one pass holds over every bound's p(x | z_1): 2^25 float32
+# values, 128 MiB (a 32 x 32 colour model with 10 logistics: 109 rows a pass).
+PARAMETERS_PER_PASS = 1 << 25
 _SCORE_FUNCTIONS = weakref.WeakKeyDictionary()  # per model: {ratios: traced function}
 
 
@@ -34,6 +38,21 @@ def skip_bounds(model, x, num_samples, chunk, seed=None, ratios=None, labels=Non
         lambda j: model.skip_log_weights(x, chunk, None if seed is None else fold(seed, j),
                                          ratios, labels),
         num_samples, chunk)
+
+
+def rows_per_pass(model, num_bounds):
+    """Rows (examples x samples) of one pass: `DEFAULT_ROWS_PER_PASS`, fewer when the
+    `num_bounds` bounds' p(x | z_1) parameters would exceed `PARAMETERS_PER_PASS`.
+
+    Example:
+    >>> import keras_lvae
+    >>> model = keras_lvae.LadderVAE(latent_dims=(3, 2), hidden_dims=(8, 4), seed=1)
+    >>> _ = model(np.zeros((1, 28, 28, 1), "float32"))
+    >>> rows_per_pass(model, 2)  # 2 x 784 parameters a row: the default
+    4096
+    """
+    per_row = math.prod(model.layout[:-1]) * model.pixel_likelihood.num_parameters()
+    return max(1, min(DEFAULT_ROWS_PER_PASS, PARAMETERS_PER_PASS // (num_bounds * per_row)))
 
 
 def _bounds_function(model, ratios):
@@ -56,9 +75,10 @@ def ood_scores(model, data, num_samples=100, *, batch_size=100, ratios=None):
             moving averages first, `model.use_ema_weights()`, if it has them).
         data: images as `fit` takes them: an array or a batched tf.data.Dataset.
         num_samples: importance samples S of each bound.
-        batch_size: examples per pass when `data` is an array. A pass holds about
-            4,096 rows (examples x samples) and computes every bound's p(x | z_1) on
-            them; for large colour images a smaller batch bounds the memory.
+        batch_size: examples per batch when `data` is an array. A pass holds at
+            most 4,096 rows (examples x samples) and computes every bound's p(x | z_1)
+            on them; for colour images fewer, so that those parameters stay within
+            `PARAMETERS_PER_PASS` (128 MiB; `rows_per_pass`).
         ratios: the k of each `llr>k` to compute, from 1 to L-1 (default: all). The
             bounds share their posterior samples, so `llr>k` costs the k lowest
             prior layers and p(x | z_1) beyond L_S: `ratios=(1,)` is the cheapest.
@@ -92,11 +112,13 @@ def ood_scores(model, data, num_samples=100, *, batch_size=100, ratios=None):
     for batch in batches_of(data, batch_size):
         if not model.built:
             model(batch)
-        rows = int(batch.shape[0])
-        chunk = max(1, min(num_samples, DEFAULT_ROWS_PER_PASS // max(rows, 1)))
-        bounds = _bounds_function(model, ratios)(batch, tf.constant(num_samples),
-                                                 tf.constant(chunk))
-        per_batch.append(np.asarray(bounds, np.float64))
+        limit = rows_per_pass(model, 1 + len(ratios))
+        for start in range(0, int(batch.shape[0]), limit):  # examples of a pass at most
+            part = batch[start:start + limit]
+            chunk = max(1, min(num_samples, limit // int(part.shape[0])))
+            bounds = _bounds_function(model, ratios)(part, tf.constant(num_samples),
+                                                     tf.constant(chunk))
+            per_batch.append(np.asarray(bounds, np.float64))
     if not per_batch:
         raise ValueError("Invalid value for argument `data`: expected at least one example, "
                          "received none.")

@@ -12,20 +12,39 @@ from keras_lvae import data, evaluation_data, ood
 from keras_lvae._files import atomic_write
 
 
-def report(model, split, binarize, args, output):
-    """Score the test split of --ood-dataset against the evaluated `split` (an
-    `EvaluationSplit`); print the table, write ood_report.json (and its plots).
-    Returns {plot name: file name}."""
-    source = data.SOURCES.get(args.ood_dataset)
-    image_size = model.feature_shape[0] if source is not None and source.user_folder else None
-    outside = evaluation_data.load(args.ood_dataset, "test", batch_size=args.batch_size,
-                                   binarize=binarize, data_dir=args.ood_data_dir,
-                                   image_size=image_size, max_examples=args.max_examples,
-                                   seed=args.seed)
+def load_outside(model, binarize, args):
+    """The test split of --ood-dataset (an `EvaluationSplit`), loaded and checked before
+    any evaluation runs: errors name the flags the user typed."""
+    if args.ood_dataset not in data.list_datasets():
+        raise ValueError(f"--ood-dataset: expected one of {data.list_datasets()}, received "
+                         f"{args.ood_dataset!r}")
+    source = data.SOURCES[args.ood_dataset]
+    image_size = model.feature_shape[0] if source.user_folder else None
+    try:
+        outside = evaluation_data.load(args.ood_dataset, "test", batch_size=args.batch_size,
+                                       binarize=binarize, data_dir=args.ood_data_dir,
+                                       image_size=image_size, max_examples=args.max_examples,
+                                       seed=args.seed)
+    except ValueError as error:  # the data layer names --data-dir; here it is --ood-data-dir
+        raise ValueError(f"--ood-dataset {args.ood_dataset}: "
+                         + str(error).replace("--data-dir", "--ood-data-dir")) from None
     if tuple(outside.shape) != tuple(model.feature_shape):
         raise ValueError(f"--ood-dataset {args.ood_dataset} has images of shape "
                          f"{tuple(outside.shape)}, but the model was trained on "
                          f"{model.feature_shape}")
+    bounds = model.num_layers
+    rows = ood.rows_per_pass(model, bounds)
+    print(f"out-of-distribution: {args.ood_dataset} test, {outside.count} examples; "
+          f"{bounds} bounds with {args.ood_samples} samples each, sharing every pass (about "
+          f"{bounds + 1}x the time of L_{args.ood_samples} per image), at most {rows} rows a "
+          "pass", flush=True)
+    return outside
+
+
+def report(model, split, outside, args, output):
+    """Score the `outside` split (`load_outside`) against the evaluated `split` (an
+    `EvaluationSplit`); print the table, write ood_report.json (and its plots).
+    Returns {plot name: file name}."""
     k = args.ood_samples
     scores_in = ood.ood_scores(model, split.images, k, batch_size=args.batch_size)
     scores_out = ood.ood_scores(model, outside.images, k, batch_size=args.batch_size)

@@ -30,7 +30,7 @@ import tempfile
 
 import tensorflow as tf
 
-from keras_lvae._files import atomic_write
+from keras_lvae._files import atomic_write, staging_directory
 from keras_lvae.densities import bits_per_dim
 
 FUNCTIONS = ("decode", "encode", "generate", "score")
@@ -92,7 +92,7 @@ def export_onnx(model, path, opset=ONNX_OPSET):
     tf2onnx = _extra("tf2onnx", "onnx")
     _extra("onnx", "onnx")
     target = _new_path(path)
-    staging = tempfile.mkdtemp(prefix=".onnx-", dir=os.path.dirname(target) or ".")
+    staging = staging_directory(".onnx-", os.path.dirname(target) or ".")
     try:
         for name, (function, specs) in portable_functions(_checked(model)).items():
             tf2onnx.convert.from_function(function, input_signature=specs, opset=opset,

@@ -295,6 +295,9 @@ def train(config, workdir, log=print):
     steps_per_epoch = int(train_ds.cardinality()) // (last - first)
     log(f"{d.dataset}: {steps_per_epoch} steps of {d.batch_size} images per epoch, "
         f"validation on the {d.validation_split} split, warm-up over {t.warmup_epochs} epochs")
+    if config.model.num_classes is not None:
+        log(f"conditional model of {config.model.num_classes} classes: trained on the "
+            f"dataset's labels; nelbo and the test bounds are of log p(x | y)")
 
     with strategy.scope():
         model = build_model(config, steps_per_epoch)
@@ -379,7 +382,8 @@ def _finish(model, config, workdir, test_ds, chief, history, resumed_from, log):
             return f"{nats:.2f} nats"
         return f"{nats:.2f} nats ({bits_per_dim(nats, model.num_features):.3f} bits/dim)"
 
-    log(f"test L_1 (ELBO): {in_units(-summary['test_nelbo'])}")
+    given = "" if config.model.num_classes is None else " of log p(x | y)"
+    log(f"test L_1 (ELBO){given}: {in_units(-summary['test_nelbo'])}")
     if not chief:
         log("not the chief worker: worker 0 writes the outputs")
         return summary
@@ -387,7 +391,7 @@ def _finish(model, config, workdir, test_ds, chief, history, resumed_from, log):
         with model.ema_weights_applied():  # the weights L_1 was evaluated with
             bound = log_likelihood(model, test_ds, num_samples=t.eval_samples)
         summary["test_log_likelihood"] = float(np.mean(bound))
-        log(f"test L_{t.eval_samples}: {in_units(summary['test_log_likelihood'])}")
+        log(f"test L_{t.eval_samples}{given}: {in_units(summary['test_log_likelihood'])}")
     path = os.path.join(workdir, MODEL_FILE)
     partial = os.path.join(workdir, ".model.partial.keras")  # Keras wants the suffix
     model.save(partial)

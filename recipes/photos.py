@@ -13,7 +13,7 @@ A long, resumable run: about 9 minutes an epoch (261 steps of 64 tiles) on one C
 continued over several sessions:
 
     TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 taskset -c 1 \\
-        lvae train photos --set data.data_dir=/work/shared/data --workdir /work/runs/photos
+        lvae train photos --data-dir /work/shared/data --workdir /work/runs/photos
 
 (run the same command again to resume). Validation (`val_*`) is measured on the test
 photographs' tiles with the averaged weights: it is a learning curve that shows overfitting,

@@ -143,7 +143,8 @@ def test_export_to_onnx_and_litert_and_what_it_refuses(tmp_path, capsys):
     assert "tiny.tflite (decode, encode, generate, score; sampling from the noise" in (
         capsys.readouterr().out)
     assert keras_lvae_cli.main([*export, "litert"]) == 2
-    assert "tiny.tflite' exists; exports never overwrite" in capsys.readouterr().err
+    assert ("error: --name tiny: " + str(tmp_path / "out" / "tiny.tflite") + " exists; exports "
+            "never overwrite: pass another --name or --base-dir") in capsys.readouterr().err
     assert keras_lvae_cli.main([*export, "onnx", "--version", "3"]) == 2
     assert ("--version: only --format tf_saved_model has versions, received --format onnx"
             in capsys.readouterr().err)
@@ -538,7 +539,8 @@ def test_own_images_recipe_trains_on_one_folder_and_uses_every_image(tmp_path):
 
 
 @pytest.mark.slow  # over 10 s
-def test_evaluate_scores_an_out_of_distribution_dataset(trained_run, tmp_path, capsys):
+def test_evaluate_scores_an_out_of_distribution_dataset(trained_run, tmp_path, capsys,
+                                                       monkeypatch):
     """`--ood-dataset`: the table, ood_report.json whose metrics follow from its per-example
     scores, the two plots; a dataset of another image shape is refused by name."""
     from PIL import Image
@@ -571,3 +573,41 @@ def test_evaluate_scores_an_out_of_distribution_dataset(trained_run, tmp_path, c
     assert code != 0
     assert ("--ood-dataset image_folder has images of shape (28, 28, 3), but the model was "
             "trained on (28, 28, 1)") in capsys.readouterr().err
+    assert not (tmp_path / "ev2").exists()  # refused before any evaluation or plot
+    # A misspelt name and missing files are refused first too, in the flags' own terms.
+    evaluate = ["evaluate", str(workdir), "--samples", "2", "--output", str(tmp_path / "ev3")]
+    assert keras_lvae_cli.main([*evaluate, "--ood-dataset", "fashion_mnst"]) == 2
+    assert "error: --ood-dataset: expected one of [" in capsys.readouterr().err
+    monkeypatch.delenv("KERAS_LVAE_DATA_DIR", raising=False)
+    assert keras_lvae_cli.main([*evaluate, "--ood-dataset", "omniglot"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --ood-dataset omniglot: Dataset 'omniglot' needs local files" in err
+    assert "(`lvae`: --ood-data-dir DIR)" in err and " --data-dir" not in err
+    assert keras_lvae_cli.main([*evaluate, "--dataset", "mnits"]) == 2
+    assert "error: --dataset: expected one of [" in capsys.readouterr().err
+    assert not (tmp_path / "ev3").exists()
+
+
+@pytest.mark.slow  # over 10 s
+def test_own_images_as_tiles_of_full_size_photographs(tmp_path):
+    """`data.dataset=image_tiles`: 12 photographs of 70 x 100 (6 tiles of 32 each, borders
+    dropped) split by file, 10 / 1 / 1; the run trains on their 60 tiles and evaluates on
+    the test photograph's 6."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (70, 100, 3), dtype=np.uint8)).save(
+            photos / f"{i}.png")
+    result = run("train", "own_images", "--set", "data.dataset=image_tiles", "--set",
+                 f"data.data_dir={photos}", "--set", "train.epochs=1", "--set",
+                 "train.eval_samples=2", "--workdir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "image_tiles train: 10 images of the 12 in" in result.stdout
+    assert "cut into 60 tiles of 32 x 32 at full resolution" in result.stdout
+    assert "60 images an epoch in 1 batches of 64, the last of 60" in result.stdout
+    result = run("evaluate", str(tmp_path / "run"), "--samples", "2", "--no-plots")
+    assert result.returncode == 0, result.stderr
+    assert "image_tiles test: 6 examples" in result.stdout

@@ -245,7 +245,9 @@ def test_lvae_train_reads_the_labels_and_sample_draws_the_asked_class(tmp_path, 
            "--set", "model.hidden_dims=32,16", "--set", "train.epochs=1",
            "--set", "train.eval_samples=5"]
     assert keras_lvae_cli.main(run) == 0
-    assert "test L_5:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "conditional model of 10 classes: trained on the dataset's labels" in out
+    assert "test L_5 of log p(x | y):" in out
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     assert model.num_classes == 10
     output = tmp_path / "sevens.png"
@@ -257,8 +259,10 @@ def test_lvae_train_reads_the_labels_and_sample_draws_the_asked_class(tmp_path, 
     evaluate = ["evaluate", str(tmp_path / "run"), "--samples", "5", "--max-examples", "40",
                 "--classify-samples", "2", "--output", str(tmp_path / "evaluation")]
     assert keras_lvae_cli.main(evaluate) == 0
-    assert "Bayes classifier (L_2 of each class, uniform p(y)): accuracy" in (
-        capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert "Bayes classifier (L_2 of each class, uniform p(y)): accuracy" in out
+    assert "bounds of log p(x | y), each image's label given" in out
+    assert "  L_5(x | y) " in out
     import json
     report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     assert report["bayes_classifier"]["num_examples"] == 40
@@ -266,6 +270,10 @@ def test_lvae_train_reads_the_labels_and_sample_draws_the_asked_class(tmp_path, 
     export = ["export", str(tmp_path / "run"), "--name", "digits", "--base-dir",
               str(tmp_path / "served")]
     assert keras_lvae_cli.main(export) == 0
+    assert keras_lvae_cli.main([*export, "--format", "onnx"]) == 2  # named as typed
+    assert ("error: --format onnx: ONNX and LiteRT exports of conditional models "
+            "(model.num_classes) are not offered yet; export with --format tf_saved_model"
+            in capsys.readouterr().err)
     evaluate = ["evaluate", str(tmp_path / "served" / "digits" / "1"), "--dataset", "mnist_5k",
                 "--samples", "5", "--max-examples", "40", "--output", str(tmp_path / "served_ev")]
     assert keras_lvae_cli.main(evaluate) == 0

@@ -4,6 +4,7 @@ noise; the noise path itself is checked against numpy."""
 
 import os
 import re
+import stat
 
 import numpy as np
 import pytest
@@ -76,6 +77,9 @@ def check_runtimes(model, images, tmp_path):
 
     onnx_dir = portable.export_model(model, tmp_path / "model.onnx", "onnx")
     assert sorted(os.listdir(onnx_dir)) == sorted(f"{n}.onnx" for n in portable.FUNCTIONS)
+    umask = os.umask(0)
+    os.umask(umask)  # a folder others can read, as the SavedModel's (not mkdtemp's 0700)
+    assert stat.S_IMODE(os.stat(onnx_dir).st_mode) == 0o777 & ~umask
     litert = Interpreter(model_path=portable.export_model(model, tmp_path / "m.tflite",
                                                          "litert"))
     for batch in (3, 5):  # one graph for any batch size
@@ -174,13 +178,13 @@ def readme_examples(language):
 
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
-    """(A model of the quickstart recipe's shape, the folder whose saved_models/ holds its
-    ONNX and LiteRT exports, where the examples look)."""
+    """(A model of the quickstart recipe's shape, the folder whose runs/served/ holds its
+    ONNX and LiteRT exports, where the main README's export commands put them)."""
     folder = tmp_path_factory.mktemp("exports")
     model = keras_lvae.LadderVAE(latent_dims=(32, 16, 8), hidden_dims=(32, 16, 8), seed=3)
     model(np.zeros((1, 28, 28, 1), np.float32))
-    portable.export_model(model, folder / "saved_models" / "quickstart.onnx", "onnx")
-    portable.export_model(model, folder / "saved_models" / "quickstart.tflite", "litert")
+    portable.export_model(model, folder / "runs" / "served" / "quickstart.onnx", "onnx")
+    portable.export_model(model, folder / "runs" / "served" / "quickstart.tflite", "litert")
     return model, folder
 
 
@@ -218,7 +222,7 @@ def test_readme_node_example_generates_what_tensorflow_does(quickstart):
                     "onnxruntime-node)")
     model, folder = quickstart
     (folder / "generate.js").write_text(readme_examples("javascript")[0])
-    result = subprocess.run(["node", "generate.js", "saved_models/quickstart.onnx"],
+    result = subprocess.run(["node", "generate.js", "runs/served/quickstart.onnx"],
                             cwd=folder, env={**os.environ, "NODE_PATH": modules},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

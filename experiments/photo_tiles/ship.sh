@@ -13,7 +13,7 @@ mkdir -p "$FROZEN" "$OUT"
 cp "$RUN/config.json" "$RUN/history.csv" "$RUN/checkpoint.npz" "$FROZEN/"
 lvae evaluate "$FROZEN" --samples 100 --output "$OUT/evaluation"
 lvae export "$FROZEN" --name photo_tiles --base-dir saved_models --version "$VERSION"
-python benchmarks/codecs.py > "$OUT/codecs.txt"
+python benchmarks/codecs.py --dataset photo_patches > "$OUT/codecs.txt"
 cp "$FROZEN/history.csv" experiments/photo_tiles/results/history.csv
 python experiments/photo_tiles/provenance.py "$FROZEN" "$OUT/evaluation" "$VERSION" "$OUT/codecs.txt"
 rm -r "$(dirname "$FROZEN")"
