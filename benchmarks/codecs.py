@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import keras_lvae  # noqa: E402
-from keras_lvae import data, readers, training  # noqa: E402
+from keras_lvae import checkpoints, data, readers, training  # noqa: E402
 
 
 def _pillow(**options):
@@ -96,9 +96,9 @@ def codec_bits_per_dim(images, codec):
 def load_model(path):
     """A model from a run folder, .keras file or checkpoint, with its averages in place."""
     if os.path.isdir(path):
-        keras_file = os.path.join(path, training.MODEL_FILE)
+        keras_file = os.path.join(path, checkpoints.MODEL_FILE)
         path = keras_file if os.path.isfile(keras_file) else os.path.join(
-            path, training.CHECKPOINT_FILE)
+            path, checkpoints.CHECKPOINT_FILE)
     model = (training.model_from_checkpoint(path)[0] if path.endswith(".npz")
              else keras.saving.load_model(path))
     model.use_ema_weights()

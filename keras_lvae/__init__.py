@@ -6,9 +6,9 @@ Importing the package registers its layers and model with Keras, so
 
 from keras_lvae import layers, optimizers, threads
 from keras_lvae.classification import classify
-from keras_lvae.evaluation import (
-    bound_report, latent_diagnostics, log_likelihood, readjust_batch_norm,
-    recompute_batch_norm_statistics)
+from keras_lvae.batch_norm_statistics import readjust_batch_norm, recompute_batch_norm_statistics
+from keras_lvae.diagnostics import latent_diagnostics
+from keras_lvae.evaluation import bound_report, log_likelihood
 from keras_lvae.export import export_saved_model
 from keras_lvae.models import ConvLadderVAE, LadderVAE
 from keras_lvae.ood import ood_report, ood_scores

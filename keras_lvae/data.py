@@ -58,12 +58,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from keras_lvae import _checks, _compat, image_files, readers
-from keras_lvae.pipelines import (TEST_BINARIZATION_SEED, batches_per_epoch,  # noqa: F401
-                                  binarize_once, make_file_pipeline, make_pipeline,
-                                  make_tile_pipeline)
-from keras_lvae.readers import (BINARIZED_MNIST_NPZ, CELEBA_IMAGES, CELEBA_PARTITION,  # noqa: F401
-                                CIFAR10_FILES, IDX_FILES, IMAGE_EXTENSIONS, NORB_FILES,
-                                PHOTO_FILES, PHOTO_FLAT_LEVELS, SVHN_FILES, logger)
+from keras_lvae.pipelines import (batches_per_epoch, binarize_once, make_file_pipeline,
+                                  make_pipeline, make_tile_pipeline)
+from keras_lvae.readers import (BINARIZED_MNIST_NPZ, CELEBA_IMAGES, CELEBA_PARTITION,
+                                CIFAR10_FILES, IDX_FILES, NORB_FILES, SVHN_FILES, logger)
 
 DATA_DIR_ENV = "KERAS_LVAE_DATA_DIR"
 

@@ -12,11 +12,12 @@ import time
 
 import keras
 
-from keras_lvae import data, evaluation_data, training
+from keras_lvae import checkpoints, data, diagnostics, evaluation_data, training
 from keras_lvae._files import atomic_write, read_csv, write_csv
-from keras_lvae.commands import (_configure_threads, _dataset_arguments, _load_ladder_vae,
-                                 _output_beside, _recompute_statistics, _run_config,
-                                 resolve_model_path)
+from keras_lvae.report_statistics import summarise_accuracy, summarise_bounds
+from keras_lvae.command_inputs import (configure_threads, dataset_arguments,
+                                       load_ladder_vae, output_beside, recompute_statistics,
+                                       resolve_model_path, run_config)
 
 BITS_PER_DIM_UNITS = "bits per dimension, -L / (H W C ln 2), values 0..255"
 
@@ -42,16 +43,16 @@ def run_evaluate(args):
     if args.history and not os.path.isfile(args.history):
         raise ValueError(f"--history: no such file {args.history!r}")
     args.model = resolve_model_path(args.model)  # the file, once; the rest reads it
-    run = _run_config(args.model)
+    run = run_config(args.model)
     if run is not None:  # a file without its run keeps TensorFlow's threads
-        _configure_threads(run)
-    model = _load_ladder_vae(args.model)
+        configure_threads(run)
+    model = load_ladder_vae(args.model)
     conditional = getattr(model, "num_classes", None) is not None
     if conditional and args.ood_dataset:
         raise ValueError("--ood-dataset: the scores of a conditional model (model.num_classes) "
                          "need each image's label, which out-of-distribution data lack")
-    _dataset_arguments(args, model)
-    output = args.output or _output_beside(args.model, "evaluation")
+    dataset_arguments(args, model)
+    output = args.output or output_beside(args.model, "evaluation")
     keras.utils.set_random_seed(args.seed)
     binarize = None if model.likelihood_class.binary else False  # the dataset's protocol
     split = evaluation_data.load(
@@ -73,7 +74,7 @@ def run_evaluate(args):
     timings = {}
     if args.bn_statistics == "recompute":
         start = time.perf_counter()
-        _recompute_statistics(model, args)
+        recompute_statistics(model, args)
         timings["batch_norm_statistics"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -82,7 +83,7 @@ def run_evaluate(args):
                                      jit_compile=args.jit_compile)
     timings["log_likelihood"] = time.perf_counter() - start
     start = time.perf_counter()
-    layers = evaluation.latent_diagnostics(model, images, batch_size=args.batch_size)
+    layers = diagnostics.latent_diagnostics(model, images, batch_size=args.batch_size)
     timings["latent_diagnostics"] = time.perf_counter() - start
     classifier = None
     if conditional and args.classify_samples:
@@ -92,7 +93,7 @@ def run_evaluate(args):
         predicted = classify(model, images, args.classify_samples,
                              batch_size=args.batch_size).argmax(axis=1)
         classifier = {"samples": args.classify_samples, "class_prior": "uniform",
-                      **evaluation.summarise_accuracy(predicted == split.labels)}
+                      **summarise_accuracy(predicted == split.labels)}
         timings["classify"] = time.perf_counter() - start
 
     written = {}
@@ -118,7 +119,7 @@ def run_evaluate(args):
             "subset": subset,
             "jit_compile": args.jit_compile, "seed": args.seed,
             "weights": "moving average" if model.ema_variables else "trained",
-            "active_unit_threshold": evaluation.ACTIVE_UNIT_THRESHOLD,
+            "active_unit_threshold": diagnostics.ACTIVE_UNIT_THRESHOLD,
         },
         "model_config": {key: value for key, value in model.get_config().items()
                          if key not in ("name", "trainable", "dtype")},
@@ -146,7 +147,7 @@ def run_evaluate(args):
     if classifier:
         print(f"Bayes classifier (L_{classifier['samples']} of each class, uniform p(y)): "
               f"accuracy {classifier['accuracy']:.4f} +- {classifier['standard_error']:.4f}")
-    threshold = evaluation.ACTIVE_UNIT_THRESHOLD
+    threshold = diagnostics.ACTIVE_UNIT_THRESHOLD
     for i, layer in enumerate(layers):
         channels = layer["kl_per_channel"].size
         spatial = (f", active channels {layer['active_channels']}/{channels}"
@@ -160,10 +161,10 @@ def run_evaluate(args):
 
 def _evaluation_plots(model, split, layers, args, output):
     """`lvae evaluate`'s PNGs in `output`; returns {name: file name}."""
-    from keras_lvae import evaluation, plots
+    from keras_lvae import plots
 
     run = training.run_folder(args.model)
-    history_path = args.history or os.path.join(run or "", training.HISTORY_FILE)
+    history_path = args.history or os.path.join(run or "", checkpoints.HISTORY_FILE)
     shown = split.first(2000)  # enough points for the PCA scatter
     labels = split.labels
     conditional = getattr(model, "num_classes", None) is not None
@@ -173,7 +174,7 @@ def _evaluation_plots(model, split, layers, args, output):
             model, shown, p, labels=labels[:2000] if conditional else None),
         "layer_variations": lambda p: plots.plot_layer_variations(model, p, seed=args.seed),
         "kl_per_layer": lambda p: plots.plot_kl_per_layer(
-            layers, p, threshold=evaluation.ACTIVE_UNIT_THRESHOLD),
+            layers, p, threshold=diagnostics.ACTIVE_UNIT_THRESHOLD),
         "kl_per_unit": lambda p: plots.plot_kl_heatmaps(layers, p),
         "latent_pca": lambda p: plots.plot_latent_pca(
             model, shown, p, labels=None if labels is None else labels[:2000]),
@@ -191,8 +192,7 @@ def _evaluation_plots(model, split, layers, args, output):
 def _evaluate_saved_model(args):
     """`lvae evaluate` of an exported version: L_1 and L_k through its `score` signature,
     with TensorFlow's SavedModel loader alone (what TF Serving would answer)."""
-    from keras_lvae.evaluation import summarise_bounds
-    from keras_lvae.export import saved_model_inputs, score_saved_model
+    from keras_lvae.saved_model_client import saved_model_inputs, score_saved_model
 
     if args.dataset is None:
         raise ValueError("--dataset is needed to evaluate a SavedModel (it has no config.json)")

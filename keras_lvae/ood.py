@@ -12,19 +12,17 @@ Don't Know", ICML 2021 (github.com/JakobHavtorn/hvae-oodd), section 4.
 """
 
 import math
-import weakref
 
 import numpy as np
 import tensorflow as tf
 
 from keras_lvae import _checks, inputs
-from keras_lvae.evaluation import batches_of, chunked_log_mean_exp
+from keras_lvae.evaluation import batches_of, chunked_log_mean_exp, traced_per_model
 
 DEFAULT_ROWS_PER_PASS = 4096
 # The likelihood parameters one pass holds over every bound's p(x | z_1): 2^25 float32
 # values, 128 MiB (a 32 x 32 colour model with 10 logistics: 109 rows a pass).
 PARAMETERS_PER_PASS = 1 << 25
-_SCORE_FUNCTIONS = weakref.WeakKeyDictionary()  # per model: {ratios: traced function}
 
 
 def skip_bounds(model, x, num_samples, chunk, seed=None, ratios=None, labels=None):
@@ -57,14 +55,10 @@ def rows_per_pass(model, num_bounds):
 
 def _bounds_function(model, ratios):
     """`skip_bounds` of (x, S, chunk) for the tuple `ratios`, traced once per model."""
-    functions = _SCORE_FUNCTIONS.setdefault(model, {})
-    if ratios not in functions:
-        model_ref = weakref.ref(model)
-        functions[ratios] = tf.function(
-            lambda x, num_samples, chunk: skip_bounds(model_ref(), x, num_samples, chunk,
-                                                      ratios=ratios),
-            reduce_retracing=True)
-    return functions[ratios]
+    return traced_per_model(model, ("ood_scores", ratios), lambda model_ref: tf.function(
+        lambda x, num_samples, chunk: skip_bounds(model_ref(), x, num_samples, chunk,
+                                                  ratios=ratios),
+        reduce_retracing=True))
 
 
 def ood_scores(model, data, num_samples=100, *, batch_size=100, ratios=None):

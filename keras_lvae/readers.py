@@ -39,7 +39,9 @@ CELEBA_CROP = (15, 40, 163, 188)
 CELEBA_SIZE = 64
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # photo_patches: the colour photographs that scikit-image ships in skimage/data, cut into
-# non-overlapping 32 x 32 tiles (no pixel is in two tiles); a pinned 10% of them is the test split.
+# non-overlapping 32 x 32 tiles (no pixel is in two tiles); a pinned 10% of them is the test split:
+# a split by TILE, so test tiles share their photographs with training tiles (`photos` splits
+# by photograph).
 # Flat tiles (all values within PHOTO_FLAT_LEVELS levels: black sky, mostly) are left out: they
 # are trivial to code and would flatter bits per dimension.
 # (Left out: retina.jpg, whose 1,400 red tiles would make half the set; motorcycle_right.png,
@@ -62,8 +64,8 @@ IMAGE_FOLDER_FILES = ("image files (" + ", ".join(IMAGE_EXTENSIONS) + "), all in
 def checked_image_size(image_size):
     if not (isinstance(image_size, int) and not isinstance(image_size, bool) and image_size >= 2):
         raise ValueError("Invalid value for argument `image_size`: image_folder needs the side "
-                         "of its square images as an int >= 2 (e.g. image_size=64), received "
-                         f"{image_size!r}.")
+                         "of its square images (image_tiles: of its tiles) as an int >= 2 (e.g. "
+                         f"image_size=64), received {image_size!r}.")
     return image_size
 
 

@@ -39,13 +39,11 @@ import tensorflow as tf
 from keras_lvae import config as config_lib
 from keras_lvae import data, inputs, threads
 from keras_lvae._files import atomic_write, read_csv
-# The run's callbacks and checkpoint format, named here too (keras_lvae.training.X).
-from keras_lvae.callbacks import (Checkpoint, HistoryCSV, PriorSamplesSummary,  # noqa: F401
-                                  ProgressLines, StopOnInterrupt, keeps_epoch, snapshot_path)
-from keras_lvae.checkpoints import (CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE,  # noqa: F401
-                                    MODEL_FILE, SNAPSHOT_DIR, TENSORBOARD_DIR, checkpoint_epoch,
-                                    kept_snapshots, restore_checkpoint, save_checkpoint,
-                                    state_variables)
+from keras_lvae.callbacks import (Checkpoint, HistoryCSV, PriorSamplesSummary, ProgressLines,
+                                  StopOnInterrupt, keeps_epoch)
+from keras_lvae.checkpoints import (CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE, MODEL_FILE,
+                                    SNAPSHOT_DIR, TENSORBOARD_DIR, checkpoint_epoch,
+                                    restore_checkpoint)
 from keras_lvae.densities import bits_per_dim
 from keras_lvae.evaluation import log_likelihood
 from keras_lvae.optimizers import FusedAdam

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import keras_lvae
 import keras_lvae_cli
-from keras_lvae import config as config_lib, plots, threads, training
+from keras_lvae import checkpoints, config as config_lib, plots, threads, training
 from keras_lvae._files import read_csv
 
 from .conftest import REPO
@@ -73,7 +73,7 @@ def test_quickstart_writes_every_promised_file(tmp_path):
     assert history["val_nelbo"][-1] < history["val_nelbo"][0] - 50  # it learned
     model = keras.saving.load_model(tmp_path / "model.keras")
     assert model.latent_dims == config.model.latent_dims
-    assert training.checkpoint_epoch(tmp_path / "checkpoint.npz") == epochs
+    assert checkpoints.checkpoint_epoch(tmp_path / "checkpoint.npz") == epochs
 
 
 # What `lvae train` and `lvae evaluate` print for an MLP run on this machine (no GPU, no thread
@@ -161,7 +161,7 @@ def test_export_bakes_in_the_evaluated_statistics_and_evaluate_scores_the_export
 
     import tensorflow as tf
 
-    from keras_lvae import commands, data as data_lib
+    from keras_lvae import command_inputs, data as data_lib
 
     workdir, _ = trained_run
     assert keras_lvae_cli.main(["export", str(workdir), "--name", "tiny", "--base-dir",
@@ -169,7 +169,7 @@ def test_export_bakes_in_the_evaluated_statistics_and_evaluate_scores_the_export
     version = tmp_path / "tiny" / "1"
     model = keras.saving.load_model(workdir / "model.keras")
     config = training.load_run_config(str(workdir))
-    commands._recompute_statistics(model, argparse.Namespace(
+    command_inputs.recompute_statistics(model, argparse.Namespace(
         seed=0, dataset="mnist", data_dir=config.data.data_dir, validation_size=0,
         image_size=None))
     images, _ = data_lib.load_evaluation_arrays("mnist", data_dir=config.data.data_dir)
@@ -416,14 +416,14 @@ def test_ctrl_c_says_where_to_resume_and_exits_130(tmp_path):
     process = subprocess.Popen(args, cwd=REPO, text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while training.checkpoint_epoch(tmp_path / "checkpoint.npz") < 2:
+    while checkpoints.checkpoint_epoch(tmp_path / "checkpoint.npz") < 2:
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     sent = time.monotonic()
     _, err = process.communicate(timeout=120)
     assert time.monotonic() - sent < 10  # it stops at the next step and leaves at once
-    saved = training.checkpoint_epoch(tmp_path / "checkpoint.npz")
+    saved = checkpoints.checkpoint_epoch(tmp_path / "checkpoint.npz")
     assert process.returncode == 130 and "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 2 and lines[0] == ("lvae train: stopping after the steps in progress "

@@ -9,7 +9,7 @@ import scipy.io
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from keras_lvae import data
+from keras_lvae import data, pipelines, readers
 from tests.test_data import collect
 
 RNG = np.random.default_rng(0)
@@ -74,11 +74,11 @@ def test_svhn_mat_files(tmp_path):
 
 
 def test_celeba_folder_with_the_standard_crop(tmp_path):
-    (tmp_path / data.CELEBA_IMAGES).mkdir()
+    (tmp_path / readers.CELEBA_IMAGES).mkdir()
     faces = colour_images(3, 218, 178)
     for i, face in enumerate(faces):
-        Image.fromarray(face).save(tmp_path / data.CELEBA_IMAGES / f"{i:06d}.png")
-    (tmp_path / data.CELEBA_PARTITION).write_text("000000.png 0\n000001.png 2\n000002.png 0\n")
+        Image.fromarray(face).save(tmp_path / readers.CELEBA_IMAGES / f"{i:06d}.png")
+    (tmp_path / readers.CELEBA_PARTITION).write_text("000000.png 0\n000001.png 2\n000002.png 0\n")
     x, labels = data.load_arrays("celeba", "train", tmp_path)
     assert x.shape == (2, 64, 64, 3) and labels is None
     # Independent: the crop by slicing, then the mean of each 2.3125 x 2.3125-pixel cell of the
@@ -94,7 +94,7 @@ def test_celeba_folder_with_the_standard_crop(tmp_path):
     streamed = collect(data.load_dataset("celeba", "train", batch_size=5, shuffle=False,
                                          data_dir=tmp_path))
     np.testing.assert_array_equal(streamed, x)  # the pipeline decodes the files the same way
-    Image.fromarray(colour_images(1, 100, 100)[0]).save(tmp_path / data.CELEBA_IMAGES / "000001.png")
+    Image.fromarray(colour_images(1, 100, 100)[0]).save(tmp_path / readers.CELEBA_IMAGES / "000001.png")
     with pytest.raises(ValueError, match=r"000001.png: expected 178 x 218 pixels \(width x height\), "
                                          r"received 100 x 100"):
         data.load_arrays("celeba", "test", tmp_path)
@@ -118,11 +118,11 @@ def test_photo_patches_ship_with_the_install():
     x, y = data.load_arrays("photo_patches", "train")
     test, _ = data.load_arrays("photo_patches", "test")
     assert x.shape == (2058, 32, 32, 3) and test.shape == (229, 32, 32, 3)
-    assert set(np.unique(y)) == set(range(len(data.PHOTO_FILES)))
+    assert set(np.unique(y)) == set(range(len(readers.PHOTO_FILES)))
     levels = x * 255
     np.testing.assert_array_equal(levels, np.round(levels))  # 8-bit values
     spans = np.ptp(levels.reshape(len(x), -1), axis=1)
-    assert spans.min() > data.PHOTO_FLAT_LEVELS  # no flat tiles
+    assert spans.min() > readers.PHOTO_FLAT_LEVELS  # no flat tiles
     # No tile is in both splits (the tiles do not overlap, so equal tiles would be a leak).
     seen = {tile.tobytes() for tile in x}
     assert not any(tile.tobytes() in seen for tile in test)
@@ -151,12 +151,12 @@ def test_tfds_path_for_colour_sets(name, split, shape, caplog):
 
 def test_make_pipeline_takes_uint8_and_colour_arrays():
     levels = colour_images(4, 5, 5)
-    from_uint8 = collect(data.make_pipeline(levels, None, 2, shuffle=False, drop_remainder=False,
+    from_uint8 = collect(pipelines.make_pipeline(levels, None, 2, shuffle=False, drop_remainder=False,
                                             dynamic_binarization=False))
-    from_float = collect(data.make_pipeline(levels / np.float32(255), None, 2, shuffle=False,
+    from_float = collect(pipelines.make_pipeline(levels / np.float32(255), None, 2, shuffle=False,
                                             drop_remainder=False, dynamic_binarization=False))
     np.testing.assert_array_equal(from_uint8, levels / np.float32(255))
     np.testing.assert_array_equal(from_float, from_uint8)
     with pytest.raises(ValueError, match=r"`images`: expected \[N, H, W\] or \[N, H, W, C\]"):
-        data.make_pipeline(levels[0, 0], None, 2, shuffle=False, drop_remainder=False,
+        pipelines.make_pipeline(levels[0, 0], None, 2, shuffle=False, drop_remainder=False,
                            dynamic_binarization=False)

@@ -292,7 +292,7 @@ def test_evaluation_pieces_take_the_labels(tmp_path, capsys, monkeypatch):
     diagnostics and both batch-norm recomputations take the labels; --ood-dataset and a
     split without labels are refused by name."""
     import keras_lvae_cli
-    from keras_lvae import evaluation, evaluation_data
+    from keras_lvae import batch_norm_statistics, diagnostics, evaluation, evaluation_data
 
     model = conditional_model()
     split = evaluation_data.EvaluationSplit(X, Y.astype(np.int64), len(X), (6,))
@@ -302,10 +302,11 @@ def test_evaluation_pieces_take_the_labels(tmp_path, capsys, monkeypatch):
         report = evaluation.bound_report(model, labelled, num_samples=3, batch_size=3)
     want = [numpy_log_weight(model, x, y) for x, y in zip(X, Y)]
     np.testing.assert_allclose(report["per_example_L_k"], want, atol=1e-4)
-    layers = evaluation.latent_diagnostics(model, labelled, batch_size=3)
+    layers = diagnostics.latent_diagnostics(model, labelled, batch_size=3)
     assert [layer["kl_per_unit"].shape for layer in layers] == [(3,), (2,)]
     normed = conditional_model(batch_norm=True)
-    assert evaluation.recompute_batch_norm_statistics(normed, labelled, batch_size=2) > 0
+    assert batch_norm_statistics.recompute_batch_norm_statistics(normed, labelled,
+                                                                batch_size=2) > 0
     assert keras_lvae.readjust_batch_norm(normed, 0.7, batches=2, batch_size=6) > 0
     with pytest.raises(ValueError, match=r"--dataset mnist has no labels"):
         evaluation_data.EvaluationSplit(X, None, len(X), (6,)).labelled("mnist")

@@ -87,7 +87,7 @@ def test_dataset_names_agree_with_the_data_module():
     colour = ModelConfig(architecture="conv", likelihood="logistic_mixture",
                          latent_dims=(8, 4), hidden_dims=(16, 16))
     for name in data.list_datasets():
-        size = 16 if name == "image_folder" else None
+        size = 16 if data.SOURCES[name].user_folder else None  # image_folder, image_tiles
         model = colour if data.image_shape(name, size)[-1] == 3 else ModelConfig()
         config = Config(data=DataConfig(dataset=name, image_size=size), model=model)
         assert config.data.dataset == name

@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 import tensorflow_datasets as tfds
 
-from keras_lvae import data
+from keras_lvae import data, pipelines, readers
 
 RNG = np.random.default_rng(0)
 
@@ -76,7 +76,7 @@ def test_mnist_pipelines(mnist_dir):
 def test_dynamic_binarization_redraws_at_the_expected_rate(mnist_dir):
     grey, _ = data.load_arrays("mnist", "train", mnist_dir)
     grey = grey[:4096]
-    ds = data.make_pipeline(grey, None, 256, shuffle=False, drop_remainder=True,
+    ds = pipelines.make_pipeline(grey, None, 256, shuffle=False, drop_remainder=True,
                             dynamic_binarization=True, seed=3)
     first, second = collect(ds), collect(ds)
     # Pixel i differs between epochs with probability 2 p_i (1 - p_i); over 3.2M
@@ -85,7 +85,7 @@ def test_dynamic_binarization_redraws_at_the_expected_rate(mnist_dir):
     assert (first != second).mean() == pytest.approx((2 * p * (1 - p)).mean(), abs=1e-3)
     assert first[p == 0].max() == 0 and first[p == 1].min() == 1  # pure pixels never flip
     # The same seed reproduces the run.
-    again = data.make_pipeline(grey, None, 256, shuffle=False, drop_remainder=True,
+    again = pipelines.make_pipeline(grey, None, 256, shuffle=False, drop_remainder=True,
                                dynamic_binarization=True, seed=3)
     np.testing.assert_array_equal(collect(again), first)
 
@@ -146,8 +146,8 @@ def test_fashion_mnist_from_idx_files(tmp_path, no_env):
     folder.mkdir()
     images = RNG.integers(0, 256, size=(30, 28, 28))
     for split, n in (("train", 30), ("test", 10)):
-        write_idx(folder / data.IDX_FILES[split][0], images[:n])
-        write_idx(folder / data.IDX_FILES[split][1], np.arange(n) % 10)
+        write_idx(folder / readers.IDX_FILES[split][0], images[:n])
+        write_idx(folder / readers.IDX_FILES[split][1], np.arange(n) % 10)
     x, y = data.load_arrays("fashion_mnist", "train", tmp_path)
     np.testing.assert_allclose(x, images / 255.0, atol=1e-7)
     x, y = collect(data.load_dataset("fashion_mnist", "test", batch_size=4, data_dir=tmp_path,
@@ -189,8 +189,8 @@ def write_norb(path, array):
 def test_norb_from_smallnorb_files(tmp_path, no_env):
     pairs = RNG.integers(0, 256, size=(6, 2, 96, 96)).astype(np.uint8)
     for split in ("train", "test"):
-        write_norb(tmp_path / data.NORB_FILES[split][0], pairs)
-        write_norb(tmp_path / data.NORB_FILES[split][1], (np.arange(6) % 5).astype(np.int32))
+        write_norb(tmp_path / readers.NORB_FILES[split][0], pairs)
+        write_norb(tmp_path / readers.NORB_FILES[split][1], (np.arange(6) % 5).astype(np.int32))
     x, y = data.load_arrays("norb", "train", tmp_path)
     want = pairs[:, 0].reshape(6, 32, 3, 32, 3).mean(axis=(2, 4)) / 255.0  # left camera, 3x3 means
     np.testing.assert_allclose(x, want, rtol=1e-6)
@@ -293,20 +293,20 @@ def test_missing_and_truncated_files(tmp_path, mnist_dir):
 
 
 def test_wrong_shapes_and_formats(tmp_path, no_env):
-    write_idx(tmp_path / data.IDX_FILES["train"][0], np.zeros((4, 32, 32)))
-    write_idx(tmp_path / data.IDX_FILES["train"][1], np.zeros(4))
+    write_idx(tmp_path / readers.IDX_FILES["train"][0], np.zeros((4, 32, 32)))
+    write_idx(tmp_path / readers.IDX_FILES["train"][1], np.zeros(4))
     with pytest.raises(ValueError, match=r"images of shape \(N, 28, 28\).*\(4, 32, 32\)"):
         data.load_arrays("mnist", "train", tmp_path)
     (tmp_path / "chardata.mat").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="chardata.mat.*MATLAB"):
         data.load_arrays("omniglot", "train", tmp_path)
-    np.savez(tmp_path / data.BINARIZED_MNIST_NPZ, train=np.zeros((3, 97), np.uint8))
+    np.savez(tmp_path / readers.BINARIZED_MNIST_NPZ, train=np.zeros((3, 97), np.uint8))
     with pytest.raises(ValueError, match=r"bit-packed train rows of shape \(N, 98\)"):
         data.load_arrays("binarized_mnist", "train", tmp_path)
     with pytest.raises(ValueError, match="no array 'test'"):
         data.load_arrays("binarized_mnist", "test", tmp_path)
-    write_norb(tmp_path / data.NORB_FILES["train"][0], np.zeros((2, 2, 96, 96), np.uint8))
-    (tmp_path / data.NORB_FILES["train"][1]).write_bytes(b"\x00" * 20)
+    write_norb(tmp_path / readers.NORB_FILES["train"][0], np.zeros((2, 2, 96, 96), np.uint8))
+    (tmp_path / readers.NORB_FILES["train"][1]).write_bytes(b"\x00" * 20)
     with pytest.raises(ValueError, match="smallNORB.*magic"):
         data.load_arrays("norb", "train", tmp_path)
 

@@ -231,3 +231,17 @@ def test_tiff_files_are_read_through_pillow(tmp_path):
     Image.fromarray(pixels).save(tmp_path / "test" / "b.png")
     x, _ = data.load_arrays("image_folder", "train", tmp_path, image_size=6)
     np.testing.assert_array_equal(x[0] * 255, pixels)
+
+
+def test_a_small_folder_says_how_many_are_held_out_and_warns(tmp_path, caplog):
+    """Three images: one each for train, validation and test, said in counts, not as 10%,
+    with a warning that names what helps."""
+    write_images(tmp_path, 3)
+    with caplog.at_level(logging.INFO, logger="keras_lvae.data"):
+        listings = {s: image_files.list_split(tmp_path, s, 16) for s in ("train", "test")}
+    assert [len(listings[s].paths) for s in ("train", "test")] == [1, 1]
+    assert "(one folder: 1 held out as test, fixed by the file names)" in caplog.text
+    assert "10%" not in caplog.text
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "only 1 training images" in warnings[0].getMessage()
+    assert "image_tiles" in warnings[0].getMessage()

@@ -2,7 +2,7 @@
 
 L_1000 of the shipped conv model on the 10,000 static-MNIST test digits takes about 2.4 h of
 one core, longer than is safe in one process. This script scores pieces of `--piece-size`
-digits through the SavedModel's `score` signature (`keras_lvae.export.score_saved_model`,
+digits through the SavedModel's `score` signature (`keras_lvae.saved_model_client.score_saved_model`,
 what `lvae evaluate <SavedModel>` runs), writes each piece's per-digit bounds to its own CSV
 (temporary file, then rename) and skips the pieces already written, so it can be stopped and
 run again. `--worker w --workers n` takes every n-th piece from the w-th on, so n processes,
@@ -25,8 +25,8 @@ import time
 import numpy as np
 
 from keras_lvae import data
-from keras_lvae.evaluation import mean_and_standard_error
-from keras_lvae.export import score_saved_model
+from keras_lvae.report_statistics import mean_and_standard_error
+from keras_lvae.saved_model_client import score_saved_model
 
 
 def piece_path(out, index):

@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from keras_lvae import config as config_lib
-from keras_lvae import training
+from keras_lvae import checkpoints, training
 
 
 def load_saved_weights(model, saved_model_dir):
@@ -84,7 +84,7 @@ def continue_saved_model(saved_model_dir, config, workdir, epoch, moment_steps=5
     if epoch >= config.train.epochs + config.fine_tune.epochs:
         raise ValueError(f"epoch: expected fewer than the run's {config.train.epochs} + "
                          f"{config.fine_tune.epochs} epochs, received {epoch}")
-    if os.path.exists(os.path.join(workdir, training.CHECKPOINT_FILE)):
+    if os.path.exists(os.path.join(workdir, checkpoints.CHECKPOINT_FILE)):
         raise FileExistsError(f"workdir: {workdir!r} already holds a checkpoint")
     keras.utils.set_random_seed(config.train.seed)
     train_ds, _, _ = training.datasets(config, epochs=(epoch, epoch + 1))
@@ -103,7 +103,7 @@ def continue_saved_model(saved_model_dir, config, workdir, epoch, moment_steps=5
     optimizer.iterations.assign(epoch * steps_per_epoch)
     model.trained_steps.assign(epoch * steps_per_epoch)
     training.prepare_workdir(config, workdir)
-    training.save_checkpoint(model, os.path.join(workdir, training.CHECKPOINT_FILE), epoch)
+    checkpoints.save_checkpoint(model, os.path.join(workdir, checkpoints.CHECKPOINT_FILE), epoch)
     return int(optimizer.iterations.numpy())
 
 

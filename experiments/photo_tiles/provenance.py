@@ -18,14 +18,17 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 
 
 def codec_rows(path):
-    """{name: bits/dim} from the table `benchmarks/codecs.py` prints."""
+    """{name: bits/dim} from the per-tile table `benchmarks/codecs.py` prints
+    (`| name | mean ± standard error |` rows under `| code | bits/dim |`)."""
     rows, table = {}, False
     for line in open(path):
-        if line.startswith("code "):
+        if line.startswith("| code |"):
             table = True
-        elif table and line.strip():
-            name, value = line.rsplit(None, 1)
-            rows[name.strip()] = float(value)
+        elif table and line.startswith("| ") and not line.startswith("|---"):
+            name, value = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            rows[name] = float(value.split()[0])
+        elif table and rows and not line.strip():
+            break
     return rows
 
 

@@ -14,7 +14,7 @@ import pytest
 import keras_lvae
 import keras_lvae_cli
 from keras_lvae import config as config_lib
-from keras_lvae import plots, training
+from keras_lvae import checkpoints, plots, training
 
 from ..conftest import REPO
 from ..test_training import TINY
@@ -156,7 +156,7 @@ def test_continue_saved_model_writes_a_resumable_checkpoint(run, tmp_path):
     restored = training.build_model(config, 9)
     restored.build((None, 28, 28, 1))
     training.compile_model(restored, config, 9)
-    assert training.restore_checkpoint(restored, workdir / "checkpoint.npz") == 2
+    assert checkpoints.restore_checkpoint(restored, workdir / "checkpoint.npz") == 2
     for got, want in zip(restored.weights, model.weights):
         np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.path)
     optimizer = restored.optimizer
@@ -185,7 +185,7 @@ def test_continue_saved_model_writes_a_resumable_checkpoint(run, tmp_path):
     restored = training.build_model(averaged, 9)
     restored.build((None, 28, 28, 1))
     training.compile_model(restored, averaged, 9)
-    training.restore_checkpoint(restored, tmp_path / "ema" / "checkpoint.npz")
+    checkpoints.restore_checkpoint(restored, tmp_path / "ema" / "checkpoint.npz")
     statistics = [w for layer in model.batch_norm_layers()  # the averages' order
                   for w in (layer.moving_mean, layer.moving_variance)]
     assert len(restored.ema_variables) == len(model.trainable_weights) + len(statistics)

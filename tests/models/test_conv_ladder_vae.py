@@ -543,7 +543,8 @@ def test_a_colour_model_serves_uint8_images_and_scores_in_bits_per_dim(tmp_path)
     """The SavedModel of an 8-bit model takes and returns uint8 images; `score` equals the
     Python score and adds bits per dimension; `score_saved_model` sends v / 255 as v."""
     from keras_lvae.densities import bits_per_dim
-    from keras_lvae.export import export_saved_model, score_function, score_saved_model
+    from keras_lvae.export import export_saved_model, score_function
+    from keras_lvae.saved_model_client import score_saved_model
 
     model, x = make_model_and_data(dict(likelihood="logistic_mixture", mixture_components=2),
                                    shape=(4, 4))

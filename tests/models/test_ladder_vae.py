@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import keras_lvae
-from keras_lvae import data
+from keras_lvae import data, pipelines
 from tests.testing import TINY_MODEL
 
 RNG = np.random.default_rng(0)
@@ -165,9 +165,9 @@ def _train_on_real_mnist(mnist_dir, inference):
     keras.utils.set_random_seed(1)
     train, _ = data.load_arrays("mnist", "train", mnist_dir)
     test, _ = data.load_arrays("mnist", "test", mnist_dir)
-    train_ds = data.make_pipeline(train[:12800], None, 128, shuffle=True, drop_remainder=True,
+    train_ds = pipelines.make_pipeline(train[:12800], None, 128, shuffle=True, drop_remainder=True,
                                   dynamic_binarization=True, seed=1)
-    test_ds = data.make_pipeline(data.binarize_once(test[:2000]), None, 500, shuffle=False,
+    test_ds = pipelines.make_pipeline(pipelines.binarize_once(test[:2000]), None, 500, shuffle=False,
                                  drop_remainder=False, dynamic_binarization=False)
     model = keras_lvae.LadderVAE(latent_dims=(16, 8), hidden_dims=(128, 64), inference=inference,
                                  warmup_steps=100, seed=1)
@@ -196,7 +196,7 @@ def trained_on_mnist_5k():
                                  seed=2)
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     model.fit(data.load_dataset("mnist_5k", "train", batch_size=100), epochs=5, verbose=0)
-    test = data.binarize_once(data.load_arrays("mnist_5k", "test")[0][:200])[..., None]
+    test = pipelines.binarize_once(data.load_arrays("mnist_5k", "test")[0][:200])[..., None]
     return model, test
 
 

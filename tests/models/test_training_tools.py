@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_lvae
-from keras_lvae import training
+from keras_lvae import checkpoints
 
 X = (np.random.default_rng(5).random((12, 10)) < 0.5).astype("float32")
 
@@ -109,7 +109,7 @@ def test_keras_file_and_checkpoint_keep_the_averages(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     for a, b in zip(loaded.ema_variables, model.ema_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    keys = training.state_variables(model)
+    keys = checkpoints.state_variables(model)
     assert any("ema__encoder_block_1__dense_0__kernel" in key for key in keys)
     assert loaded.use_ema_weights() and not make().use_ema_weights()
     np.testing.assert_array_equal(loaded.trainable_weights[0].numpy(),
