@@ -284,6 +284,25 @@ def test_missing_recipe_and_missing_data_give_messages_not_tracebacks(tmp_path, 
     assert code == 2 and "not a directory" in capsys.readouterr().err
 
 
+def test_hints_name_flags_that_exist(tmp_path, capsys, monkeypatch):
+    """The own-images hint names `--data-dir`, which `lvae train` takes (a shorthand of
+    --set data.data_dir); exported ONNX and LiteRT files are pointed to their runtimes."""
+    monkeypatch.delenv("KERAS_LVAE_DATA_DIR", raising=False)
+    assert keras_lvae_cli.main(["train", "own_images", "--workdir", str(tmp_path / "r")]) == 2
+    assert "(`lvae`: --data-dir DIR, or in a recipe data.data_dir)" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()  # --data-dir reaches the recipe's data.data_dir
+    assert keras_lvae_cli.main(["train", "own_images", "--data-dir", str(tmp_path / "empty"),
+                                "--workdir", str(tmp_path / "r")]) == 2
+    assert f"in {tmp_path / 'empty'}" in capsys.readouterr().err
+    (tmp_path / "m.onnx").mkdir()
+    (tmp_path / "m.tflite").write_bytes(b"TFL3")
+    for path, runtime in (("m.onnx", "ONNX export"), ("m.tflite", "LiteRT export")):
+        assert keras_lvae_cli.main(["evaluate", str(tmp_path / path), "--samples", "2"]) == 2
+        err = capsys.readouterr().err
+        assert f"is an {runtime}" in err or f"is a {runtime}" in err
+        assert "saved_models/README.md, 'ONNX and LiteRT'" in err
+
+
 @pytest.mark.slow  # over 10 s
 def test_evaluate_needs_a_dataset_without_a_run_config(trained_run, tmp_path, capsys):
     workdir, _ = trained_run

@@ -175,3 +175,28 @@ def test_a_model_of_digits_flags_noise_and_refuses_bad_images():
         keras_lvae.ood_scores(model, digits[:4] * 2.0)
     with pytest.raises(ValueError, match=r"`data`: expected at least one example"):
         keras_lvae.ood_scores(model, digits[:0])
+
+
+def test_a_pass_holds_at_most_the_parameters_of_its_budget(monkeypatch):
+    """Colour models: a pass takes fewer rows, so every bound's p(x | z_1) parameters stay
+    within PARAMETERS_PER_PASS; the examples of a large batch are split across passes, each
+    scored once."""
+    model = keras_lvae.ConvLadderVAE(latent_dims=(2, 2), hidden_dims=(4, 4),
+                                     likelihood="logistic_mixture", mixture_components=2,
+                                     residual_blocks=1, seed=0)
+    images = np.random.default_rng(0).integers(0, 256, (7, 8, 8, 3)) / np.float32(255)
+    model(images[:1])
+    per_row = 8 * 8 * model.pixel_likelihood.num_parameters()
+    monkeypatch.setattr(ood, "PARAMETERS_PER_PASS", 2 * 3 * per_row)  # 3 rows, 2 bounds
+    assert ood.rows_per_pass(model, 2) == 3
+    passes = []
+    traced = ood._bounds_function(model, (1,))
+
+    def recorded(x, num_samples, chunk):
+        passes.append((int(x.shape[0]), int(chunk)))
+        return traced(x, num_samples, chunk)
+
+    monkeypatch.setattr(ood, "_bounds_function", lambda model, ratios: recorded)
+    scores = ood.ood_scores(model, images, num_samples=4, batch_size=7)
+    assert passes == [(3, 1), (3, 1), (1, 3)]  # rows x chunk <= 3 in every pass
+    assert scores["nll"].shape == scores["llr>1"].shape == (7,)
