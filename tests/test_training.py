@@ -140,6 +140,7 @@ def _event_tags(directory):
     return tags
 
 
+@pytest.mark.slow  # over 10 s on one core
 def test_train_writes_every_file_and_tensorboard_scalars_and_images(tmp_path, capsys):
     summary = training.train(TINY, str(tmp_path))
     files = sorted(p.name for p in tmp_path.iterdir())
@@ -242,6 +243,7 @@ def test_finished_run_refuses_another_configuration_but_trains_on(tmp_path):
     assert summary["history"]["loss"][-1] < summary["history"]["nelbo"][-1]
 
 
+@pytest.mark.slow  # over 10 s on one core
 def test_fine_tuning_stage_switches_samples_and_decays_the_rate(tmp_path):
     config = override(TINY, ["fine_tune.epochs=2", "fine_tune.mc_samples=2",
                              "fine_tune.iw_samples=3", "fine_tune.decay_every_epochs=1",
@@ -284,6 +286,16 @@ def test_ctrl_c_in_fit_is_noted_then_raised_at_a_batch_end_and_a_second_one_at_o
     """The first SIGINT inside `StopOnInterrupt.catching` only sets a flag (so it cannot be
     lost in a finaliser); the next batch's end raises it; a second SIGINT raises at once;
     the previous handler is back afterwards."""
+    # Python's own handler before, whatever an earlier test in this process left: the second
+    # SIGINT goes to the handler that was there before `catching`.
+    outside = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        ctrl_c_twice(capsys)
+    finally:
+        signal.signal(signal.SIGINT, outside)
+
+
+def ctrl_c_twice(capsys):
     stop, before = callbacks.StopOnInterrupt("stopping soon"), signal.getsignal(signal.SIGINT)
     stop.on_train_batch_end(0)  # nothing to raise yet
     with stop.catching():

@@ -19,7 +19,8 @@ def small_model(**kwargs):
 
 
 # ---------------------------------------------------------------- warm-up
-@pytest.mark.parametrize("jit_compile", [True, False])
+@pytest.mark.parametrize("jit_compile", [  # XLA's compilation: over 10 s on one core
+    pytest.param(True, marks=pytest.mark.slow), False])
 def test_compiled_step_uses_the_scheduled_beta(jit_compile):
     warmup = 4
     model = keras_lvae.LadderVAE(**SMALL, warmup_steps=warmup)
@@ -271,6 +272,7 @@ def test_the_same_seed_gives_the_same_weights_and_metrics():
     assert history_a["nelbo"] != history_c["nelbo"]
 
 
+@pytest.mark.slow  # over 10 s on one core
 def test_a_new_optimizer_continues_the_warm_up_where_it_was():
     """The README's fine-tuning recompiles with a new Adam, whose step starts at 0: beta
     follows the model's own step counter, so it stays 1 after the warm-up."""
