@@ -202,15 +202,9 @@ def make_tile_pipeline(paths, tile_counts, labels, load, batch_size, *, shuffle,
                        .take(1)) if shuffle else tf.data.Dataset.from_tensors(
                            tf.constant(0, tf.int64))
         return epoch_index.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
-    first, last = epochs
-    _checks.non_negative_int("epochs[0]", first)
-    if not (isinstance(last, int) and last > first):
-        raise ValueError("Invalid value for argument `epochs`: expected (first, last) with "
-                         f"0 <= first < last, received {epochs!r}.")
-    batches = batches_per_epoch(total, batch_size, drop_remainder)
-    return (tf.data.Dataset.range(first, last).flat_map(one_epoch)
-            .apply(tf.data.experimental.assert_cardinality((last - first) * batches))
-            .prefetch(tf.data.AUTOTUNE))
+    _checked_epochs(epochs)
+    return _epochs_back_to_back(one_epoch, epochs,
+                                batches_per_epoch(total, batch_size, drop_remainder))
 
 
 def batches_per_epoch(count, batch_size, drop_remainder):
@@ -231,11 +225,7 @@ def _epoch_stream(count, batch_size, shuffle, drop_remainder, seed, epochs, epoc
     `epoch_batches(order, epoch_seed, batch_size)`, which makes its batches) depend on
     (seed, e). `shard=(index, count)`: every worker orders the epoch alike and keeps the
     index-th of `count` equal parts of each batch (and a seed of its own)."""
-    first, last = epochs
-    _checks.non_negative_int("epochs[0]", first)
-    if not (isinstance(last, int) and last > first):
-        raise ValueError("Invalid value for argument `epochs`: expected (first, last) with "
-                         f"0 <= first < last, received {epochs!r}.")
+    _checked_epochs(epochs)
     batches = batches_per_epoch(count, batch_size, drop_remainder)
     if shard is not None:
         index, parts = _checked_shard(shard, batch_size, drop_remainder)
@@ -252,8 +242,22 @@ def _epoch_stream(count, batch_size, shuffle, drop_remainder, seed, epochs, epoc
         return epoch_batches(tf.reshape(share, [-1]),
                              tf.random.experimental.stateless_fold_in(epoch_seed, index), part)
 
-    stream = tf.data.Dataset.range(first, last).flat_map(one_epoch)
-    return (stream.apply(tf.data.experimental.assert_cardinality((last - first) * batches))
+    return _epochs_back_to_back(one_epoch, epochs, batches)
+
+
+def _checked_epochs(epochs):
+    first, last = epochs
+    _checks.non_negative_int("epochs[0]", first)
+    if not (isinstance(last, int) and last > first):
+        raise ValueError("Invalid value for argument `epochs`: expected (first, last) with "
+                         f"0 <= first < last, received {epochs!r}.")
+
+
+def _epochs_back_to_back(one_epoch, epochs, batches):
+    """`one_epoch(e)`'s batches for e = first ... last - 1, with their known cardinality."""
+    first, last = epochs
+    return (tf.data.Dataset.range(first, last).flat_map(one_epoch)
+            .apply(tf.data.experimental.assert_cardinality((last - first) * batches))
             .prefetch(tf.data.AUTOTUNE))
 
 

@@ -88,7 +88,8 @@ def test_sparse_gradients_get_keras_adams_update(problem):
     assert not np.allclose(results[0][[1, 4]], start[[1, 4]])  # the update happened
 
 
-@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.slow  # over 10 s on one core
+@pytest.mark.parametrize("jit_compile", [False, True])
 def test_trains_a_ladder_vae_as_adam_does(jit_compile):
     x = (np.random.default_rng(0).random((128, 28, 28, 1)) < 0.13).astype("float32")
     results = []
