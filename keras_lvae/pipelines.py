@@ -179,11 +179,13 @@ def make_tile_pipeline(paths, tile_counts, labels, load, batch_size, *, shuffle,
                  .map(tiles_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                  .unbatch())
         if shuffle:
-            def mix(index, window):
-                window_seed = tf.random.experimental.stateless_fold_in(epoch_seed, index)
+            def mix(index, window):  # one permutation for the tiles and their labels
+                first = tf.nest.flatten(window)[0]
+                permutation = tf.random.experimental.stateless_shuffle(
+                    tf.range(tf.shape(first)[0]),
+                    seed=tf.random.experimental.stateless_fold_in(epoch_seed, index))
                 return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(
-                    lambda t: tf.random.experimental.stateless_shuffle(t, seed=window_seed),
-                    window))
+                    lambda t: tf.gather(t, permutation), window))
             tiles = tiles.batch(TILE_SHUFFLE_WINDOW).enumerate().flat_map(mix)
         batches = tiles.batch(batch_size, drop_remainder=drop_remainder)
         if shard is not None:

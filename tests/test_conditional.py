@@ -262,7 +262,7 @@ def test_lvae_train_reads_the_labels_and_sample_draws_the_asked_class(tmp_path, 
     out = capsys.readouterr().out
     assert "Bayes classifier (L_2 of each class, uniform p(y)): accuracy" in out
     assert "bounds of log p(x | y), each image's label given" in out
-    assert "  L_5(x | y) " in out
+    assert "\nL_1(x | y) " in out and "\nL_5(x | y) " in out
     import json
     report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     assert report["bayes_classifier"]["num_examples"] == 40

@@ -312,8 +312,9 @@ def test_lvae_export_command(exported, tmp_path, capsys):
     assert keras_lvae_cli.main([*args, "--version", "5"]) == 0
     assert "served/tiny/5" in capsys.readouterr().out
     assert sorted(os.listdir(tmp_path / "served" / "tiny")) == ["1", "5"]
-    assert keras_lvae_cli.main([*args, "--version", "5"]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert keras_lvae_cli.main([*args, "--version", "5"]) == 2  # refused before it loads
+    assert ("error: --version 5: " + str(tmp_path / "served" / "tiny" / "5") + " exists; "
+            "exports never overwrite: pass another --version") in capsys.readouterr().err
     assert keras_lvae_cli.main([*args[:2], "--name", "../x"]) == 2
     assert "--name" in capsys.readouterr().err
 

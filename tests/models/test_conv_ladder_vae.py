@@ -526,7 +526,7 @@ def test_colour_model_trains_with_xla_and_mixed_precision(policy):
 def test_colour_models_report_bits_per_dimension(tmp_path):
     """bpd = -nats / (H W C ln 2): in bound_report and the logged metrics, on a constructed
     conversion and on a tiny colour model (the export's: the next test)."""
-    from keras_lvae.evaluation import bits_per_dim
+    from keras_lvae.densities import bits_per_dim
 
     assert bits_per_dim(-2 * 3 * 4 * math.log(2) * 5.0, 2 * 3 * 4) == pytest.approx(5.0)
     model, x = make_model_and_data(dict(likelihood="logistic_mixture", mixture_components=2))
