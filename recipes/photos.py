@@ -9,7 +9,7 @@ position (`learn_top_prior=False`), so the model codes images of any size whose 
 multiples of its total stride, 8. The goal: a test L_k in bits/dim below PNG (3.81 on the
 test photographs' tiles), WebP lossless (3.07) and JPEG XL (2.74); `benchmarks/codecs.py`.
 
-A long, resumable run: about 9 minutes an epoch (261 steps of 64 tiles) on one CPU core,
+A long, resumable run: about 10 minutes an epoch (262 steps of 64 tiles) on one CPU core,
 continued over several sessions:
 
     TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 taskset -c 1 \\
@@ -27,7 +27,7 @@ from keras_lvae.config import Config, DataConfig, ModelConfig, TrainConfig
 CONFIG = Config(
     data=DataConfig(
         dataset="photos",              # tiles of whole photographs, split by photograph
-        batch_size=64,                 # 261 steps per epoch
+        batch_size=64,                 # 262 steps per epoch
         random_flips=True,             # mirrored training tiles: augmentation from the
                                        # training photographs only
     ),
