@@ -26,7 +26,7 @@ class Bounds:
         bound log p(x | y).
         """
         x = self.prepare(x)
-        trace, log_px = self.posterior_samples(x, 1, training, seed,
+        trace, log_px = self._posterior_samples(x, 1, training, seed,
                                                labels=self.prepare_labels(labels, x))
         return objectives.elbo_terms(trace, log_px, self._analytic_kl())
 
@@ -44,7 +44,7 @@ class Bounds:
         """
         samples = self.mc_samples * self.iw_samples
         x = self.prepare(x, allow_nan)
-        trace, log_px = self.posterior_samples(x, samples, training,
+        trace, log_px = self._posterior_samples(x, samples, training,
                                                labels=self.prepare_labels(labels, x))
         return objectives.training_loss(
             objectives.elbo_terms(trace, log_px, self._analytic_kl()),
@@ -76,7 +76,7 @@ class Bounds:
         `elbo_terms` (the bound is then L_k of log p(x | y)).
         """
         x = self.prepare(x)
-        trace, log_px = self.posterior_samples(x, num_samples, training, seed, noise,
+        trace, log_px = self._posterior_samples(x, num_samples, training, seed, noise,
                                                self.prepare_labels(labels, x))
         return keras.ops.reshape(log_px + objectives.log_prior_ratio(trace), (num_samples, -1))
 
@@ -104,16 +104,16 @@ class Bounds:
         ratios = _checks.layer_indices("ratios", ratios, 1, self.num_layers - 1)
         x = self.prepare(x)
         labels = self.prepare_labels(labels, x)
-        trace, log_px = self.posterior_samples(x, num_samples, seed=seed, labels=labels)
-        x_rows = self.sample_rows(x, num_samples)
-        label_rows = None if labels is None else self.sample_rows(labels, num_samples)
+        trace, log_px = self._posterior_samples(x, num_samples, seed=seed, labels=labels)
+        x_rows = self._sample_rows(x, num_samples)
+        label_rows = None if labels is None else self._sample_rows(labels, num_samples)
         weights = [log_px + objectives.log_prior_ratio(trace)]
         for k in ratios:
             # Its own stream: the posterior's layers draw with fold_in(seed, i), i < L.
             branch_seed = self._layer_seed(seed, self.num_layers + k)
             below = trace[k - 1]  # p(z_k | z_{>k}) is known from the posterior pass
             z = self._prior_draw(k - 1, below["p_mean"], below["p_variance"], branch_seed)
-            z_1, _ = self.descend(z, below["features"], k - 1, 0, branch_seed, sample=True,
+            z_1, _ = self._descend(z, below["features"], k - 1, 0, branch_seed, sample=True,
                                   labels=label_rows)
             weights.append(self._log_px(x_rows, z_1, False)
                            + objectives.log_prior_ratio(trace[k:]))

@@ -1,5 +1,5 @@
 """Generation from the prior: samples, temperature, interpolation, per-layer variations.
-A mixin of `LadderVAE`, built on its passes (`sample_top`, `descend`)."""
+A mixin of `LadderVAE`, built on its passes (`_sample_top`, `_descend`)."""
 
 import numpy as np
 import tensorflow as tf
@@ -58,9 +58,9 @@ class Generation:
         """
         if labels is None and self.num_classes is not None:
             inputs.labels(None, self.num_classes, num_samples)  # the error naming `labels`
-        z = self.sample_top(num_samples, seed, None if temperature is None else temperature[-1],
+        z = self._sample_top(num_samples, seed, None if temperature is None else temperature[-1],
                             labels=labels)
-        z, _ = self.descend(z, None, self.num_layers - 1, 0, seed, sample=True,
+        z, _ = self._descend(z, None, self.num_layers - 1, 0, seed, sample=True,
                             temperature=temperature, training=training, labels=labels)
         return self._images(self.output_params(z, training=training))
 
@@ -80,8 +80,8 @@ class Generation:
         """
         self.require_built("generate_from_noise")
         rows = ops.shape(noise[-1])[0]
-        z = self.sample_top(rows, None, noise=noise)
-        z, _ = self.descend(z, None, self.num_layers - 1, 0, None, sample=True,
+        z = self._sample_top(rows, None, noise=noise)
+        z, _ = self._descend(z, None, self.num_layers - 1, 0, None, sample=True,
                             training=training, noise=noise)
         return self._images(self.output_params(z, training=training))
 
@@ -100,7 +100,7 @@ class Generation:
         """
         self.require_built("interpolate")
         _checks.positive_int("steps", steps)
-        layer = self.checked_layer(self.num_layers if layer is None else layer)
+        layer = self._checked_layer(self.num_layers if layer is None else layer)
         _checks.one_of("method", method, ("slerp", "linear"))
         single = len(np.shape(inputs.unpack(x_a))) == len(self.feature_shape)
         x_a, x_b = ((x[None] if single else x) for x in (np.asarray(x_a), np.asarray(x_b)))
@@ -134,14 +134,14 @@ class Generation:
         path_labels = None if labels is None else ops.repeat(labels, steps, axis=0)
         above = None
         if i < self.num_layers - 1:  # the features of the layers above, at their prior means
-            top_mean, _ = self.top_prior(path_labels)
+            top_mean, _ = self._top_prior(path_labels)
             top = ops.zeros((1, *self.latent_shapes[-1])) if top_mean is None else top_mean
             # (down to rung i: the features that p(z_layer) is computed from)
-            _, above = self.descend(top, None, self.num_layers - 1, i, None, sample=False,
+            _, above = self._descend(top, None, self.num_layers - 1, i, None, sample=False,
                                     labels=path_labels)
             if above is not None and labels is None:
                 above = ops.repeat(above, ops.shape(z)[0], axis=0)
-        z, _ = self.descend(z, above, i, 0, None, sample=False, labels=path_labels)
+        z, _ = self._descend(z, above, i, 0, None, sample=False, labels=path_labels)
         return ops.reshape(self.decode(z), (ops.shape(m_a)[0], -1, *self.feature_shape))
 
     def layer_variations(self, layer, rows=4, columns=8, seed=0, labels=None):
@@ -157,7 +157,7 @@ class Generation:
         Reference: the per-layer sample figures of addtt/ladder-vae-pytorch.
         """
         self.require_built("layer_variations")
-        self.checked_layer(layer)
+        self._checked_layer(layer)
         _checks.positive_int("rows", rows)
         _checks.positive_int("columns", columns)
         labels = inputs.labels(labels, self.num_classes, rows)
@@ -166,16 +166,16 @@ class Generation:
         fold = tf.random.experimental.stateless_fold_in
         i = layer - 1  # 0-based
         if i == self.num_layers - 1:
-            z, above = self.sample_top(rows * columns, seed, labels=cells), None
+            z, above = self._sample_top(rows * columns, seed, labels=cells), None
         else:
-            z, above = self.descend(self.sample_top(rows, seed, labels=labels), None,
+            z, above = self._descend(self._sample_top(rows, seed, labels=labels), None,
                                     self.num_layers - 1, i + 1, seed, sample=True, labels=labels)
             z, above = (None if t is None else ops.repeat(t, columns, axis=0) for t in (z, above))
-            z, above = self.descend(z, above, i + 1, i, fold(seed, 1), sample=True, labels=cells)
-        z, _ = self.descend(z, above, i, 0, seed, sample=False, labels=cells)
+            z, above = self._descend(z, above, i + 1, i, fold(seed, 1), sample=True, labels=cells)
+        z, _ = self._descend(z, above, i, 0, seed, sample=False, labels=cells)
         return ops.reshape(self.decode(z), (rows, columns, *self.feature_shape))
 
-    def checked_layer(self, layer):
+    def _checked_layer(self, layer):
         """`layer` if it numbers a stochastic layer (1 = bottom), else ValueError."""
         if not (_checks.is_int(layer) and 1 <= layer <= self.num_layers):
             raise ValueError(f"Invalid value for argument `layer`: expected an int from 1 to "

@@ -6,11 +6,11 @@ A pass returns a *trace*: a list, bottom to top, of dicts with the layer's `z` a
 the parameters of q (`q_mean`, `q_variance`) and of p(z_i | z_{>i}) (`p_mean`,
 `p_variance`; None for an N(0, I) top prior). The ladder's top-down pass also keeps
 `features`, the output of the rung that gave p(z_i | z_{>i}) (None at the top): what
-`descend` needs to continue down the generative path from that layer.
+`_descend` needs to continue down the generative path from that layer.
 
 A conditional model (`num_classes`) takes int32 `labels` [rows] in every pass: their
 embedding joins the input of the first bottom-up rung and of every top-down rung
-(`_with_labels`), and p(z_L | y) is the class's own Gaussian (`top_prior`).
+(`_with_labels`), and p(z_L | y) is the class's own Gaussian (`_top_prior`).
 """
 
 import tensorflow as tf
@@ -52,7 +52,7 @@ class LadderPasses:
         _, mean, variance = self.decoder_heads[i](h, training=training, sample=False)
         return mean, variance, h
 
-    def top_prior(self, labels=None):
+    def _top_prior(self, labels=None):
         """(mean, variance) of p(z_L) (of p(z_L | y) for a conditional model: one row per
         label), broadcastable to [batch, ...]; None for N(0, I)."""
         if labels is not None:
@@ -109,7 +109,7 @@ class LadderPasses:
             _, q_mean, q_variance = self.encoder_heads[i](d, training=training, sample=False)
             h = self._draw(i, q_mean, q_variance, sample, seed, noise)
             trace[i] = dict(z=h, q_mean=q_mean, q_variance=q_variance)
-        trace[-1]["p_mean"], trace[-1]["p_variance"] = self.top_prior(labels)
+        trace[-1]["p_mean"], trace[-1]["p_variance"] = self._top_prior(labels)
         above = None
         for i in reversed(range(self.num_layers - 1)):
             p_mean, p_variance, above = self.prior_params(i, trace[i + 1]["z"], above, training,
@@ -136,7 +136,7 @@ class LadderPasses:
             mean_hat, variance_hat = bottom_up[i]
             if i == num - 1:
                 q_mean, q_variance = mean_hat, variance_hat
-                p_mean, p_variance = self.top_prior(labels)
+                p_mean, p_variance = self._top_prior(labels)
             else:
                 p_mean, p_variance, above = self.prior_params(i, z_above, above, training,
                                                               labels)
@@ -166,13 +166,13 @@ class LadderPasses:
         return ops.reshape(self.pixel_likelihood.mean(params), (-1,) + self.feature_shape)
 
     @staticmethod
-    def sample_rows(t, num_samples):
-        """[batch, ...] -> [num_samples * batch, ...], sample-major (as `posterior_samples`)."""
+    def _sample_rows(t, num_samples):
+        """[batch, ...] -> [num_samples * batch, ...], sample-major (as `_posterior_samples`)."""
         if isinstance(num_samples, int) and num_samples == 1:
             return t
         return ops.tile(t, (num_samples,) + (1,) * (len(t.shape) - 1))
 
-    def posterior_samples(self, x, num_samples, training=False, seed=None, noise=None,
+    def _posterior_samples(self, x, num_samples, training=False, seed=None, noise=None,
                           labels=None):
         """Posterior samples for x in the model's layout, `num_samples` per example.
 
@@ -182,10 +182,10 @@ class LadderPasses:
         `posterior_trace`, each [num_samples, batch, *latent shape] or with those
         rows merged. `labels`: see `posterior_trace`, [batch].
         """
-        x_rows = self.sample_rows(x, num_samples)
-        label_rows = None if labels is None else self.sample_rows(labels, num_samples)
+        x_rows = self._sample_rows(x, num_samples)
+        label_rows = None if labels is None else self._sample_rows(labels, num_samples)
         if self.inference == "ladder":
-            bottom_up = [(self.sample_rows(m, num_samples), self.sample_rows(v, num_samples))
+            bottom_up = [(self._sample_rows(m, num_samples), self._sample_rows(v, num_samples))
                          for m, v in self._bottom_up(x, training, labels)]
             trace = self._top_down(bottom_up, training, sample=True, seed=seed, noise=noise,
                                    labels=label_rows)
@@ -194,11 +194,11 @@ class LadderPasses:
                                          labels=label_rows)
         return trace, self._log_px(x_rows, trace[0]["z"], training)
 
-    def sample_top(self, num_samples, seed, temperature=None, noise=None, labels=None):
+    def _sample_top(self, num_samples, seed, temperature=None, noise=None, labels=None):
         """z_L ~ p(z_L) (p(z_L | y) with `labels` [num_samples]) for `num_samples` rows
         (standard deviation x `temperature`); `noise`: see `posterior_trace`."""
         shape = (num_samples, *self.latent_shapes[-1])
-        mean, variance = self.top_prior(labels)
+        mean, variance = self._top_prior(labels)
         mean = ops.zeros(shape) if mean is None else ops.broadcast_to(mean, shape)
         variance = ops.ones(shape) if variance is None else ops.broadcast_to(variance, shape)
         if temperature is not None:
@@ -207,7 +207,7 @@ class LadderPasses:
             return self._given_draw(noise, self.num_layers - 1, mean, variance)
         return distributions.sample_normal(mean, variance, self._layer_seed(seed, self.num_layers))
 
-    def descend(self, z, above, start, stop, seed, sample, temperature=None, training=False,
+    def _descend(self, z, above, start, stop, seed, sample, temperature=None, training=False,
                 noise=None, labels=None):
         """Down the generative path from z = z_{start+1} (0-based index `start`) to
         z_{stop+1}, each layer drawn from p(z_i | z_{>i}) (`sample`; standard
