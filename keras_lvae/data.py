@@ -30,19 +30,12 @@ Protocol (paper.md section 3):
   of the aligned faces, area-resized), `image_folder` (any folder of image files,
   centre-cropped to a square and area-resized to `image_size`, streamed from disk;
   one folder holds out 10% for test and 10% for validation, see
-  `keras_lvae.image_files`), `image_tiles` (the same folders, split by file the same
-  way, each image cut into non-overlapping `image_size` tiles at full resolution, on a
-  centred grid whose leftover borders are dropped; streamed, with a shuffle window of
-  tiles of several files), `photo_patches` and `photos`:
+  `keras_lvae.image_files`), `image_tiles` (the same folders and splits, each image
+  cut into `image_size` tiles at full resolution), `photo_patches` and `photos`:
   8-bit colour [H, W, 3], values v / 255 for v in {0, ..., 255}, never binarized;
   for the discretized logistic likelihood (bits per dimension).
-- `photo_patches`: textured 32 x 32 tiles of seven scikit-image photographs, split by
-  TILE: its test tiles come from the same seven photographs as its training tiles, so
-  a number on them says how well a model remembers those photographs, not how it codes
-  new ones.
-- `photos`: every 32 x 32 tile of the 33 photographs in `photos/` (shared/data's corpus:
-  25 in `train/`, 8 in `test/`), split by PHOTOGRAPH; borders that do not fill a tile are
-  dropped (a centred grid, `readers.cut_tiles`). Labels: the photograph's index.
+- `photo_patches` splits by TILE (its test tiles share its seven photographs);
+  `photos` (tiles of shared/data's 33 photographs) by PHOTOGRAPH: see `readers`.
 - `validation_size=N` carves a validation split from the end of the training
   set in the file's order (pinned), and `train` then excludes those N images.
   `binarized_mnist` has its own validation split.
@@ -87,8 +80,7 @@ class Source:
     packaged_in: str = ""              # which package, for the log
     user_folder: bool = False          # image_folder: the user's own folder, resized
     tiles: bool = False                # image_tiles: ... cut into tiles at full resolution
-    whole_sources: bool = False        # its examples are tiles of photographs, split by
-                                       # photograph: carving a validation split is refused
+    whole_sources: bool = False        # tiles split by photograph: no validation carving
 
 
 SOURCES = {
@@ -137,8 +129,7 @@ SOURCES = {
     "photos": Source(("train", "test"), "the photographs corpus (train/ and test/ folders of "
                      f"images beside {readers.PHOTOS_MARKER}, as in shared/data/photos)",
                      image_shape=(readers.PHOTO_PATCH, readers.PHOTO_PATCH, 3),
-                     read_local=readers.photos, marker=readers.PHOTOS_MARKER,
-                     whole_sources=True),
+                     read_local=readers.photos, marker=readers.PHOTOS_MARKER, whole_sources=True),
 }
 
 
@@ -257,11 +248,10 @@ def _raw_arrays(name, split, data_dir, validation_size, image_size):
         raise ValueError("Invalid value for argument `validation_size`: expected a non-negative int "
                          "(and 0 for binarized_mnist, which has its own validation split), "
                          f"received {validation_size!r}.")
-    if validation_size and spec.whole_sources:
+    if validation_size and spec.whole_sources:  # the last N tiles share photographs
         raise ValueError(f"Invalid value for argument `validation_size`: {name!r} is split by "
-                         "photograph, and the last N tiles would share photographs with "
-                         f"training; expected 0, received {validation_size!r}. Validate on "
-                         "'test', or use image_folder, whose validation_size holds out files.")
+                         f"photograph; expected 0, received {validation_size!r}. Validate on "
+                         "'test', or use image_tiles, whose validation_size holds out files.")
     source_split = "train" if split == "validation" and "validation" not in spec.splits else split
     images, labels = _load_split(name, source_split, spec, data_dir, image_size)
     if validation_size and source_split == "train":
